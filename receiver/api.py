@@ -1,0 +1,232 @@
+"""The operators' API: the audit log (page, NDJSON, live tail, verify), status, rules, health."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from receiver.audit import AuditEvent
+from receiver.clock import timestamp
+from receiver.ingest import PayloadError
+from receiver.middleware import access
+from receiver.service import SERVICE
+from receiver.store.base import AuditQuery
+from rules.duration import parse_duration
+
+MAX_LIMIT = 1000
+NDJSON = "application/x-ndjson"
+
+
+def encode_cursor(event_id: int) -> str:
+    """An opaque cursor for the page after ``event_id``."""
+    return base64.urlsafe_b64encode(f"before:{event_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The event id a cursor continues before; :class:`PayloadError` when it is not ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "before":
+            raise ValueError(kind)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise PayloadError("cursor", "not a cursor this server issued") from None
+
+
+def parse_time(value: str, field: str, now: datetime) -> str:
+    """An RFC 3339 time, or a duration meaning that long ago, as a stored timestamp."""
+    try:
+        return timestamp(now - timedelta(seconds=parse_duration(value)))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise PayloadError(
+            field, f"expected an RFC 3339 time or a duration, got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise PayloadError(field, f"time without a timezone: {value!r}")
+    return timestamp(moment)
+
+
+def audit_query(params: Mapping[str, str], now: datetime) -> AuditQuery:
+    """The filters of an audit request, checked."""
+    unknown = set(params) - {
+        "since",
+        "until",
+        "rule",
+        "target",
+        "outcome",
+        "alert",
+        "limit",
+        "cursor",
+    }
+    if unknown:
+        raise PayloadError(sorted(unknown)[0], "unknown query parameter")
+    limit_text = params.get("limit", "100")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise PayloadError("limit", f"expected an integer from 1 to {MAX_LIMIT}")
+    return AuditQuery(
+        since=parse_time(params["since"], "since", now) if "since" in params else None,
+        until=parse_time(params["until"], "until", now) if "until" in params else None,
+        rule=params.get("rule"),
+        target=params.get("target"),
+        outcome=params.get("outcome"),
+        alert=params.get("alert"),
+        limit=int(limit_text),
+        before_id=decode_cursor(params["cursor"]) if "cursor" in params else None,
+    )
+
+
+@access("viewer")
+async def audit(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/audit``: a page of events, newest first, or all of them as NDJSON."""
+    service = request.app[SERVICE]
+    query = audit_query(request.query, service.clock.now())
+    if NDJSON in request.headers.get("Accept", ""):
+        return await _audit_ndjson(request, query)
+    events = await service.store.audit(query)
+    next_cursor = encode_cursor(events[-1].id) if len(events) == query.limit else None
+    return web.json_response({"events": [e.to_dict() for e in events], "next_cursor": next_cursor})
+
+
+async def _audit_ndjson(request: web.Request, query: AuditQuery) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    response = web.StreamResponse(headers={"Content-Type": NDJSON})
+    await response.prepare(request)
+    page = dataclasses.replace(query, limit=MAX_LIMIT)
+    while True:
+        events = await service.store.audit(page)
+        if events:
+            await response.write("".join(json.dumps(e.to_dict()) + "\n" for e in events).encode())
+        if len(events) < page.limit:
+            break
+        page = dataclasses.replace(page, before_id=events[-1].id)
+    await response.write_eof()
+    return response
+
+
+@access("viewer")
+async def audit_verify(request: web.Request) -> web.Response:
+    """``GET /api/v1/audit/verify``: check the hash chain."""
+    result = await request.app[SERVICE].store.verify()
+    return web.json_response(result.to_dict())
+
+
+@access("viewer")
+async def audit_stream(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/audit/stream``: new events as server-sent events."""
+    service = request.app[SERVICE]
+    pending: asyncio.Queue[list[AuditEvent]] = asyncio.Queue(maxsize=1000)
+    overflowed = asyncio.Event()
+
+    def listener(events: list[AuditEvent]) -> None:
+        try:
+            pending.put_nowait(events)
+        except asyncio.QueueFull:
+            overflowed.set()
+
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    service.store.listeners.append(listener)
+    try:
+        while not overflowed.is_set():
+            try:
+                events = await asyncio.wait_for(pending.get(), timeout=15)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            for event in events:
+                data = json.dumps(event.to_dict())
+                await response.write(f"id: {event.id}\nevent: audit\ndata: {data}\n\n".encode())
+    finally:
+        service.store.listeners.remove(listener)
+    return response
+
+
+@access("viewer")
+async def remediations(request: web.Request) -> web.Response:
+    """``GET /api/v1/remediations?state=S``: remediation records."""
+    states = [s for s in request.query.getall("state", []) for s in s.split(",") if s]
+    records = await request.app[SERVICE].store.remediations(states)
+    return web.json_response({"remediations": [r.to_dict() for r in records]})
+
+
+@access("viewer")
+async def status(request: web.Request) -> web.Response:
+    """``GET /api/v1/status``: what an operator checks first."""
+    service = request.app[SERVICE]
+    executor = service.running_executor
+    return web.json_response(
+        {
+            "paused": False,
+            "dry_run": service.config.dry_run,
+            "queue_depth": executor.queue_depth,
+            "rules": len(service.planner.rules),
+            "rules_version": service.planner.rules.version,
+            "storage": service.store.backend,
+        }
+    )
+
+
+@access("viewer")
+async def rules(request: web.Request) -> web.Response:
+    """``GET /api/v1/rules``: the loaded rules."""
+    ruleset = request.app[SERVICE].planner.rules
+    return web.json_response(
+        {
+            "version": ruleset.version,
+            "rules": [
+                {
+                    "name": rule.name,
+                    "description": rule.description,
+                    "file": rule.file,
+                    "line": rule.line,
+                    "source": rule.source,
+                    "status": rule.status,
+                    "alertname": rule.alertname,
+                    "matchers": [f"{m.name}{m.op}{json.dumps(m.value)}" for m in rule.matchers],
+                    "target": rule.target.source,
+                    "actions": [step.action for step in rule.actions],
+                    "dry_run": rule.guards.dry_run,
+                }
+                for rule in ruleset.rules
+            ],
+        }
+    )
+
+
+@access("public")
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: the process is alive."""
+    return web.json_response({"status": "ok"})
+
+
+@access("public")
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: storage answers and rules are loaded."""
+    service = request.app[SERVICE]
+    await service.store.ping()
+    return web.json_response({"status": "ready"})
+
+
+@access("public")
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus text format."""
+    registry = request.app[SERVICE].metrics.registry
+    response = web.Response(body=generate_latest(registry))
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    response.charset = "utf-8"
+    return response

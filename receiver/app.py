@@ -1,0 +1,120 @@
+"""The aiohttp application: routes, middlewares, and every client's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from receiver import api, webhooks
+from receiver.auth import Authenticator
+from receiver.clock import Clock, SystemClock
+from receiver.config import Config
+from receiver.executor import Executor
+from receiver.metrics import Metrics
+from receiver.middleware import authenticate, request_context
+from receiver.planner import Planner
+from receiver.service import SERVICE, Service
+from receiver.store.base import Store
+from receiver.store.sqlite import SQLiteStore
+from remediations import Registry, builtin_registry
+from rules.index import RuleSet
+from rules.loader import load_rules
+
+log = structlog.get_logger("remedy.app")
+
+SHUTDOWN_GRACE = 10.0
+
+
+def load_ruleset(sources: Sequence[str], registry: Registry | None = None) -> RuleSet:
+    """Load and validate rules against the actions of ``registry`` (default: the built-ins)."""
+    return load_rules(sources, registry or builtin_registry())
+
+
+def build_service(
+    config: Config,
+    *,
+    registry: Registry | None = None,
+    clock: Clock | None = None,
+    rules: RuleSet | None = None,
+    store: Store | None = None,
+) -> Service:
+    """Load rules and assemble the service; raises ``RuleLoadError`` before anything starts."""
+    registry = registry or builtin_registry()
+    clock = clock or SystemClock()
+    metrics = Metrics()
+    ruleset = rules if rules is not None else load_ruleset(config.rules, registry)
+    metrics.rules_loaded.set(len(ruleset))
+    metrics.dry_run.set(1 if config.dry_run else 0)
+    auth = Authenticator(
+        config.auth.webhook_tokens if config.auth else (),
+        config.auth.api_tokens if config.auth else (),
+        enabled=config.auth is not None,
+    )
+    if store is None:
+        store = SQLiteStore(config.sqlite_path, clock=clock, on_commit=metrics.observe_commit)
+    return Service(
+        config=config,
+        store=store,
+        registry=registry,
+        metrics=metrics,
+        auth=auth,
+        planner=Planner(ruleset, registry, metrics, dry_run=config.dry_run),
+        clock=clock,
+    )
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    """Open the store, the shared HTTP client and the executor; close them in reverse."""
+    service = app[SERVICE]
+    await service.store.open()
+    service.http = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=60), headers={"User-Agent": "remedy"}
+    )
+    service.executor = Executor(
+        service.store,
+        service.registry,
+        service.http,
+        service.metrics,
+        dry_run=service.config.dry_run,
+        workers=service.config.max_concurrent,
+    )
+    await service.executor.start()
+    log.info(
+        "service.started",
+        rules=len(service.planner.rules),
+        rules_version=service.planner.rules.version,
+        dry_run=service.config.dry_run,
+        storage=service.store.backend,
+        auth=service.auth.enabled,
+    )
+    try:
+        yield
+    finally:
+        await service.executor.stop(SHUTDOWN_GRACE)
+        await service.http.close()
+        await service.store.close()
+        log.info("service.stopped")
+
+
+def build_app(service: Service) -> web.Application:
+    """The HTTP application around a service."""
+    app = web.Application(
+        client_max_size=service.config.max_body_bytes,
+        middlewares=[request_context, authenticate],
+    )
+    app[SERVICE] = service
+    app.cleanup_ctx.append(_lifetime)
+    app.router.add_post("/webhook/alertmanager", webhooks.alertmanager)
+    app.router.add_get("/api/v1/audit", api.audit)
+    app.router.add_get("/api/v1/audit/verify", api.audit_verify)
+    app.router.add_get("/api/v1/audit/stream", api.audit_stream)
+    app.router.add_get("/api/v1/remediations", api.remediations)
+    app.router.add_get("/api/v1/status", api.status)
+    app.router.add_get("/api/v1/rules", api.rules)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/metrics", api.metrics)
+    return app

@@ -1,0 +1,228 @@
+"""The audit log's values: events, their canonical form, the hash chain, redaction.
+
+Every event is hashed over the previous event's hash and its own canonical
+JSON, so editing, inserting or deleting a stored event breaks the chain at
+that event. Secrets are redacted before an event is ever serialised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+EVENTS = (
+    "received",
+    "matched",
+    "queued",
+    "pending_approval",
+    "approved",
+    "rejected",
+    "started",
+    "succeeded",
+    "failed",
+    "timeout",
+    "skipped",
+    "dry_run",
+    "verified",
+    "ineffective",
+    "interrupted",
+    "paused",
+    "resumed",
+    "rules_reloaded",
+)
+
+_SECRET_KEY = re.compile(
+    r"(authorization|token|secret|password|passwd|api[-_]?key|cookie|credential|private[-_]?key)",
+    re.IGNORECASE,
+)
+REDACTED = "<redacted>"
+
+
+def redact(value: Any) -> Any:
+    """A copy of JSON-like data with the values of secret-looking keys replaced."""
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 text: one spelling per value, so one hash."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev_hash: str, data: str) -> str:
+    """SHA-256 over the previous hash and the event's canonical JSON."""
+    return hashlib.sha256((prev_hash + data).encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An event the pipeline asks to append; the store gives it id, time and hashes."""
+
+    event: str
+    alert: Mapping[str, Any] | None = None
+    rule: str | None = None
+    action: str | None = None
+    target: str | None = None
+    params: Any = None
+    reason: str | None = None
+    error: str | None = None
+    duration_ms: int | None = None
+    actor: str = "system"
+    remediation: int | None = None
+    result: Any = None
+
+    def __post_init__(self) -> None:
+        if self.event not in EVENTS:
+            raise ValueError(f"unknown audit event {self.event!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """A stored, chained audit event."""
+
+    id: int
+    ts: str
+    record: AuditRecord
+    prev_hash: str
+    hash: str
+
+    @property
+    def data(self) -> str:
+        """The canonical JSON this event's hash covers."""
+        return canonical_json(event_body(self.id, self.ts, self.record))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as the API, the CLI and the NDJSON stream show it."""
+        return {
+            **event_body(self.id, self.ts, self.record),
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+    @classmethod
+    def from_data(cls, data: str, prev_hash: str, hash_: str) -> AuditEvent:
+        """Rebuild an event from its stored canonical JSON."""
+        body = json.loads(data)
+        record = AuditRecord(
+            **{
+                f.name: body.get(f.name)
+                for f in dataclasses.fields(AuditRecord)
+                if f.name != "actor"
+            },
+            actor=body.get("actor", "system"),
+        )
+        return cls(id=body["id"], ts=body["ts"], record=record, prev_hash=prev_hash, hash=hash_)
+
+
+def event_body(event_id: int, ts: str, record: AuditRecord) -> dict[str, Any]:
+    """The hashed fields of an event, with secrets redacted."""
+    return {
+        "id": event_id,
+        "ts": ts,
+        "event": record.event,
+        "alert": redact(record.alert) if record.alert is not None else None,
+        "rule": record.rule,
+        "action": record.action,
+        "target": record.target,
+        "params": redact(record.params),
+        "reason": record.reason,
+        "error": record.error,
+        "duration_ms": record.duration_ms,
+        "actor": record.actor,
+        "remediation": record.remediation,
+        "result": redact(record.result),
+    }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredRow:
+    """An audit row as read back for verification."""
+
+    id: int
+    columns: Mapping[str, Any]
+    data: str
+    prev_hash: str
+    hash: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The outcome of checking the chain."""
+
+    ok: bool
+    events: int
+    first_bad_id: int | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``GET /api/v1/audit/verify``."""
+        if self.ok:
+            return {"ok": True, "events": self.events}
+        return {
+            "ok": False,
+            "events": self.events,
+            "first_bad_id": self.first_bad_id,
+            "reason": self.reason,
+        }
+
+
+INDEXED_COLUMNS = ("ts", "event", "rule", "target", "reason", "fingerprint")
+
+
+def indexed_values(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a store keeps in columns for filtering, taken from the hashed body."""
+    alert = body.get("alert") or {}
+    return {
+        "ts": body.get("ts"),
+        "event": body.get("event"),
+        "rule": body.get("rule"),
+        "target": body.get("target"),
+        "reason": body.get("reason"),
+        "fingerprint": alert.get("fingerprint"),
+    }
+
+
+def verify_chain(
+    rows: Iterable[StoredRow],
+    head: tuple[int, str] | None,
+    start: tuple[int, str] = (0, GENESIS_HASH),
+) -> VerifyResult:
+    """Walk rows in id order and name the first one that breaks the chain.
+
+    ``start`` is the last pruned (id, hash), ``head`` the (id, hash) the store
+    recorded for its newest event, which catches deletion at the end.
+    """
+    expected_id, prev_hash = start
+    count = 0
+    for row in rows:
+        expected_id += 1
+        if row.id != expected_id:
+            return VerifyResult(False, count, expected_id, f"event {expected_id} is missing")
+        if row.prev_hash != prev_hash:
+            return VerifyResult(False, count, row.id, "prev_hash does not match the event before")
+        if chain_hash(prev_hash, row.data) != row.hash:
+            return VerifyResult(False, count, row.id, "hash does not match the event's content")
+        try:
+            body = json.loads(row.data)
+        except ValueError:
+            return VerifyResult(False, count, row.id, "event content is not JSON")
+        if body.get("id") != row.id or indexed_values(body) != dict(row.columns):
+            return VerifyResult(False, count, row.id, "indexed columns differ from the event")
+        prev_hash = row.hash
+        count += 1
+    if head is not None and head != (expected_id, prev_hash):
+        missing = expected_id + 1
+        return VerifyResult(False, count, missing, f"the log ends before event {head[0]}")
+    return VerifyResult(True, count)

@@ -1,0 +1,115 @@
+"""Who may call what: webhook tokens for senders, API tokens with a role for operators.
+
+Tokens are compared in constant time against every configured token, and
+never logged: errors say which kind of credential was wrong, not its value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hmac
+from collections.abc import Sequence
+from typing import Literal
+
+from aiohttp import web
+
+Access = Literal["public", "webhook", "viewer", "operator"]
+ROLES = ("viewer", "operator")
+
+
+class AuthError(Exception):
+    """Missing or wrong credentials (401) or a role too weak (403)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class Token:
+    """A resolved credential. ``repr`` leaves the secret out."""
+
+    name: str
+    secret: str
+    role: str = "webhook"
+    username: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Token(name={self.name!r}, role={self.role!r})"
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class Authenticator:
+    """Checks requests against the configured tokens; ``enabled=False`` lets everyone in."""
+
+    def __init__(
+        self,
+        webhook_tokens: Sequence[Token] = (),
+        api_tokens: Sequence[Token] = (),
+        *,
+        enabled: bool = False,
+    ) -> None:
+        self.webhook_tokens = tuple(webhook_tokens)
+        self.api_tokens = tuple(api_tokens)
+        self.enabled = enabled
+
+    def check(self, request: web.Request, access: Access) -> str:
+        """The actor name for ``request``, or :class:`AuthError`."""
+        if access == "public" or not self.enabled:
+            return "anonymous" if self.enabled else "system"
+        header = request.headers.get("Authorization", "")
+        if access == "webhook":
+            return self._webhook(header)
+        return self._api(header, access)
+
+    def _webhook(self, header: str) -> str:
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        found: Token | None = None
+        if scheme == "bearer":
+            for token in self.webhook_tokens:
+                if _same(value.strip(), token.secret) and found is None:
+                    found = token
+        elif scheme == "basic":
+            username, password = _basic(value)
+            for token in self.webhook_tokens:
+                user_ok = token.username is None or _same(username, token.username)
+                if _same(password, token.secret) and user_ok and found is None:
+                    found = token
+        else:
+            raise AuthError(401, "webhook requires a bearer token or basic auth")
+        if found is None:
+            raise AuthError(401, "invalid webhook credentials")
+        return found.name
+
+    def _api(self, header: str, access: Access) -> str:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise AuthError(401, "API requires a bearer token")
+        found: Token | None = None
+        for token in self.api_tokens:
+            if _same(value.strip(), token.secret) and found is None:
+                found = token
+        if found is None:
+            raise AuthError(401, "invalid API token")
+        if access == "operator" and found.role != "operator":
+            raise AuthError(
+                403, f"token {found.name!r} has role {found.role!r}; this needs operator"
+            )
+        return found.name
+
+
+def _basic(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise AuthError(401, "malformed basic auth header") from None
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        raise AuthError(401, "malformed basic auth header")
+    return username, password

@@ -1,0 +1,308 @@
+"""The ``remedy`` command line: serve, check, test, audit.
+
+Every error a user can cause ends in one line on stderr and a non-zero exit;
+a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import ipaddress
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import aiohttp
+from aiohttp import web
+
+from receiver import logs
+from receiver.api import audit_query
+from receiver.app import build_app, build_service, load_ruleset
+from receiver.clock import SystemClock
+from receiver.config import Config
+from receiver.configfile import ConfigError, load_config
+from receiver.dryrun import describe_alerts
+from receiver.ingest import PayloadError
+from receiver.remote import RemoteError, follow_remote, read_remote, verify_remote
+from receiver.store.base import AuditQuery, StoreUnavailable
+from receiver.store.sqlite import SQLiteStore
+from rules.loader import RuleLoadError
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in a file the user named."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="remedy", description="Auto-remediation receiver for alerts.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the service")
+    serve.add_argument("--config", help="config file (default: built-in defaults, dry-run)")
+    serve.add_argument("--listen", help="HOST:PORT to listen on (overrides the config)")
+
+    check = commands.add_parser("check", help="validate the config and rule files")
+    check.add_argument("--config")
+    check.add_argument("rules", nargs="*", help="rule files, directories or globs")
+
+    test = commands.add_parser("test", help="show what an alert would trigger; runs nothing")
+    test.add_argument("--alert", required=True, help="webhook body file, or - for stdin")
+    test.add_argument("--config")
+    test.add_argument("--json", action="store_true", help="machine-readable output")
+
+    audit = commands.add_parser("audit", help="read the audit log")
+    _audit_source_args(audit)
+    audit.add_argument("--since", help="RFC 3339 time or duration ago, e.g. 1h")
+    audit.add_argument("--until")
+    audit.add_argument("--rule")
+    audit.add_argument("--target")
+    audit.add_argument("--outcome", help="event (succeeded, skipped...) or reason (duplicate...)")
+    audit.add_argument("--alert", help="alert fingerprint")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--follow", action="store_true", help="keep printing new events")
+    audit.add_argument("--json", action="store_true", help="one JSON event per line")
+    audit_commands = audit.add_subparsers(dest="audit_command", parser_class=_Parser)
+    verify = audit_commands.add_parser("verify", help="check the audit hash chain")
+    _audit_source_args(verify)
+    return parser
+
+
+def _audit_source_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config")
+    parser.add_argument("--url", help="read from a running server instead of the local store")
+    parser.add_argument("--token", help="API token for --url (or REMEDY_TOKEN)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``remedy`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "test":
+            return _test(args)
+        if args.command == "audit":
+            if args.audit_command == "verify":
+                return asyncio.run(_audit_verify(args))
+            return asyncio.run(_audit(args))
+    except RuleLoadError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"{problem}\n")
+        return 1
+    except (UsageError, ConfigError, StoreUnavailable, RemoteError) as exc:
+        sys.stderr.write(f"remedy: error: {exc}\n")
+        return 1
+    except PayloadError as exc:
+        sys.stderr.write(f"remedy: error: invalid alert: {exc}\n")
+        return 1
+    except aiohttp.ClientError as exc:
+        sys.stderr.write(f"remedy: error: cannot reach the server: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)  # argparse only admits the commands above
+
+
+def _config(path: str | None) -> Config:
+    if path is None:
+        return Config()
+    return load_config(Path(path))
+
+
+# -- serve --------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+
+    config = _config(args.config)
+    if args.listen:
+        host, sep, port = args.listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise UsageError(f"--listen expects HOST:PORT, got {args.listen!r}")
+        host = host.strip("[]") or "127.0.0.1"
+        config = dataclasses.replace(config, host=host, port=int(port))
+    if config.auth is None and not _is_loopback(config.host):
+        raise UsageError(
+            f"refusing to listen on {config.host}: without an auth section remedy listens "
+            "only on loopback (configure auth: or listen on 127.0.0.1)"
+        )
+    logs.configure(config.log_level)
+    service = build_service(config)
+    if config.auth is None:
+        logs.warn_no_auth(config.host, config.port)
+    web.run_app(
+        build_app(service),
+        host=config.host,
+        port=config.port,
+        shutdown_timeout=15,
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- check and test -----------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+
+    config = _config(args.config)
+    sources = tuple(args.rules) or config.rules
+    ruleset = load_ruleset(sources)
+    print(f"OK: {len(ruleset)} rules, version {ruleset.version}")
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+
+    config = _config(args.config)
+    try:
+        text = sys.stdin.read() if args.alert == "-" else Path(args.alert).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.alert}: {exc.strerror}") from None
+    report = describe_alerts(text, load_ruleset(config.rules), config)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_render_report(report))
+    return 0
+
+
+def _render_report(report: dict[str, Any]) -> str:
+    lines = []
+    for item in report["alerts"]:
+        alert = item["alert"]
+        lines.append(f"alert {alert['name']} ({alert['status']}, {alert['fingerprint']})")
+        if not item["matches"]:
+            lines.append("  no rule matches")
+        for match in item["matches"]:
+            lines.append(f"  rule {match['rule']} -> target {match['target']}: {match['decision']}")
+            if match.get("error"):
+                lines.append(f"    error: {match['error']}")
+            for step in match["actions"]:
+                lines.append(f"    {step['action']} {json.dumps(step['params'], sort_keys=True)}")
+    return "\n".join(lines)
+
+
+# -- audit --------------------------------------------------------------------
+
+
+def _query(args: argparse.Namespace) -> dict[str, str]:
+    params = {
+        key: str(value)
+        for key in ("since", "until", "rule", "target", "outcome", "alert", "limit")
+        if (value := getattr(args, key)) is not None
+    }
+    return params
+
+
+async def _audit(args: argparse.Namespace) -> int:
+    if args.url:
+        events = await read_remote(args.url, args.token, _query(args))
+        _print_events(events, args.json)
+        if args.follow:
+            await follow_remote(args.url, args.token, lambda e: _print_events([e], args.json))
+        return 0
+    store = await _open_local(args.config)
+    try:
+        query = _checked_query(_query(args))
+        events = [e.to_dict() for e in await store.audit(query)]
+        _print_events(events, args.json)
+        if args.follow:
+            last = max((e["id"] for e in events), default=0)
+            while True:
+                await asyncio.sleep(1)
+                newer = await store.audit(_follow_query(query, last))
+                if newer:
+                    _print_events([e.to_dict() for e in newer], args.json)
+                    last = newer[0].id
+    finally:
+        await store.close()
+
+
+def _follow_query(query: AuditQuery, after: int) -> AuditQuery:
+    return dataclasses.replace(query, after_id=after, before_id=None, limit=1000)
+
+
+def _checked_query(params: dict[str, str]) -> AuditQuery:
+    try:
+        return audit_query(params, SystemClock().now())
+    except PayloadError as exc:
+        raise UsageError(f"--{exc.field}: {exc.message}") from None
+
+
+async def _audit_verify(args: argparse.Namespace) -> int:
+    if args.url:
+        result = await verify_remote(args.url, args.token)
+    else:
+        store = await _open_local(args.config)
+        try:
+            result = (await store.verify()).to_dict()
+        finally:
+            await store.close()
+    if result["ok"]:
+        print(f"OK {result['events']} events")
+        return 0
+    sys.stderr.write(f"FAIL at event {result['first_bad_id']}: {result.get('reason')}\n")
+    return 1
+
+
+async def _open_local(config_path: str | None) -> SQLiteStore:
+    config = _config(config_path)
+    path = config.sqlite_path
+    if not path.exists():
+        raise UsageError(f"no audit store at {path} (use --config or --url)")
+    store = SQLiteStore(path)
+    await store.open()
+    return store
+
+
+def _print_events(events: Sequence[dict[str, Any]], as_json: bool) -> None:
+    ordered = sorted(events, key=lambda e: e["id"])
+    for event in ordered:
+        if as_json:
+            print(json.dumps(event, sort_keys=True))
+        else:
+            print(format_event(event))
+    sys.stdout.flush()
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One readable line per audit event."""
+    alert = event.get("alert") or {}
+    parts = [event["ts"], f"#{event['id']}", f"{event['event']:<12}"]
+    if alert:
+        parts.append(f"alert={alert.get('name')}[{alert.get('status')}]")
+    for key in ("rule", "target", "action", "reason"):
+        if event.get(key):
+            parts.append(f"{key}={event[key]}")
+    if event.get("duration_ms") is not None:
+        parts.append(f"{event['duration_ms']}ms")
+    if event.get("actor") not in (None, "system"):
+        parts.append(f"actor={event['actor']}")
+    if event.get("error"):
+        parts.append(f"error={json.dumps(event['error'])}")
+    return "  ".join(parts)

@@ -1,0 +1,44 @@
+"""The service's configuration (SPEC §4): values here, strict loading in ``load_config``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from receiver.auth import Token
+from rules.loader import DEFAULT_RULES_DIR
+
+DEFAULT_LISTEN = ("127.0.0.1", 9095)
+DEFAULT_STORAGE = "sqlite:///./remedy.db"
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Resolved tokens; present only when the config has an ``auth:`` section."""
+
+    webhook_tokens: tuple[Token, ...] = ()
+    api_tokens: tuple[Token, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    """Everything ``remedy serve`` needs; the defaults are the no-config-file defaults."""
+
+    host: str = DEFAULT_LISTEN[0]
+    port: int = DEFAULT_LISTEN[1]
+    storage: str = DEFAULT_STORAGE
+    rules: tuple[str, ...] = (str(DEFAULT_RULES_DIR),)
+    dry_run: bool = True
+    auth: AuthConfig | None = None
+    max_concurrent: int = 4
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    log_level: str = "info"
+    file: str | None = None
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The database file of a ``sqlite:///`` storage URL."""
+        if not self.storage.startswith("sqlite:///"):
+            raise ValueError(f"storage {self.storage!r} is not a sqlite:/// URL")
+        return Path(self.storage.removeprefix("sqlite:///"))

@@ -1,0 +1,101 @@
+"""Every metric remedy exports, defined once on a registry of its own.
+
+Labels are bounded: source, status, rule, action, outcome, route — never a
+fingerprint, a pod or a container name.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_ACTIONS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Metrics:
+    """The service's metrics; one instance per app, so tests never share counters."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.alerts_received = Counter(
+            "remedy_alerts_received",
+            "Alerts received, by source and status.",
+            ["source", "status"],
+            registry=r,
+        )
+        self.alerts_duplicate = Counter(
+            "remedy_alerts_duplicate",
+            "Alerts delivered again and ignored, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.alerts_truncated = Counter(
+            "remedy_alerts_truncated",
+            "Alerts Alertmanager left out of a webhook (truncatedAlerts).",
+            registry=r,
+        )
+        self.webhook_rejected = Counter(
+            "remedy_webhook_rejected",
+            "Webhook deliveries refused, by source and reason.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.rule_matches = Counter(
+            "remedy_rule_matches",
+            "Alerts a rule matched, by rule.",
+            ["rule"],
+            registry=r,
+        )
+        self.actions = Counter(
+            "remedy_actions",
+            "Action runs by action and outcome.",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self.remediations = Counter(
+            "remedy_remediations",
+            "Remediations reaching a final state, by rule and state.",
+            ["rule", "state"],
+            registry=r,
+        )
+        self.action_duration = Histogram(
+            "remedy_action_duration_seconds",
+            "How long actions ran, by action.",
+            ["action"],
+            buckets=_ACTIONS,
+            registry=r,
+        )
+        self.store_write = Histogram(
+            "remedy_store_write_seconds",
+            "Time of one group commit to storage.",
+            buckets=_FAST,
+            registry=r,
+        )
+        self.store_batch = Histogram(
+            "remedy_store_batch_size",
+            "Write jobs in one group commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.http_requests = Histogram(
+            "remedy_http_request_duration_seconds",
+            "HTTP requests served, by route and status.",
+            ["method", "route", "status"],
+            buckets=_FAST,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "remedy_queue_depth",
+            "Remediations waiting for a worker.",
+            registry=r,
+        )
+        self.rules_loaded = Gauge("remedy_rules_loaded", "Rules currently loaded.", registry=r)
+        self.dry_run = Gauge(
+            "remedy_dry_run", "1 when the service runs in dry-run mode.", registry=r
+        )
+
+    def observe_commit(self, seconds: float, jobs: int) -> None:
+        """Record one group commit (called from the writer thread; the client is thread-safe)."""
+        self.store_write.observe(seconds)
+        self.store_batch.observe(jobs)

@@ -1,0 +1,98 @@
+"""Cross-cutting HTTP concerns: request ids and timing, auth, and one error mapping.
+
+Domain errors become HTTP answers in exactly one place, always as JSON with a
+reason, so every client — Alertmanager, SNS, an operator's curl — reads the
+same shape.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from receiver.auth import Access, AuthError
+from receiver.ingest import PayloadError
+from receiver.service import SERVICE
+from receiver.store.base import NotFound, StoreUnavailable
+
+ACTOR = web.RequestKey("actor", str)
+"""Who made the request: a token's name, ``anonymous``, or ``system`` when auth is off."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger("remedy.http")
+
+
+def access(level: Access) -> Callable[[Handler], Handler]:
+    """Declare who may call a handler; the auth middleware enforces it."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.remedy_access = level  # type: ignore[attr-defined]  # read by auth_middleware
+        return handler
+
+    return mark
+
+
+def error_body(status: int, message: str, **extra: Any) -> web.Response:
+    """The one JSON error shape: ``{"error": message, ...}``."""
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id to the logs, time the request, and map errors to JSON."""
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await _mapped(request, handler)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        request.app[SERVICE].metrics.http_requests.labels(
+            request.method, name, str(status)
+        ).observe(time.perf_counter() - started)
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PayloadError as exc:
+        return error_body(400, exc.message, field=exc.field or None)
+    except AuthError as exc:
+        response = error_body(exc.status, str(exc))
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="remedy"'
+        return response
+    except StoreUnavailable as exc:
+        log.error("store.unavailable", error=str(exc))
+        return error_body(503, "storage unavailable, retry later")
+    except NotFound as exc:
+        return error_body(404, str(exc))
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SERVICE].config.max_body_bytes
+        return error_body(413, f"request body over the limit of {limit} bytes", limit_bytes=limit)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_body(exc.status, exc.reason)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Check the credentials the handler's declared access level needs."""
+    if request.match_info.http_exception is not None:
+        return await handler(request)  # 404/405: nothing to protect, say so plainly
+    level: Access = getattr(handler, "remedy_access", "operator")
+    service = request.app[SERVICE]
+    request[ACTOR] = service.auth.check(request, level)
+    return await handler(request)

@@ -1,0 +1,73 @@
+"""The match stage: which rules an alert triggers, and what each would do, rendered.
+
+Rendering happens here, before the alert is stored, so the remediation record
+holds exactly what will run and a template error is recorded with its reason
+instead of ever running an action with an empty string in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from receiver.metrics import Metrics
+from receiver.store.base import IncomingAlert, Plan
+from rules.alert import Alert
+from rules.index import RuleSet
+from rules.schema import ActionCatalog, ActionStep, Rule
+from rules.template import TemplateError, render_params
+
+
+class Planner:
+    """Matches alerts against one rule set and renders the plans."""
+
+    def __init__(
+        self, rules: RuleSet, catalog: ActionCatalog, metrics: Metrics, dry_run: bool
+    ) -> None:
+        self.rules = rules
+        self.catalog = catalog
+        self.metrics = metrics
+        self.dry_run = dry_run
+
+    def plan(self, alert: Alert) -> IncomingAlert:
+        """The alert with one plan per matching rule."""
+        plans = []
+        for rule in self.rules.match(alert):
+            self.metrics.rule_matches.labels(rule.name).inc()
+            plans.append(self._plan(rule, alert))
+        return IncomingAlert(alert, plans)
+
+    def plan_all(self, alerts: Sequence[Alert]) -> list[IncomingAlert]:
+        """Plans for a whole webhook's alerts."""
+        return [self.plan(alert) for alert in alerts]
+
+    def _plan(self, rule: Rule, alert: Alert) -> Plan:
+        target: str | None = None
+        try:
+            target = rule.target.render(alert)
+            steps = [
+                self._step(step, alert, f"actions[{i}]") for i, step in enumerate(rule.actions)
+            ]
+            on_failure = [
+                self._step(step, alert, f"on_failure[{i}]")
+                for i, step in enumerate(rule.on_failure)
+            ]
+        except TemplateError as exc:
+            return Plan(rule.name, target, (), skip_reason="template_error", error=str(exc))
+        return Plan(
+            rule.name, target, steps, on_failure, dry_run=self.dry_run or rule.guards.dry_run
+        )
+
+    def _step(self, step: ActionStep, alert: Alert, where: str) -> Mapping[str, Any]:
+        params = render_params(step.params, alert)
+        problems = self.catalog.check_params(step.action, params)
+        if problems:
+            field, message = problems[0]
+            raise TemplateError(f"{where}.params.{field}: {message} (after rendering)")
+        return {
+            "action": step.action,
+            "params": params,
+            "timeout": step.timeout,
+            "retries": step.retries,
+            "continue_on_error": step.continue_on_error,
+        }

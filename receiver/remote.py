@@ -1,0 +1,64 @@
+"""The CLI's client for a running server's operator API (``--url``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+
+class RemoteError(Exception):
+    """The server refused or failed a request; the message is one line for the user."""
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    token = token or os.environ.get("REMEDY_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def _get_json(url: str, token: str | None, params: dict[str, str] | None = None) -> Any:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+        session.get(url, params=params, headers=_headers(token)) as response,
+    ):
+        if response.status >= 400:
+            try:
+                reason = (await response.json()).get("error", response.reason)
+            except (ValueError, aiohttp.ContentTypeError):
+                reason = response.reason
+            raise RemoteError(f"{url} answered {response.status}: {reason}")
+        return await response.json()
+
+
+async def read_remote(base: str, token: str | None, params: dict[str, str]) -> list[Any]:
+    """One page of audit events from ``GET /api/v1/audit``."""
+    body = await _get_json(base.rstrip("/") + "/api/v1/audit", token, params)
+    events: list[Any] = body["events"]
+    return events
+
+
+async def verify_remote(base: str, token: str | None) -> dict[str, Any]:
+    """The server's chain check from ``GET /api/v1/audit/verify``."""
+    result: dict[str, Any] = await _get_json(base.rstrip("/") + "/api/v1/audit/verify", token)
+    return result
+
+
+async def follow_remote(
+    base: str, token: str | None, emit: Callable[[dict[str, Any]], None]
+) -> None:
+    """Print new events as the server streams them (server-sent events)."""
+    url = base.rstrip("/") + "/api/v1/audit/stream"
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(url, headers=_headers(token)) as response,
+    ):
+        if response.status >= 400:
+            raise RemoteError(f"{url} answered {response.status}")
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("data: "):
+                emit(json.loads(line.removeprefix("data: ")))

@@ -1,0 +1,42 @@
+"""The running service's parts, wired once per app and reached through ``web.AppKey``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import aiohttp
+from aiohttp import web
+
+from receiver.auth import Authenticator
+from receiver.clock import Clock
+from receiver.config import Config
+from receiver.executor import Executor
+from receiver.metrics import Metrics
+from receiver.planner import Planner
+from receiver.store.base import Store
+from remediations import Registry
+
+
+@dataclasses.dataclass(slots=True)
+class Service:
+    """Everything a handler may use. Clients are opened and closed by the app's cleanup_ctx."""
+
+    config: Config
+    store: Store
+    registry: Registry
+    metrics: Metrics
+    auth: Authenticator
+    planner: Planner
+    clock: Clock
+    http: aiohttp.ClientSession | None = None
+    executor: Executor | None = None
+
+    @property
+    def running_executor(self) -> Executor:
+        """The executor, which exists once the app has started."""
+        if self.executor is None:
+            raise RuntimeError("the service has not started")
+        return self.executor
+
+
+SERVICE = web.AppKey("service", Service)

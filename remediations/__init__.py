@@ -1,0 +1,23 @@
+"""remedy's actions: one protocol, a registry, one module per action grouped by backend."""
+
+from remediations.base import (
+    Action,
+    ActionContext,
+    ActionError,
+    ParamError,
+    PermanentError,
+    TemporaryError,
+)
+from remediations.builtin import builtin_registry
+from remediations.registry import Registry
+
+__all__ = [
+    "Action",
+    "ActionContext",
+    "ActionError",
+    "ParamError",
+    "PermanentError",
+    "Registry",
+    "TemporaryError",
+    "builtin_registry",
+]

@@ -1,0 +1,64 @@
+"""What every action is: params checked at rule load, a run that reports an outcome.
+
+Backends translate their SDK errors into the two kinds below once, so the
+executor decides retries without knowing any SDK.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+class ParamError(ValueError):
+    """A parameter is wrong; ``field`` is its path inside ``params``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ActionError(Exception):
+    """An action failed; the message is what the audit log records."""
+
+
+class PermanentError(ActionError):
+    """Retrying cannot help: bad params, 403, 404, a missing target."""
+
+
+class TemporaryError(ActionError):
+    """May succeed later: 409, 429, 5xx, a dropped connection."""
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActionContext:
+    """What a running action may use: shared clients and the alert's plain data."""
+
+    http: aiohttp.ClientSession
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Action(Protocol):
+    """One remediation verb, named ``backend.verb``.
+
+    ``parse`` turns rendered params into the action's own value (raising
+    :class:`ParamError`); it runs at rule load on sample params and again on
+    the rendered params just before ``run``. ``run`` returns details for the
+    audit log or raises an :class:`ActionError`.
+    """
+
+    name: ClassVar[str]
+
+    def parse(self, params: Mapping[str, Any]) -> Any: ...
+
+    async def run(self, params: Any, ctx: ActionContext) -> Mapping[str, Any]: ...

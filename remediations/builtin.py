@@ -1,0 +1,11 @@
+"""The built-in actions, registered into a fresh registry on request (no import side effects)."""
+
+from __future__ import annotations
+
+from remediations.http import HttpRequest
+from remediations.registry import Registry
+
+
+def builtin_registry() -> Registry:
+    """A new registry holding every built-in action."""
+    return Registry().add(HttpRequest)

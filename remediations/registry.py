@@ -1,0 +1,52 @@
+"""The registry of actions by name: an explicit object, filled by a decorator."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any, TypeVar
+
+from remediations.base import Action, ParamError
+
+A = TypeVar("A", bound=type[Action])
+
+
+class Registry:
+    """Actions by name. Build a fresh one per service (and per test)."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, Action] = {}
+
+    def register(self, cls: A) -> A:
+        """Add an action class (usable as a decorator); its name must be new."""
+        if cls.name in self._actions:
+            raise ValueError(f"action {cls.name!r} is registered twice")
+        self._actions[cls.name] = cls()
+        return cls
+
+    def add(self, *classes: type[Action]) -> Registry:
+        """Register several action classes; returns the registry."""
+        for cls in classes:
+            self.register(cls)
+        return self
+
+    def get(self, name: str) -> Action:
+        """The action called ``name``; ``KeyError`` when there is none."""
+        return self._actions[name]
+
+    def action_names(self) -> Collection[str]:
+        """Every registered action name, sorted."""
+        return sorted(self._actions)
+
+    def check_params(self, action: str, params: object) -> list[tuple[str, str]]:
+        """Problems with ``params`` for ``action`` as (field, message); empty when valid."""
+        if not isinstance(params, Mapping):
+            return [("", "params must be a mapping")]
+        try:
+            self._actions[action].parse(params)
+        except ParamError as exc:
+            return [(exc.field, exc.message)]
+        return []
+
+    def parse(self, action: str, params: Mapping[str, Any]) -> Any:
+        """The parsed params of ``action``; raises :class:`ParamError`."""
+        return self._actions[action].parse(params)

@@ -1,0 +1,156 @@
+"""Shared fixtures: a fresh store, service and HTTP recorder per test; payload builders."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from receiver.app import build_app, build_service
+from receiver.config import Config
+from receiver.service import SERVICE, Service
+from receiver.store.base import Store
+from remediations import builtin_registry
+from rules.index import RuleSet
+from rules.loader import load_rules_text
+
+pytest_plugins = ["tests.support.recorder"]
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """Each test starts with structlog's defaults and no bound request id."""
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A fresh SQLite file for one test."""
+    return tmp_path / "remedy.db"
+
+
+@pytest.fixture
+def config(db_path: Path) -> Config:
+    """The no-config-file defaults, on a per-test database, with no rules."""
+    return Config(storage=f"sqlite:///{db_path}", rules=())
+
+
+def ruleset(text: str, file: str = "test.yaml") -> RuleSet:
+    """Rules from YAML text, checked against the built-in actions."""
+    return load_rules_text(text, file, builtin_registry())
+
+
+StartRemedy = Callable[..., Awaitable["RemedyClient"]]
+
+
+@pytest.fixture
+async def remedy(config: Config) -> AsyncIterator[StartRemedy]:
+    """Start remedy's real app on a loopback port: ``await remedy(rules_text, **config)``.
+
+    ``store=`` hands it a store of the test's making; other keywords change the config.
+    """
+    clients: list[TestClient[web.Request, web.Application]] = []
+
+    async def start(
+        rules_text: str = "rules: []\n", store: Store | None = None, **changes: Any
+    ) -> RemedyClient:
+        cfg = dataclasses.replace(config, **changes)
+        service = build_service(cfg, rules=ruleset(rules_text), store=store)
+        client: TestClient[web.Request, web.Application] = TestClient(
+            TestServer(build_app(service))
+        )
+        await client.start_server()
+        clients.append(client)
+        return RemedyClient(client)
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+class RemedyClient:
+    """A running remedy and helpers to talk to it."""
+
+    def __init__(self, client: TestClient[web.Request, web.Application]) -> None:
+        self.client = client
+
+    @property
+    def service(self) -> Service:
+        return self.client.app[SERVICE]  # type: ignore[index]  # started apps always have one
+
+    async def post_alerts(self, payload: Any, **kwargs: Any) -> tuple[int, Any]:
+        raw = payload if isinstance(payload, bytes | str) else json.dumps(payload)
+        body = io.BytesIO(raw.encode() if isinstance(raw, str) else raw)
+        response = await self.client.post(
+            "/webhook/alertmanager",
+            data=body,
+            headers={"Content-Type": "application/json", **kwargs.pop("headers", {})},
+            **kwargs,
+        )
+        return response.status, await response.json()
+
+    async def get_json(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        response = await self.client.get(path, **kwargs)
+        return response.status, await response.json()
+
+    async def settle(self) -> None:
+        """Wait until every queued remediation has an outcome."""
+        await self.service.running_executor.join()
+
+    async def events(self, **query: str) -> list[dict[str, Any]]:
+        """Audit events, oldest first."""
+        status, body = await self.get_json("/api/v1/audit", params={"limit": "1000", **query})
+        assert status == 200, body
+        return list(reversed(body["events"]))
+
+
+def am_alert(
+    name: str = "ServiceDown",
+    status: str = "firing",
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    starts_at: str = "2026-11-24T05:00:00.000Z",
+    fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """One alert as Alertmanager puts it in a webhook."""
+    alert: dict[str, Any] = {
+        "status": status,
+        "labels": {"alertname": name, **(labels or {})},
+        "annotations": annotations or {},
+        "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-24T06:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph?g0.expr=up+%3D%3D+0",
+    }
+    if fingerprint is not None:
+        alert["fingerprint"] = fingerprint
+    return alert
+
+
+def am_payload(*alerts: dict[str, Any], truncated: int = 0) -> dict[str, Any]:
+    """An Alertmanager webhook body, version 4, around ``alerts``."""
+    first = alerts[0] if alerts else am_alert()
+    name = first["labels"].get("alertname", "")
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{name}"}}',
+        "truncatedAlerts": truncated,
+        "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
+        "receiver": "remedy",
+        "groupLabels": {"alertname": name},
+        "commonLabels": {"alertname": name},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": list(alerts),
+    }

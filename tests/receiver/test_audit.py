@@ -1,0 +1,141 @@
+"""The audit log over HTTP: filters, pagination, NDJSON, and a chain that catches tampering."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from receiver.audit import REDACTED, AuditRecord, chain_hash
+from receiver.store.sqlite import SQLiteStore
+from tests.conftest import RemedyClient, StartRemedy, am_alert, am_payload
+
+RULE = """
+rules:
+  - name: page
+    match: {alertname: ServiceDown}
+    target: 'service:{{ labels.job }}'
+    actions:
+      - action: http.request
+        params:
+          url: 'http://127.0.0.1:1/page'
+          headers: {Authorization: 'Bearer hunter2-secret', X-Team: sre}
+"""
+
+
+async def _fill(remedy: StartRemedy, count: int = 30) -> RemedyClient:
+    server = await remedy(RULE)
+    for i in range(count):
+        status, _ = await server.post_alerts(am_payload(am_alert(labels={"job": f"svc-{i}"})))
+        assert status == 200
+    await server.settle()
+    return server
+
+
+async def test_pages_walk_every_event_once_newest_first(remedy: StartRemedy) -> None:
+    server = await _fill(remedy, 10)
+    seen: list[int] = []
+    params = {"limit": "7"}
+    while True:
+        status, body = await server.get_json("/api/v1/audit", params=params)
+        assert status == 200
+        seen += [e["id"] for e in body["events"]]
+        if body["next_cursor"] is None:
+            break
+        params = {"limit": "7", "cursor": body["next_cursor"]}
+    assert seen == sorted(seen, reverse=True)
+    assert sorted(seen) == list(range(1, 31))  # received, matched, dry_run per alert
+
+
+async def test_filters_by_target_rule_outcome_and_alert(remedy: StartRemedy) -> None:
+    server = await _fill(remedy, 3)
+    by_target = await server.events(target="service:svc-1")
+    assert [e["event"] for e in by_target] == ["matched", "dry_run"]
+    fingerprint = by_target[0]["alert"]["fingerprint"]
+    by_alert = await server.events(alert=fingerprint)
+    assert [e["event"] for e in by_alert] == ["received", "matched", "dry_run"]
+    assert len(await server.events(outcome="dry_run", rule="page")) == 3
+    assert await server.events(since="2000-01-01T00:00:00Z", until="2000-01-02T00:00:00Z") == []
+    assert len(await server.events(since="1h")) == 9
+
+
+async def test_bad_query_parameters_are_400s(remedy: StartRemedy) -> None:
+    server = await remedy()
+    for params in (
+        {"limit": "0"},
+        {"limit": "5000"},
+        {"cursor": "nonsense!"},
+        {"since": "soon"},
+        {"colour": "red"},
+    ):
+        status, body = await server.get_json("/api/v1/audit", params=params)
+        assert status == 400, params
+        assert body["field"] == next(iter(params))
+
+
+async def test_ndjson_streams_every_matching_event(remedy: StartRemedy) -> None:
+    server = await _fill(remedy, 5)
+    response = await server.client.get(
+        "/api/v1/audit", params={"limit": "1"}, headers={"Accept": "application/x-ndjson"}
+    )
+    assert response.headers["Content-Type"].startswith("application/x-ndjson")
+    lines = (await response.text()).splitlines()
+    assert [json.loads(line)["id"] for line in lines] == list(range(15, 0, -1))
+
+
+async def test_secrets_never_reach_the_audit_log(remedy: StartRemedy, db_path: Path) -> None:
+    server = await _fill(remedy, 1)
+    matched = (await server.events(outcome="matched"))[0]
+    headers = matched["params"][0]["params"]["headers"]
+    assert headers == {"Authorization": REDACTED, "X-Team": "sre"}
+    audit_rows = sqlite3.connect(db_path).execute("SELECT data FROM audit").fetchall()
+    assert audit_rows
+    assert not any("hunter2" in row[0] for row in audit_rows)
+
+
+async def test_verify_passes_then_names_the_edited_event(
+    remedy: StartRemedy, db_path: Path
+) -> None:
+    server = await _fill(remedy, 3)
+    status, body = await server.get_json("/api/v1/audit/verify")
+    assert (status, body) == (200, {"ok": True, "events": 9})
+    with sqlite3.connect(db_path) as conn:
+        data = conn.execute("SELECT data FROM audit WHERE id = 5").fetchone()[0]
+        conn.execute("UPDATE audit SET data = ? WHERE id = 5", (data.replace("svc-1", "svc-9"),))
+    _, body = await server.get_json("/api/v1/audit/verify")
+    assert body["ok"] is False
+    assert body["first_bad_id"] == 5
+
+
+async def test_verify_catches_an_edited_column_a_deleted_row_and_a_cut_tail(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    await store.open()
+    for i in range(6):
+        await store.record([AuditRecord("paused", reason=f"r{i}")])
+    await store.close()
+
+    async def verify() -> dict[str, object]:
+        check = SQLiteStore(db_path)
+        await check.open()
+        try:
+            return (await check.verify()).to_dict()
+        finally:
+            await check.close()
+
+    assert (await verify())["ok"] is True
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE audit SET reason = 'other' WHERE id = 2")
+    assert (await verify())["first_bad_id"] == 2
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE audit SET reason = 'r1' WHERE id = 2")
+        conn.execute("DELETE FROM audit WHERE id = 4")
+    result = await verify()
+    assert (result["ok"], result["first_bad_id"]) == (False, 4)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM audit WHERE id >= 4")  # the tail is cut: the head remembers
+    result = await verify()
+    assert (result["ok"], result["first_bad_id"]) == (False, 4)
+
+
+def test_the_hash_covers_the_previous_hash() -> None:
+    assert chain_hash("a" * 64, "{}") != chain_hash("b" * 64, "{}")

@@ -1,0 +1,59 @@
+"""A real local HTTP server that records what it receives: the target of ``http.request``."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+@dataclasses.dataclass
+class Received:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Recorder:
+    """Answers every request with ``status`` (after ``delay``) and keeps a copy of it."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.status = 200
+        self.delay = 0.0
+        self.server: TestServer | None = None
+
+    def url(self, path: str = "/hook") -> str:
+        assert self.server is not None
+        return str(self.server.make_url(path))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append(Received(request.method, request.path_qs, dict(request.headers), body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.json_response({"ok": self.status < 400}, status=self.status)
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    """A started recording server on a loopback port."""
+    rec = Recorder()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", rec.handle)
+    rec.server = TestServer(app)
+    await rec.server.start_server()
+    yield rec
+    await rec.server.close()
