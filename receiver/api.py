@@ -16,9 +16,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from receiver.audit import AuditEvent
 from receiver.clock import timestamp
 from receiver.ingest import PayloadError
-from receiver.middleware import access
+from receiver.middleware import ACTOR, access
+from receiver.ruleset import reload_rules
 from receiver.service import SERVICE
 from receiver.store.base import AuditQuery
+from rules import RuleLoadError
 from rules.duration import parse_duration
 
 MAX_LIMIT = 1000
@@ -205,6 +207,25 @@ async def rules(request: web.Request) -> web.Response:
                 for rule in ruleset.rules
             ],
         }
+    )
+
+
+@access("operator")
+async def reload(request: web.Request) -> web.Response:
+    """``POST /-/reload``: load the rules from disk again; an invalid set is refused."""
+    service = request.app[SERVICE]
+    try:
+        ruleset = await reload_rules(service, request[ACTOR])
+    except RuleLoadError as exc:
+        return web.json_response(
+            {
+                "error": "invalid rules, the loaded set is unchanged",
+                "problems": [str(p) for p in exc.problems],
+            },
+            status=400,
+        )
+    return web.json_response(
+        {"status": "reloaded", "rules": len(ruleset), "version": ruleset.version}
     )
 
 

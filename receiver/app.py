@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
 
 import aiohttp
 import structlog
@@ -16,21 +19,17 @@ from receiver.executor import Executor
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context
 from receiver.planner import Planner
+from receiver.ruleset import check_enforceable, load_ruleset, reload_rules
 from receiver.service import SERVICE, Service
 from receiver.store.base import Store
 from receiver.store.sqlite import SQLiteStore
 from remediations import Registry, builtin_registry
+from rules import RuleLoadError
 from rules.index import RuleSet
-from rules.loader import load_rules
 
 log = structlog.get_logger("remedy.app")
 
 SHUTDOWN_GRACE = 10.0
-
-
-def load_ruleset(sources: Sequence[str], registry: Registry | None = None) -> RuleSet:
-    """Load and validate rules against the actions of ``registry`` (default: the built-ins)."""
-    return load_rules(sources, registry or builtin_registry())
 
 
 def build_service(
@@ -46,6 +45,8 @@ def build_service(
     clock = clock or SystemClock()
     metrics = Metrics()
     ruleset = rules if rules is not None else load_ruleset(config.rules, registry)
+    if not config.dry_run:
+        check_enforceable(ruleset)
     metrics.rules_loaded.set(len(ruleset))
     metrics.dry_run.set(1 if config.dry_run else 0)
     auth = Authenticator(
@@ -66,6 +67,16 @@ def build_service(
     )
 
 
+def _on_sighup(service: Service) -> None:
+    async def reload() -> None:
+        with contextlib.suppress(RuleLoadError):
+            await reload_rules(service, "SIGHUP")
+
+    task = asyncio.get_running_loop().create_task(reload())
+    service.background.add(task)
+    task.add_done_callback(service.background.discard)
+
+
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     """Open the store, the shared HTTP client and the executor; close them in reverse."""
     service = app[SERVICE]
@@ -82,6 +93,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         workers=service.config.max_concurrent,
     )
     await service.executor.start()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+        loop.add_signal_handler(signal.SIGHUP, _on_sighup, service)
     log.info(
         "service.started",
         rules=len(service.planner.rules),
@@ -93,6 +107,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGHUP)
         await service.executor.stop(SHUTDOWN_GRACE)
         await service.http.close()
         await service.store.close()
@@ -114,6 +130,7 @@ def build_app(service: Service) -> web.Application:
     app.router.add_get("/api/v1/remediations", api.remediations)
     app.router.add_get("/api/v1/status", api.status)
     app.router.add_get("/api/v1/rules", api.rules)
+    app.router.add_post("/-/reload", api.reload)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics)

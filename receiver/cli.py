@@ -21,16 +21,17 @@ from aiohttp import web
 
 from receiver import logs
 from receiver.api import audit_query
-from receiver.app import build_app, build_service, load_ruleset
+from receiver.app import build_app, build_service
 from receiver.clock import SystemClock
 from receiver.config import Config
 from receiver.configfile import ConfigError, load_config
 from receiver.dryrun import describe_alerts
 from receiver.ingest import PayloadError
 from receiver.remote import RemoteError, follow_remote, read_remote, verify_remote
+from receiver.ruleset import check_enforceable, load_ruleset
 from receiver.store.base import AuditQuery, StoreUnavailable
 from receiver.store.sqlite import SQLiteStore
-from rules.loader import RuleLoadError
+from rules import RuleLoadError
 
 
 class UsageError(Exception):
@@ -103,7 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             sys.stderr.write(f"{problem}\n")
         return 1
-    except (UsageError, ConfigError, StoreUnavailable, RemoteError) as exc:
+    except ConfigError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"{problem}\n")
+        return 1
+    except (UsageError, StoreUnavailable, RemoteError) as exc:
         sys.stderr.write(f"remedy: error: {exc}\n")
         return 1
     except PayloadError as exc:
@@ -172,6 +177,8 @@ def _check(args: argparse.Namespace) -> int:
     config = _config(args.config)
     sources = tuple(args.rules) or config.rules
     ruleset = load_ruleset(sources)
+    if not config.dry_run:
+        check_enforceable(ruleset)
     print(f"OK: {len(ruleset)} rules, version {ruleset.version}")
     return 0
 
@@ -211,12 +218,11 @@ def _render_report(report: dict[str, Any]) -> str:
 
 
 def _query(args: argparse.Namespace) -> dict[str, str]:
-    params = {
+    return {
         key: str(value)
         for key in ("since", "until", "rule", "target", "outcome", "alert", "limit")
         if (value := getattr(args, key)) is not None
     }
-    return params
 
 
 async def _audit(args: argparse.Namespace) -> int:
@@ -238,9 +244,10 @@ async def _audit(args: argparse.Namespace) -> int:
                 newer = await store.audit(_follow_query(query, last))
                 if newer:
                     _print_events([e.to_dict() for e in newer], args.json)
-                    last = newer[0].id
+                    last = max(e.id for e in newer)
     finally:
         await store.close()
+    return 0
 
 
 def _follow_query(query: AuditQuery, after: int) -> AuditQuery:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import aiohttp
@@ -30,6 +31,7 @@ class Service:
     clock: Clock
     http: aiohttp.ClientSession | None = None
     executor: Executor | None = None
+    background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
 
     @property
     def running_executor(self) -> Executor:

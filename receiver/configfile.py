@@ -1,0 +1,203 @@
+"""Reading ``remedy.yaml`` strictly: unknown keys and wrong types name file, line and field.
+
+Secrets named by the config (``{env: VAR}``, ``{file: PATH}``) are resolved
+here, once; a missing one is an error that names where it should come from,
+never what it contains.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from yaml.nodes import Node
+
+from receiver.auth import ROLES, Token
+from receiver.config import DEFAULT_MAX_BODY, AuthConfig, Config
+from rules.yamlnodes import Invalid, NodeReader, Problem, YamlLoader, join_path, parse_document
+
+_TOP_KEYS = (
+    "listen",
+    "storage",
+    "rules",
+    "dry_run",
+    "log_level",
+    "max_body_bytes",
+    "auth",
+    "guards",
+)
+_AUTH_KEYS = ("webhook_tokens", "api_tokens")
+_GUARD_KEYS = ("max_concurrent",)
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """The config file is invalid; one line per problem."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def load_config(path: Path) -> Config:
+    """The config in ``path``; relative paths inside it are relative to its directory."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
+        raise ConfigError(
+            [Problem(str(path), 0, None, f"cannot read the config: {reason}")]
+        ) from None
+    return load_config_text(text, str(path), base=path.parent)
+
+
+def load_config_text(text: str, file: str, base: Path = Path()) -> Config:
+    """The config in a YAML text (as if read from ``file``)."""
+    problems: list[Problem] = []
+    document = parse_document(text, file, problems)
+    if document is None:
+        raise ConfigError(problems)
+    loader, root = document
+    try:
+        config = _ConfigReader(file, loader, problems, base).read(root)
+    finally:
+        loader.dispose()
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: p.line))
+    assert config is not None
+    return config
+
+
+class _ConfigReader(NodeReader):
+    def __init__(self, file: str, loader: YamlLoader, problems: list[Problem], base: Path) -> None:
+        super().__init__(file, loader, problems)
+        self.base = base
+
+    def read(self, root: Node | None) -> Config | None:
+        if root is None:
+            return Config(file=self.file)
+        try:
+            fields = self.mapping(root, "", _TOP_KEYS, what="a mapping of settings")
+        except Invalid:
+            return None
+        defaults = Config()
+        host, port = self.optional(
+            fields, "listen", "", self.listen, (defaults.host, defaults.port)
+        )
+        storage = self.optional(fields, "storage", "", self.storage, defaults.storage)
+        rules = self.optional(fields, "rules", "", self.rule_sources, defaults.rules)
+        auth = self.optional(fields, "auth", "", self.auth, None)
+        guards = self.optional(fields, "guards", "", self.guards, defaults.max_concurrent)
+        return Config(
+            host=host,
+            port=port,
+            storage=storage,
+            rules=rules,
+            dry_run=self.optional(fields, "dry_run", "", self.boolean, False),
+            auth=auth,
+            max_concurrent=guards,
+            max_body_bytes=self.optional(
+                fields,
+                "max_body_bytes",
+                "",
+                lambda n, p: self.integer(n, p, 1024),
+                DEFAULT_MAX_BODY,
+            ),
+            log_level=self.optional(
+                fields, "log_level", "", lambda n, p: self.choice(n, p, _LOG_LEVELS), "info"
+            ),
+            file=self.file,
+        )
+
+    def listen(self, node: Node, path: str) -> tuple[str, int]:
+        value = self.string(node, path)
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise self.invalid(node, path, f"expected HOST:PORT, got {value!r}")
+        return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an empty host means all
+
+    def storage(self, node: Node, path: str) -> str:
+        value = self.string(node, path)
+        if not value.startswith("sqlite:///"):
+            raise self.invalid(
+                node,
+                path,
+                f"expected sqlite:///PATH (PostgreSQL is not supported yet), got {value!r}",
+            )
+        db = Path(value.removeprefix("sqlite:///"))
+        return f"sqlite:///{db if db.is_absolute() else self.base / db}"
+
+    def rule_sources(self, node: Node, path: str) -> tuple[str, ...]:
+        sources = []
+        for i, item in enumerate(self.sequence(node, path, "a list of rule files or globs")):
+            source = Path(self.string(item, join_path(path, i)))
+            sources.append(str(source if source.is_absolute() else self.base / source))
+        return tuple(sources)
+
+    def guards(self, node: Node, path: str) -> int:
+        fields = self.mapping(node, path, _GUARD_KEYS)
+        return self.optional(fields, "max_concurrent", path, lambda n, p: self.integer(n, p, 1), 4)
+
+    def auth(self, node: Node, path: str) -> AuthConfig:
+        fields = self.mapping(node, path, _AUTH_KEYS)
+        return AuthConfig(
+            webhook_tokens=self.optional(
+                fields, "webhook_tokens", path, lambda n, p: self.tokens(n, p, api=False), ()
+            ),
+            api_tokens=self.optional(
+                fields, "api_tokens", path, lambda n, p: self.tokens(n, p, api=True), ()
+            ),
+        )
+
+    def tokens(self, node: Node, path: str, *, api: bool) -> tuple[Token, ...]:
+        tokens = []
+        for i, item in enumerate(self.sequence(node, path, "a list of tokens")):
+            try:
+                tokens.append(self.token(item, join_path(path, i), i, api=api))
+            except Invalid:
+                continue
+        return tuple(tokens)
+
+    def token(self, node: Node, path: str, index: int, *, api: bool) -> Token:
+        keys = (
+            ("value", "env", "file", "name", "role")
+            if api
+            else ("value", "env", "file", "name", "username")
+        )
+        fields = self.mapping(node, path, keys, ("role",) if api else ())
+        sources = [key for key in ("value", "env", "file") if key in fields]
+        if len(sources) != 1:
+            raise self.invalid(node, path, "give exactly one of value, env or file")
+        kind = sources[0]
+        key_path = join_path(path, kind)
+        ref = self.string(fields[kind][1], key_path)
+        secret = self.resolve(fields[kind][1], key_path, kind, ref)
+        default_name = f"{'api' if api else 'webhook'}-{index}"
+        return Token(
+            name=self.optional(fields, "name", path, self.string, default_name),
+            secret=secret,
+            role=self.optional(
+                fields, "role", path, lambda n, p: self.choice(n, p, ROLES), "viewer"
+            )
+            if api
+            else "webhook",
+            username=self.optional(fields, "username", path, self.string, None),
+        )
+
+    def resolve(self, node: Node, path: str, kind: str, ref: str) -> str:
+        if kind == "value":
+            return ref
+        if kind == "env":
+            value = os.environ.get(ref)
+            if not value:
+                raise self.invalid(node, path, f"environment variable {ref} is not set or empty")
+            return value
+        file = Path(ref) if Path(ref).is_absolute() else self.base / ref
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
+            raise self.invalid(node, path, f"cannot read {file}: {reason}") from None
+        if not value:
+            raise self.invalid(node, path, f"{file} is empty")
+        return value
