@@ -87,7 +87,7 @@ class RemedyClient:
 
     @property
     def service(self) -> Service:
-        return self.client.app[SERVICE]  # type: ignore[index]  # started apps always have one
+        return self.client.app[SERVICE]
 
     async def post_alerts(self, payload: Any, **kwargs: Any) -> tuple[int, Any]:
         raw = payload if isinstance(payload, bytes | str) else json.dumps(payload)

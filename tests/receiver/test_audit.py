@@ -101,7 +101,9 @@ async def test_verify_passes_then_names_the_edited_event(
     assert (status, body) == (200, {"ok": True, "events": 9})
     with sqlite3.connect(db_path) as conn:
         data = conn.execute("SELECT data FROM audit WHERE id = 5").fetchone()[0]
-        conn.execute("UPDATE audit SET data = ? WHERE id = 5", (data.replace("svc-1", "svc-9"),))
+        forged = data.replace('"actor":"system"', '"actor":"mallory"')
+        assert forged != data
+        conn.execute("UPDATE audit SET data = ? WHERE id = 5", (forged,))
     _, body = await server.get_json("/api/v1/audit/verify")
     assert body["ok"] is False
     assert body["first_bad_id"] == 5

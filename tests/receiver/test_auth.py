@@ -1,0 +1,88 @@
+"""Tokens: webhook senders and operators, 401 without, 403 with too weak a role."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from receiver.auth import Token
+from receiver.config import AuthConfig
+from tests.conftest import StartRemedy, am_alert, am_payload
+
+AUTH = AuthConfig(
+    webhook_tokens=(Token("alertmanager", "wh-secret"), Token("am-basic", "pw", username="am")),
+    api_tokens=(
+        Token("dashboard", "view-secret", "viewer"),
+        Token("oncall", "op-secret", "operator"),
+    ),
+)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        (bearer("nope"), 401),
+        (bearer("view-secret"), 401),  # an API token is not a webhook token
+        (basic("am", "wrong"), 401),
+        (basic("other", "pw"), 401),
+        ({"Authorization": "Basic !!!"}, 401),
+        (bearer("wh-secret"), 200),
+        (basic("am", "pw"), 200),
+    ],
+)
+async def test_webhook_credentials(
+    remedy: StartRemedy, headers: dict[str, str], status: int
+) -> None:
+    server = await remedy(auth=AUTH)
+    got, body = await server.post_alerts(am_payload(am_alert()), headers=headers)
+    assert got == status, body
+    if status == 401:
+        assert "error" in body
+        assert "secret" not in body["error"]
+
+
+async def test_api_roles(remedy: StartRemedy, tmp_path: Path) -> None:
+    server = await remedy(auth=AUTH)
+    assert (await server.get_json("/api/v1/audit"))[0] == 401
+    assert (await server.get_json("/api/v1/audit", headers=bearer("wh-secret")))[0] == 401
+    assert (await server.get_json("/api/v1/audit", headers=bearer("view-secret")))[0] == 200
+    response = await server.client.post("/-/reload", headers=bearer("view-secret"))
+    assert response.status == 403
+    assert "operator" in (await response.json())["error"]
+    response = await server.client.post("/-/reload", headers=bearer("op-secret"))
+    assert response.status == 200
+    status, body = await server.get_json(
+        "/api/v1/audit", params={"outcome": "rules_reloaded"}, headers=bearer("op-secret")
+    )
+    assert status == 200
+    assert body["events"][0]["actor"] == "oncall"
+
+
+async def test_health_and_metrics_stay_open(remedy: StartRemedy) -> None:
+    server = await remedy(auth=AUTH)
+    for path in ("/healthz", "/readyz", "/metrics"):
+        response = await server.client.get(path)
+        assert response.status == 200, path
+
+
+async def test_tokens_never_reach_logs(
+    remedy: StartRemedy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await remedy(auth=AUTH)
+    await server.post_alerts(am_payload(am_alert()), headers=bearer("wh-secret"))
+    await server.post_alerts(am_payload(am_alert()), headers=bearer("guess-secret"))
+    captured = capsys.readouterr()
+    assert "wh-secret" not in captured.out + captured.err
+    assert "guess-secret" not in captured.out + captured.err
+    assert "wh-secret" not in repr(AUTH)

@@ -1,0 +1,213 @@
+"""The ``remedy`` command as a user runs it: a real subprocess, its exit code and its lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from receiver.audit import AuditRecord
+from receiver.store.sqlite import SQLiteStore
+from tests.conftest import am_alert, am_payload
+
+
+def remedy(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+GOOD = """\
+rules:
+  - name: warm
+    match: {alertname: LowCacheHitRate}
+    target: 'cache:{{ labels.instance }}'
+    actions:
+      - action: http.request
+        params: {url: 'http://{{ labels.instance }}/warm', headers: {Authorization: secret-x}}
+"""
+
+
+def test_check_accepts_the_shipped_defaults(tmp_path: Path) -> None:
+    result = remedy("check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: 4 rules")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rules:\n  - name: a\n    target: x\n   actions: []\n", "bad.yaml:4: invalid YAML"),
+        (
+            GOOD.replace("    target:", "    targett:"),
+            "bad.yaml:4: rule warm: unknown key 'targett' (did you mean 'target'?)",
+        ),
+        (
+            GOOD.replace(
+                "match: {alertname: LowCacheHitRate}", "match: {matchers: ['job=~\"(\"']}"
+            ),
+            "bad.yaml:3: rule warm: match.matchers[0]: ",
+        ),
+        (
+            GOOD.replace("http.request", "http.requests"),
+            "bad.yaml:6: rule warm: actions[0].action: unknown action 'http.requests'",
+        ),
+        (
+            GOOD.replace("url:", "uri:"),
+            "bad.yaml:7: rule warm: actions[0].params.uri: unknown parameter",
+        ),
+        (
+            GOOD.replace("'http://{{ labels.instance }}/warm'", "'gopher://x/warm'"),
+            "bad.yaml:7: rule warm: actions[0].params.url: expected an http:// or https:// URL",
+        ),
+    ],
+    ids=["bad-yaml", "unknown-key", "bad-regex", "unknown-action", "unknown-param", "bad-url"],
+)
+def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    write(tmp_path / "bad.yaml", text)
+    result = remedy("check", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert any(line.startswith(expected) for line in result.stderr.splitlines()), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_refuses_unenforced_guards_when_running_live(tmp_path: Path) -> None:
+    write(tmp_path / "remedy.yaml", "dry_run: false\n")
+    result = remedy("check", "--config", "remedy.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "rule service-down-restart: for is not enforced" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("listen: 9095\n", "remedy.yaml:1: listen: expected a non-empty string, got 9095"),
+        ("colour: blue\n", "remedy.yaml:1: unknown key 'colour'"),
+        (
+            "auth:\n  api_tokens: [{env: REMEDY_NOPE, role: operator}]\n",
+            "remedy.yaml:2: auth.api_tokens[0].env: environment variable REMEDY_NOPE is not set",
+        ),
+        (
+            "auth:\n  api_tokens: [{value: x, role: admin}]\n",
+            "remedy.yaml:2: auth.api_tokens[0].role: expected one of viewer, operator",
+        ),
+        ("storage: postgresql://db/remedy\n", "remedy.yaml:1: storage: expected sqlite:///PATH"),
+    ],
+)
+def test_config_errors_are_one_line_each(tmp_path: Path, text: str, expected: str) -> None:
+    write(tmp_path / "remedy.yaml", text)
+    result = remedy("check", "--config", "remedy.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(expected), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_usage_errors_are_one_line(tmp_path: Path) -> None:
+    for args in (
+        ["frobnicate"],
+        ["test"],
+        ["audit", "--limit", "many"],
+        ["test", "--alert", "missing.json"],
+        ["audit"],
+        ["serve", "--listen", "nowhere"],
+    ):
+        result = remedy(*args, cwd=tmp_path)
+        assert result.returncode != 0, args
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_public_address_without_auth(tmp_path: Path) -> None:
+    result = remedy("serve", "--listen", "0.0.0.0:0", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "refusing to listen on 0.0.0.0" in result.stderr
+
+
+def test_test_shows_matches_and_rendered_actions_without_running(tmp_path: Path) -> None:
+    write(tmp_path / "rules.yaml", GOOD)
+    write(tmp_path / "remedy.yaml", "rules: [rules.yaml]\n")
+    payload = am_payload(
+        am_alert("LowCacheHitRate", labels={"instance": "web-1:80"}),
+        am_alert("LowCacheHitRate", labels={"job": "x"}),
+        am_alert("Other"),
+    )
+    write(tmp_path / "alert.json", json.dumps(payload))
+    result = remedy(
+        "test", "--alert", "alert.json", "--config", "remedy.yaml", "--json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    first, missing, other = report["alerts"]
+    (match,) = first["matches"]
+    assert match["target"] == "cache:web-1:80"
+    assert match["decision"] == "would run"
+    assert match["actions"][0]["params"]["url"] == "http://web-1:80/warm"
+    assert match["actions"][0]["params"]["headers"]["Authorization"] == "<redacted>"
+    assert missing["matches"][0]["decision"] == "skipped (template_error)"
+    assert "instance" in missing["matches"][0]["error"]
+    assert other["matches"] == []
+    human = remedy(
+        "test", "--alert", "-", "--config", "remedy.yaml", cwd=tmp_path, stdin=json.dumps(payload)
+    )
+    assert "rule warm -> target cache:web-1:80: would run" in human.stdout
+    assert not (tmp_path / "remedy.db").exists()
+
+
+def test_test_rejects_a_malformed_alert_in_one_line(tmp_path: Path) -> None:
+    result = remedy(
+        "test",
+        "--alert",
+        "-",
+        cwd=tmp_path,
+        stdin='{"version": "4", "status": "firing", "alerts": 3}',
+    )
+    assert result.returncode == 1
+    assert result.stderr == "remedy: error: invalid alert: alerts: must be a list\n"
+
+
+def test_audit_reads_and_verifies_the_local_store(tmp_path: Path) -> None:
+
+    async def fill() -> None:
+        store = SQLiteStore(tmp_path / "remedy.db")
+        await store.open()
+        for reason in ("one", "two", "three"):
+            await store.record([AuditRecord("paused", actor="oncall", reason=reason)])
+        await store.close()
+
+    asyncio.run(fill())
+    listing = remedy("audit", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert [line.split()[1] for line in lines] == ["#1", "#2", "#3"]
+    assert "reason=two" in lines[1] and "actor=oncall" in lines[1]
+    as_json = remedy("audit", "--json", "--outcome", "paused", "--limit", "2", cwd=tmp_path)
+    assert [json.loads(line)["id"] for line in as_json.stdout.splitlines()] == [2, 3]
+    ok = remedy("audit", "verify", cwd=tmp_path)
+    assert (ok.returncode, ok.stdout) == (0, "OK 3 events\n")
+    with sqlite3.connect(tmp_path / "remedy.db") as conn:
+        conn.execute("UPDATE audit SET data = replace(data, 'two', 'TWO') WHERE id = 2")
+    bad = remedy("audit", "verify", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("FAIL at event 2:")
+
+
+def test_audit_without_a_store_says_so(tmp_path: Path) -> None:
+    result = remedy("audit", "verify", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == "remedy: error: no audit store at remedy.db (use --config or --url)\n"
