@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -17,14 +17,10 @@ import structlog
 
 from receiver.audit import AuditRecord
 from receiver.metrics import Metrics
-from receiver.store.base import NotFound, Remediation, Store
+from receiver.store.base import Remediation, StateConflict, Store
 from remediations import ActionContext, ActionError, ParamError, Registry
 
 log = structlog.get_logger("remedy.executor")
-
-FINAL_STATES = frozenset(
-    {"succeeded", "failed", "timeout", "ineffective", "skipped", "dry_run", "interrupted"}
-)
 
 
 class Executor:
@@ -46,7 +42,7 @@ class Executor:
         self.metrics = metrics
         self.dry_run = dry_run
         self._workers = workers
-        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queue: asyncio.Queue[Remediation] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -64,7 +60,7 @@ class Executor:
             )
             self.metrics.remediations.labels(rem.rule, "interrupted").inc()
             log.warning("remediation.interrupted", remediation=rem.id, rule=rem.rule)
-        self.submit(rem.id for rem in await self.store.remediations(["queued"]))
+        self.submit(await self.store.remediations(["queued"]))
         self._tasks = [
             asyncio.create_task(self._work(), name=f"remedy-worker-{n}")
             for n in range(self._workers)
@@ -75,10 +71,10 @@ class Executor:
         """Remediations queued and not yet taken by a worker."""
         return self._queue.qsize()
 
-    def submit(self, ids: Any) -> None:
-        """Queue stored remediations by id."""
-        for rem_id in ids:
-            self._queue.put_nowait(rem_id)
+    def submit(self, remediations: Iterable[Remediation]) -> None:
+        """Queue stored remediations."""
+        for rem in remediations:
+            self._queue.put_nowait(rem)
             self._idle.clear()
         self.metrics.queue_depth.set(self._queue.qsize())
 
@@ -105,36 +101,30 @@ class Executor:
         me = asyncio.current_task()
         assert me is not None
         while not self._stopping:
-            rem_id = await self._queue.get()
+            rem = await self._queue.get()
             self._busy += 1
             self._running.add(me)
             self.metrics.queue_depth.set(self._queue.qsize())
             try:
-                await self._execute(rem_id)
+                await self._execute(rem)
+            except StateConflict:
+                log.info("remediation.already_claimed", remediation=rem.id)
             except Exception:
-                log.exception("remediation.crashed", remediation=rem_id)
+                log.exception("remediation.crashed", remediation=rem.id)
             finally:
                 self._busy -= 1
                 self._running.discard(me)
                 if not self._queue.qsize() and not self._busy:
                     self._idle.set()
 
-    async def _execute(self, rem_id: int) -> None:
-        try:
-            rem = await self.store.remediation(rem_id)
-        except NotFound:
-            return
-        if rem.state != "queued":
-            return
+    async def _execute(self, rem: Remediation) -> None:
         if self.dry_run or rem.dry_run:
             await self._dry_run(rem)
             return
-        state = await self._run_steps(rem, rem.steps, first_state="running")
+        state = await self._run_steps(rem, rem.steps, claim=True, final=not rem.on_failure)
         if state != "succeeded" and rem.on_failure:
             await self._run_steps(rem, rem.on_failure, reason="on_failure")
-        await self.store.record(
-            [], remediation=rem.id, state=state, reason=None if state == "succeeded" else state
-        )
+            await self.store.record([], remediation=rem.id, state=state)
         self.metrics.remediations.labels(rem.rule, state).inc()
         log.info(f"remediation.{state}", remediation=rem.id, rule=rem.rule, target=rem.target)
 
@@ -143,7 +133,7 @@ class Executor:
             self._record("dry_run", rem, action=step["action"], params=step["params"])
             for step in rem.steps
         ]
-        await self.store.record(records, remediation=rem.id, state="dry_run")
+        await self.store.record(records, remediation=rem.id, state="dry_run", from_state="queued")
         for step in rem.steps:
             self.metrics.actions.labels(step["action"], "dry_run").inc()
         self.metrics.remediations.labels(rem.rule, "dry_run").inc()
@@ -153,21 +143,37 @@ class Executor:
         self,
         rem: Remediation,
         steps: Sequence[Mapping[str, Any]],
-        first_state: str | None = None,
+        *,
+        claim: bool = False,
+        final: bool = False,
         reason: str | None = None,
     ) -> str:
-        """Run steps in order; the worst outcome of a step that may not fail is the result."""
+        """Run steps in order and return the remediation's outcome.
+
+        ``claim`` moves the remediation from ``queued`` to ``running`` with the
+        first ``started`` event (or raises :class:`StateConflict`); ``final``
+        records the outcome state with the last step's event. A failing step
+        stops the run unless it may fail (``continue_on_error``).
+        """
         state = "succeeded"
-        for step in steps:
+        for index, step in enumerate(steps):
             action = step["action"]
-            await self.store.record(
-                [self._record("started", rem, action=action, params=step["params"], reason=reason)],
-                remediation=rem.id if first_state else None,
-                state=first_state,
+            started = self._record(
+                "started", rem, action=action, params=step["params"], reason=reason
             )
-            first_state = None
+            if claim:
+                await self.store.record(
+                    [started], remediation=rem.id, state="running", from_state="queued"
+                )
+                claim = False
+            else:
+                await self.store.record([started])
             log.info("remediation.started", remediation=rem.id, rule=rem.rule, action=action)
             outcome, error, result, seconds = await self._run_action(rem, step)
+            stops = outcome != "succeeded" and not step.get("continue_on_error")
+            if stops:
+                state = outcome
+            last = stops or index == len(steps) - 1
             await self.store.record(
                 [
                     self._record(
@@ -180,12 +186,14 @@ class Executor:
                         result=result,
                         duration_ms=round(seconds * 1000),
                     )
-                ]
+                ],
+                remediation=rem.id if final and last else None,
+                state=state if final and last else None,
             )
             self.metrics.actions.labels(action, outcome).inc()
             self.metrics.action_duration.labels(action).observe(seconds)
-            if outcome != "succeeded" and not step.get("continue_on_error"):
-                return outcome
+            if stops:
+                break
         return state
 
     async def _run_action(

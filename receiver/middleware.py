@@ -7,8 +7,9 @@ same shape.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,9 @@ from receiver.store.base import NotFound, StoreUnavailable
 
 ACTOR = web.RequestKey("actor", str)
 """Who made the request: a token's name, ``anonymous``, or ``system`` when auth is off."""
+
+_ID_PREFIX = os.urandom(4).hex()
+_ID_COUNTER = itertools.count(1)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("remedy.http")
@@ -45,7 +49,7 @@ def error_body(status: int, message: str, **extra: Any) -> web.Response:
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id to the logs, time the request, and map errors to JSON."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    request_id = request.headers.get("X-Request-Id") or f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     status = 500

@@ -24,6 +24,10 @@ class NotFound(Exception):
     """No such record."""
 
 
+class StateConflict(Exception):
+    """A remediation was not in the state a transition expected (someone else moved it)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Plan:
     """What one matched rule will do for one alert occurrence, fully rendered."""
@@ -46,16 +50,6 @@ class IncomingAlert:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What one ingest stored."""
-
-    stored: int
-    duplicates: int
-    queued: Sequence[int]
-    skipped: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Remediation:
     """A stored remediation record: one (alert occurrence, rule)."""
 
@@ -74,6 +68,16 @@ class Remediation:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form the API shows (params are redacted by the caller)."""
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one ingest stored."""
+
+    stored: int
+    duplicates: int
+    queued: Sequence[Remediation]
+    skipped: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -111,6 +115,7 @@ class Store(Protocol):
         remediation: int | None = None,
         state: str | None = None,
         reason: str | None = None,
+        from_state: str | None = None,
     ) -> list[AuditEvent]: ...
 
     async def remediations(self, states: Sequence[str] = ()) -> list[Remediation]: ...

@@ -39,6 +39,7 @@ from receiver.store.base import (
     IngestResult,
     NotFound,
     Remediation,
+    StateConflict,
     StoreUnavailable,
 )
 
@@ -268,8 +269,12 @@ class SQLiteStore:
 
     @staticmethod
     def _settle(batch: list[Any], results: list[tuple[Any, BaseException | None]]) -> None:
+        """Hand every result back with one wake-up per event loop, not one per job."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for (_job, future, loop), (value, error) in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_resolve, future, value, error)
+            by_loop.setdefault(loop, []).append((future, value, error))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_resolve_all, settled)
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         result: T = await self._submit(job)
@@ -308,7 +313,7 @@ class SQLiteStore:
 
         def job(conn: sqlite3.Connection) -> tuple[IngestResult, list[AuditEvent]]:
             records: list[AuditRecord] = []
-            queued: list[int] = []
+            queued: list[Remediation] = []
             stored = duplicates = skipped = 0
             for incoming in alerts:
                 alert = incoming.alert
@@ -339,6 +344,7 @@ class SQLiteStore:
                 occurrence = "|".join(alert.occurrence)
                 for plan in incoming.plans:
                     state = "skipped" if plan.skip_reason else "queued"
+                    steps, on_failure = list(plan.steps), list(plan.on_failure)
                     cur = conn.execute(
                         "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
                         " reason, dry_run, plan, created_at, updated_at)"
@@ -390,7 +396,21 @@ class SQLiteStore:
                             )
                         )
                     else:
-                        queued.append(rem_id)
+                        queued.append(
+                            Remediation(
+                                rem_id,
+                                plan.rule,
+                                plan.target,
+                                state,
+                                None,
+                                summary,
+                                steps,
+                                on_failure,
+                                plan.dry_run,
+                                now,
+                                now,
+                            )
+                        )
             events = self._chain.append(conn, now, records)
             return IngestResult(stored, duplicates, queued, skipped), events
 
@@ -404,18 +424,24 @@ class SQLiteStore:
         remediation: int | None = None,
         state: str | None = None,
         reason: str | None = None,
+        from_state: str | None = None,
     ) -> list[AuditEvent]:
-        """Append audit events and, in the same transaction, move a remediation's state."""
+        """Append audit events and, in the same transaction, move a remediation's state.
+
+        With ``from_state`` the move happens only from that state, else
+        :class:`StateConflict` and nothing is written: that is how a worker claims work.
+        """
         now = timestamp(self.clock.now())
 
         def job(conn: sqlite3.Connection) -> list[AuditEvent]:
             if remediation is not None and state is not None:
-                cur = conn.execute(
-                    "UPDATE remediations SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
-                    (state, reason, now, remediation),
-                )
-                if cur.rowcount == 0:
-                    raise NotFound(f"remediation {remediation} does not exist")
+                sql = "UPDATE remediations SET state = ?, reason = ?, updated_at = ? WHERE id = ?"
+                args: tuple[object, ...] = (state, reason, now, remediation)
+                if from_state is not None:
+                    sql += " AND state = ?"
+                    args = (*args, from_state)
+                if conn.execute(sql, args).rowcount == 0:
+                    raise StateConflict(f"remediation {remediation} is not {from_state}")
             return self._chain.append(conn, now, records)
 
         return self._publish(await self._write(job))
@@ -537,10 +563,11 @@ def _step_view(step: Any) -> Any:
     return {"action": step.get("action"), "params": step.get("params")}
 
 
-def _resolve(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+def _resolve_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in settled:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)

@@ -1,0 +1,305 @@
+"""Benchmark: remedy's webhook ingest against a bare aiohttp handler, in one run.
+
+Prints ratios (SPEC §10), never asserts: speed is measured, not tested.
+
+* ingest throughput: remedy (durable SQLite, rules, audit) / a bare aiohttp
+  handler that parses the same JSON and answers 200;
+* alert received -> action started, p50/p99, at half remedy's maximum rate
+  (a live ``http.request`` rule aimed at a local recorder);
+* 1,000 rules x 1,000-alert batch matched (rules indexed by alertname).
+
+Everything talks to 127.0.0.1 only, and every loop is bounded in count and time.
+Usage: ``.venv/bin/python bench/ingest.py [--seconds 5] [--concurrency 32]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BARE_SERVER = """
+import json, sys
+from aiohttp import web
+async def handle(request):
+    json.loads(await request.read())
+    return web.json_response({"status": "ok"})
+app = web.Application(client_max_size=16 * 1024 * 1024)
+app.router.add_post("/webhook/alertmanager", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+RULES = """
+rules:
+  - name: bench-hook
+    match: {{alertname: BenchAlert}}
+    target: 'bench:{{{{ labels.instance }}}}'
+    actions:
+      - action: http.request
+        params: {{url: '{url}', json: {{sent: '{{{{ annotations.sent }}}}'}}}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def payload(n: int, sent: float = 0.0) -> bytes:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "BenchAlert", "instance": f"host-{n}:9100", "job": "node"},
+        "annotations": {"summary": "benchmark alert", "sent": repr(sent)},
+        "startsAt": "2026-11-24T05:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": f"{n:016x}",
+    }
+    body = {
+        "version": "4",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "remedy",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager",
+        "alerts": [alert],
+    }
+    return json.dumps(body).encode()
+
+
+async def wait_up(url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(url + "/readyz") as response:
+                    if response.status in (200, 404):
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise SystemExit(f"server at {url} did not start")
+
+
+async def hammer(
+    url: str, seconds: float, concurrency: int, counter: itertools.count[int]
+) -> float:
+    """Requests per second that answered 200, from ``concurrency`` closed-loop clients."""
+    done = 0
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                async with session.post(
+                    url + "/webhook/alertmanager",
+                    data=payload(next(counter)),
+                    headers={"Content-Type": "application/json"},
+                ) as response:
+                    await response.read()
+                    if response.status == 200:
+                        done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return done / (time.monotonic() - started)
+
+
+@contextlib.asynccontextmanager
+async def serving(python: str, work: Path, config: str, db: str) -> AsyncIterator[str]:
+    """A ``remedy serve`` subprocess on its own store; yields its URL."""
+    text = (work / config).read_text() + f"storage: sqlite:///{db}\n"
+    (work / config).write_text(text)
+    port = free_port()
+    proc = start(
+        [python, "-m", "receiver", "serve", "--config", config, "--listen", f"127.0.0.1:{port}"],
+        work,
+    )
+    try:
+        await wait_up(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def start(argv: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=None)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def latency(
+    url: str, rate: float, seconds: float, counter: itertools.count[int], arrivals: dict[str, float]
+) -> list[float]:
+    """Send at a fixed ``rate``; time from send to the action reaching the recorder."""
+    sent: dict[str, float] = {}
+    async with aiohttp.ClientSession() as session:
+        tasks = []
+        interval = 1.0 / rate
+        begin = time.monotonic()
+        for i in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, begin + i * interval - time.monotonic()))
+            now = time.time()
+            key = repr(now)
+            sent[key] = now
+            tasks.append(
+                asyncio.create_task(
+                    session.post(
+                        url + "/webhook/alertmanager",
+                        data=payload(next(counter), now),
+                        headers={"Content-Type": "application/json"},
+                    )
+                )
+            )
+        for response in await asyncio.gather(*tasks):
+            response.release()
+    await asyncio.sleep(2)
+    return sorted(arrivals[k] - sent[k] for k in sent if k in arrivals)
+
+
+def matching() -> float:
+    """Seconds to match a 1,000-alert batch against 1,000 rules."""
+    sys.path.insert(0, str(ROOT))
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from rules import Alert, fingerprint_of  # noqa: PLC0415
+    from rules.index import RuleSet  # noqa: PLC0415
+    from rules.loader import load_rules_text  # noqa: PLC0415
+
+    class Catalog:
+        def action_names(self) -> list[str]:
+            return ["noop"]
+
+        def check_params(self, action: str, params: object) -> list[tuple[str, str]]:
+            return []
+
+    text = "rules:\n" + "".join(
+        f"  - name: r{i}\n    match: {{alertname: Alert{i}, matchers: ['job=~\"web|api\"']}}\n"
+        f"    target: 't{i}'\n    actions: [{{action: noop}}]\n"
+        for i in range(1000)
+    )
+    ruleset: RuleSet = load_rules_text(text, "bench.yaml", Catalog())
+    alerts = []
+    for i in range(1000):
+        labels = {"alertname": f"Alert{i % 1200}", "job": "web", "instance": f"h{i}"}
+        alerts.append(
+            Alert(
+                "alertmanager",
+                labels["alertname"],
+                "firing",
+                labels,
+                {},
+                datetime.now(UTC),
+                None,
+                fingerprint_of(labels),
+            )
+        )
+    best = float("inf")
+    for _ in range(5):
+        begin = time.perf_counter()
+        for alert in alerts:
+            ruleset.match(alert)
+        best = min(best, time.perf_counter() - begin)
+    return best
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    counter = itertools.count()
+    python = sys.executable
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        port = free_port()
+        bare = start([python, "-c", BARE_SERVER, str(port)], work)
+        try:
+            await wait_up(f"http://127.0.0.1:{port}")
+            await hammer(f"http://127.0.0.1:{port}", 1, args.concurrency, counter)  # warm-up
+            bare_rate = await hammer(
+                f"http://127.0.0.1:{port}", args.seconds, args.concurrency, counter
+            )
+        finally:
+            stop(bare)
+
+        arrivals: dict[str, float] = {}
+
+        async def record(request: web.Request) -> web.Response:
+            body = await request.json()
+            arrivals[body["sent"]] = time.time()
+            return web.json_response({})
+
+        recorder = web.Application()
+        recorder.router.add_post("/hook", record)
+        runner = web.AppRunner(recorder, access_log=None)
+        await runner.setup()
+        hook_port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+        (work / "rules.yaml").write_text(RULES.format(url=f"http://127.0.0.1:{hook_port}/hook"))
+        (work / "live.yaml").write_text(
+            "dry_run: false\nrules: [rules.yaml]\nlog_level: warning\n"
+            "guards: {max_concurrent: 32}\n"
+        )
+        (work / "dry.yaml").write_text("dry_run: true\nrules: [rules.yaml]\nlog_level: warning\n")
+        (work / "nomatch.yaml").write_text("dry_run: true\nlog_level: warning\n")
+        rates = {}
+        try:
+            for name in ("nomatch", "dry"):
+                async with serving(python, work, f"{name}.yaml", f"{name}.db") as url:
+                    await hammer(url, 1, args.concurrency, counter)
+                    rates[name] = await hammer(url, args.seconds, args.concurrency, counter)
+            async with serving(python, work, "live.yaml", "live.db") as url:
+                rate = rates["dry"] / 2
+                delays = await latency(url, rate, args.seconds, counter, arrivals)
+        finally:
+            await runner.cleanup()
+
+    match_seconds = matching()
+    print(f"bare aiohttp handler      {bare_rate:10.0f} req/s")
+    for name, label in (("nomatch", "no rule matches"), ("dry", "every alert matches")):
+        ratio = rates[name] / bare_rate
+        print(f"remedy ingest, {label:<19} {rates[name]:8.0f} req/s   ratio {ratio:.2f}")
+    print("  (target: ratio >= 0.60 with durable storage)")
+    if delays:
+        p50 = statistics.median(delays) * 1000
+        p99 = delays[max(int(len(delays) * 0.99) - 1, 0)] * 1000
+        print(f"received -> action p50    {p50:8.1f} ms at {rate:.0f} req/s, live rule")
+        print(f"received -> action p99    {p99:8.1f} ms   (target <= 20 ms)")
+        print(f"actions seen              {len(delays):8d} of {int(rate * args.seconds)}")
+    print(f"1000 rules x 1000 alerts  {match_seconds * 1000:10.1f} ms   (target < 50 ms)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
