@@ -15,7 +15,7 @@ from receiver.store.base import IncomingAlert, Plan
 from rules.alert import Alert
 from rules.index import RuleSet
 from rules.schema import ActionCatalog, ActionStep, Rule
-from rules.template import TemplateError, render_params
+from rules.template import TemplateError, params_are_literal, render_params
 
 
 class Planner:
@@ -24,10 +24,25 @@ class Planner:
     def __init__(
         self, rules: RuleSet, catalog: ActionCatalog, metrics: Metrics, dry_run: bool
     ) -> None:
-        self.rules = rules
         self.catalog = catalog
         self.metrics = metrics
         self.dry_run = dry_run
+        self._literal: dict[int, bool] = {}
+        self.rules = rules
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rule set alerts are matched against."""
+        return self._rules
+
+    @rules.setter
+    def rules(self, ruleset: RuleSet) -> None:
+        self._rules = ruleset
+        self._literal = {
+            id(step): params_are_literal(step.params)
+            for rule in ruleset.rules
+            for step in (*rule.actions, *rule.on_failure)
+        }
 
     def plan(self, alert: Alert) -> IncomingAlert:
         """The alert with one plan per matching rule."""
@@ -60,7 +75,9 @@ class Planner:
 
     def _step(self, step: ActionStep, alert: Alert, where: str) -> Mapping[str, Any]:
         params = render_params(step.params, alert)
-        problems = self.catalog.check_params(step.action, params)
+        # Literal params were checked when the rules loaded; rendered ones are checked now.
+        literal = self._literal.get(id(step), False)
+        problems = [] if literal else self.catalog.check_params(step.action, params)
         if problems:
             field, message = problems[0]
             raise TemplateError(f"{where}.params.{field}: {message} (after rendering)")

@@ -187,3 +187,14 @@ def sample_params(obj: object) -> object:
     if isinstance(obj, list | tuple):
         return [sample_params(value) for value in obj]
     return obj
+
+
+def params_are_literal(obj: object) -> bool:
+    """Whether compiled params reference nothing, so every alert renders them the same."""
+    if isinstance(obj, Template):
+        return obj.is_literal
+    if isinstance(obj, Mapping):
+        return all(params_are_literal(value) for value in obj.values())
+    if isinstance(obj, list | tuple):
+        return all(params_are_literal(value) for value in obj)
+    return True

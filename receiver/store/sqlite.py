@@ -136,14 +136,16 @@ class _Chain:
             events.append(AuditEvent(event_id, ts, record, self.last_hash, digest))
             self.last_id, self.last_hash = event_id, digest
         conn.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        if rows:
-            conn.execute(
-                "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
-                "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, "
-                "last_hash = excluded.last_hash",
-                (self.last_id, self.last_hash),
-            )
         return events
+
+    def save_head(self, conn: sqlite3.Connection) -> None:
+        """Record the chain's end, so a cut tail is caught; once per transaction."""
+        conn.execute(
+            "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
+            "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, "
+            "last_hash = excluded.last_hash",
+            (self.last_id, self.last_hash),
+        )
 
 
 class SQLiteStore:
@@ -257,6 +259,8 @@ class SQLiteStore:
                     exc = StoreUnavailable(f"storage unavailable: {exc}")
                 results.append((None, exc))
         try:
+            if (self._chain.last_id, self._chain.last_hash) != saved:
+                self._chain.save_head(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
