@@ -37,11 +37,20 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = text.partition(":")
-        if kind != "before":
+        event_id = _bounded_int(value, 1, 2**62)
+        if kind != "before" or event_id is None:
             raise ValueError(kind)
-        return int(value)
+        return event_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise PayloadError("cursor", "not a cursor this server issued") from None
+
+
+def _bounded_int(text: str, low: int, high: int) -> int | None:
+    """An ASCII decimal integer within [low, high], else ``None``."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
 
 
 def parse_time(value: str, field: str, now: datetime) -> str:
@@ -50,6 +59,8 @@ def parse_time(value: str, field: str, now: datetime) -> str:
         return timestamp(now - timedelta(seconds=parse_duration(value)))
     except ValueError:
         pass
+    except OverflowError:
+        raise PayloadError(field, f"duration out of range: {value!r}") from None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -58,7 +69,10 @@ def parse_time(value: str, field: str, now: datetime) -> str:
         ) from None
     if moment.tzinfo is None:
         raise PayloadError(field, f"time without a timezone: {value!r}")
-    return timestamp(moment)
+    try:
+        return timestamp(moment)
+    except OverflowError:
+        raise PayloadError(field, f"time out of range: {value!r}") from None
 
 
 def audit_query(params: Mapping[str, str], now: datetime) -> AuditQuery:
@@ -75,8 +89,8 @@ def audit_query(params: Mapping[str, str], now: datetime) -> AuditQuery:
     }
     if unknown:
         raise PayloadError(sorted(unknown)[0], "unknown query parameter")
-    limit_text = params.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    limit = _bounded_int(params.get("limit", "100"), 1, MAX_LIMIT)
+    if limit is None:
         raise PayloadError("limit", f"expected an integer from 1 to {MAX_LIMIT}")
     return AuditQuery(
         since=parse_time(params["since"], "since", now) if "since" in params else None,
@@ -85,7 +99,7 @@ def audit_query(params: Mapping[str, str], now: datetime) -> AuditQuery:
         target=params.get("target"),
         outcome=params.get("outcome"),
         alert=params.get("alert"),
-        limit=int(limit_text),
+        limit=limit,
         before_id=decode_cursor(params["cursor"]) if "cursor" in params else None,
     )
 
@@ -143,17 +157,23 @@ async def audit_stream(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     service.store.listeners.append(listener)
+    closing = asyncio.ensure_future(service.closing.wait())
     try:
-        while not overflowed.is_set():
-            try:
-                events = await asyncio.wait_for(pending.get(), timeout=15)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+        while not overflowed.is_set() and not service.closing.is_set():
+            getting = asyncio.ensure_future(pending.get())
+            done, _ = await asyncio.wait(
+                {getting, closing}, timeout=15, return_when=asyncio.FIRST_COMPLETED
+            )
+            if getting not in done:
+                getting.cancel()
+                if not done:
+                    await response.write(b": keep-alive\n\n")
                 continue
-            for event in events:
+            for event in getting.result():
                 data = json.dumps(event.to_dict())
                 await response.write(f"id: {event.id}\nevent: audit\ndata: {data}\n\n".encode())
     finally:
+        closing.cancel()
         service.store.listeners.remove(listener)
     return response
 

@@ -115,6 +115,11 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         log.info("service.stopped")
 
 
+async def _closing(app: web.Application) -> None:
+    """Tell long-lived responses (the audit tail) to finish, so shutdown is not held up."""
+    app[SERVICE].closing.set()
+
+
 def build_app(service: Service) -> web.Application:
     """The HTTP application around a service."""
     app = web.Application(
@@ -123,6 +128,7 @@ def build_app(service: Service) -> web.Application:
     )
     app[SERVICE] = service
     app.cleanup_ctx.append(_lifetime)
+    app.on_shutdown.append(_closing)
     app.router.add_post("/webhook/alertmanager", webhooks.alertmanager)
     app.router.add_get("/api/v1/audit", api.audit)
     app.router.add_get("/api/v1/audit/verify", api.audit_verify)

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 GENESIS_HASH = "0" * 64
 
@@ -45,7 +46,11 @@ REDACTED = "<redacted>"
 
 
 def redact(value: Any) -> Any:
-    """A copy of JSON-like data with the values of secret-looking keys replaced."""
+    """A copy of JSON-like data with secrets replaced.
+
+    Secrets are the values of secret-looking keys, and in URLs the userinfo
+    and the values of secret-looking query parameters.
+    """
     if isinstance(value, Mapping):
         return {
             k: REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact(v)
@@ -53,7 +58,29 @@ def redact(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
+    if isinstance(value, str) and "://" in value and ("@" in value or "?" in value):
+        return _redact_url(value)
     return value
+
+
+def _redact_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = (
+        "&".join(
+            f"{key}={REDACTED}" if _SECRET_KEY.search(key) else pair
+            for pair in parts.query.split("&")
+            for key in (pair.partition("=")[0],)
+        )
+        if parts.query
+        else ""
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def canonical_json(value: Any) -> str:
@@ -222,7 +249,28 @@ def verify_chain(
             return VerifyResult(False, count, row.id, "indexed columns differ from the event")
         prev_hash = row.hash
         count += 1
-    if head is not None and head != (expected_id, prev_hash):
-        missing = expected_id + 1
-        return VerifyResult(False, count, missing, f"the log ends before event {head[0]}")
+    return _check_head(head, expected_id, prev_hash, count, start)
+
+
+def _check_head(
+    head: tuple[int, str] | None,
+    last_id: int,
+    last_hash: str,
+    count: int,
+    start: tuple[int, str],
+) -> VerifyResult:
+    """Compare the chain's end with the head the store recorded at every commit."""
+    if head is None:
+        if last_id == start[0]:
+            return VerifyResult(True, count)
+        return VerifyResult(False, count, last_id, "the recorded head of the log is missing")
+    head_id, head_hash = head
+    if head_id > last_id:
+        reason = f"events {last_id + 1} to {head_id} are missing: the log was cut"
+        return VerifyResult(False, count, last_id + 1, reason)
+    if head_id < last_id:
+        reason = f"events after {head_id} were written outside remedy"
+        return VerifyResult(False, count, head_id + 1, reason)
+    if head_hash != last_hash:
+        return VerifyResult(False, count, last_id, "the last event differs from the recorded head")
     return VerifyResult(True, count)

@@ -29,7 +29,7 @@ from receiver.dryrun import describe_alerts
 from receiver.ingest import PayloadError
 from receiver.remote import RemoteError, follow_remote, read_remote, verify_remote
 from receiver.ruleset import check_enforceable, load_ruleset
-from receiver.store.base import AuditQuery, StoreUnavailable
+from receiver.store.base import AuditQuery, StoreCorrupt, StoreUnavailable
 from receiver.store.sqlite import SQLiteStore
 from rules import RuleLoadError
 
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             sys.stderr.write(f"{problem}\n")
         return 1
-    except (UsageError, StoreUnavailable, RemoteError) as exc:
+    except (UsageError, StoreUnavailable, StoreCorrupt, RemoteError) as exc:
         sys.stderr.write(f"remedy: error: {exc}\n")
         return 1
     except PayloadError as exc:
@@ -119,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug; still one line, with what to report
+        sys.stderr.write(f"remedy: internal error: {type(exc).__name__}: {exc}\n")
+        return 70
     raise AssertionError(args.command)  # argparse only admits the commands above
 
 
@@ -136,8 +139,10 @@ def _serve(args: argparse.Namespace) -> int:
     config = _config(args.config)
     if args.listen:
         host, sep, port = args.listen.rpartition(":")
-        if not sep or not port.isdigit():
-            raise UsageError(f"--listen expects HOST:PORT, got {args.listen!r}")
+        if not sep or not port.isascii() or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise UsageError(
+                f"--listen expects HOST:PORT with a port up to 65535, got {args.listen!r}"
+            )
         host = host.strip("[]") or "127.0.0.1"
         config = dataclasses.replace(config, host=host, port=int(port))
     if config.auth is None and not _is_loopback(config.host):
@@ -152,14 +157,17 @@ def _serve(args: argparse.Namespace) -> int:
     service = build_service(config)
     if config.auth is None:
         logs.warn_no_auth(config.host, config.port)
-    web.run_app(
-        build_app(service),
-        host=config.host,
-        port=config.port,
-        shutdown_timeout=15,
-        print=None,
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            build_app(service),
+            host=config.host,
+            port=config.port,
+            shutdown_timeout=15,
+            print=None,
+            access_log=None,
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
     return 0
 
 
@@ -193,6 +201,8 @@ def _test(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.alert == "-" else Path(args.alert).read_text()
     except OSError as exc:
         raise UsageError(f"cannot read {args.alert}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.alert} is not UTF-8 text") from None
     report = describe_alerts(text, load_ruleset(config.rules), config)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -140,6 +140,10 @@ class _ConfigReader(NodeReader):
 
     def auth(self, node: Node, path: str) -> AuthConfig:
         fields = self.mapping(node, path, _AUTH_KEYS)
+        if "webhook_tokens" not in fields:
+            # Alertmanager drops what is answered 401: an auth section without
+            # webhook tokens would silently lose every alert.
+            raise self.invalid(node, path, "webhook_tokens: at least one token is required")
         return AuthConfig(
             webhook_tokens=self.optional(
                 fields, "webhook_tokens", path, lambda n, p: self.tokens(n, p, api=False), ()
@@ -151,7 +155,10 @@ class _ConfigReader(NodeReader):
 
     def tokens(self, node: Node, path: str, *, api: bool) -> tuple[Token, ...]:
         tokens = []
-        for i, item in enumerate(self.sequence(node, path, "a list of tokens")):
+        items = self.sequence(node, path, "a list of tokens")
+        if not items and not api:
+            raise self.invalid(node, path, "at least one token is required")
+        for i, item in enumerate(items):
             try:
                 tokens.append(self.token(item, join_path(path, i), i, api=api))
             except Invalid:

@@ -21,6 +21,8 @@ def describe_alerts(text: str, ruleset: RuleSet, config: Config) -> dict[str, An
         payload = json.loads(text)
     except ValueError as exc:
         raise PayloadError("", f"the alert file is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("", "the alert file is nested too deeply") from None
     message = parse_webhook(payload)
     planner = Planner(ruleset, builtin_registry(), Metrics(), dry_run=config.dry_run)
     report = []

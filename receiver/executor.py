@@ -18,7 +18,7 @@ import structlog
 from receiver.audit import AuditRecord
 from receiver.metrics import Metrics
 from receiver.store.base import Remediation, StateConflict, Store
-from remediations import ActionContext, ActionError, ParamError, Registry
+from remediations import ActionContext, ActionError, ActionTimeout, ParamError, Registry
 
 log = structlog.get_logger("remedy.executor")
 
@@ -109,8 +109,9 @@ class Executor:
                 await self._execute(rem)
             except StateConflict:
                 log.info("remediation.already_claimed", remediation=rem.id)
-            except Exception:
-                log.exception("remediation.crashed", remediation=rem.id)
+            except Exception as exc:
+                # Logged without the traceback: rendered params may be in its messages.
+                log.error("remediation.crashed", remediation=rem.id, error_type=type(exc).__name__)
             finally:
                 self._busy -= 1
                 self._running.discard(me)
@@ -121,7 +122,7 @@ class Executor:
         if self.dry_run or rem.dry_run:
             await self._dry_run(rem)
             return
-        state = await self._run_steps(rem, rem.steps, claim=True, final=not rem.on_failure)
+        state = await self._run_steps(rem, rem.steps, claim=True, final=True)
         if state != "succeeded" and rem.on_failure:
             await self._run_steps(rem, rem.on_failure, reason="on_failure")
             await self.store.record([], remediation=rem.id, state=state)
@@ -152,7 +153,8 @@ class Executor:
 
         ``claim`` moves the remediation from ``queued`` to ``running`` with the
         first ``started`` event (or raises :class:`StateConflict`); ``final``
-        records the outcome state with the last step's event. A failing step
+        records the outcome state with the last step's event, unless
+        ``on_failure`` steps must run first. A failing step
         stops the run unless it may fail (``continue_on_error``).
         """
         state = "succeeded"
@@ -174,6 +176,7 @@ class Executor:
             if stops:
                 state = outcome
             last = stops or index == len(steps) - 1
+            final_here = final and last and (state == "succeeded" or not rem.on_failure)
             await self.store.record(
                 [
                     self._record(
@@ -187,8 +190,8 @@ class Executor:
                         duration_ms=round(seconds * 1000),
                     )
                 ],
-                remediation=rem.id if final and last else None,
-                state=state if final and last else None,
+                remediation=rem.id if final_here else None,
+                state=state if final_here else None,
             )
             self.metrics.actions.labels(action, outcome).inc()
             self.metrics.action_duration.labels(action).observe(seconds)
@@ -204,15 +207,24 @@ class Executor:
         started = time.monotonic()
         try:
             action = self.registry.get(step["action"])
+        except KeyError:
+            return "failed", f"unknown action {step['action']!r}", None, 0.0
+        try:
             params = action.parse(step["params"])
             async with asyncio.timeout(float(step["timeout"])):
                 result = await action.run(params, ctx)
+        except ActionTimeout as exc:
+            return "timeout", str(exc), None, _since(started)
         except TimeoutError:
             return "timeout", f"no outcome within {step['timeout']}s", None, _since(started)
         except (ActionError, ParamError) as exc:
             return "failed", str(exc), None, _since(started)
-        except KeyError:
-            return "failed", f"unknown action {step['action']!r}", None, _since(started)
+        except Exception as exc:
+            # A bug in an action, not the backend's answer: its message may carry
+            # rendered params (URLs with tokens), so only its type is recorded.
+            log.error("action.crashed", action=step["action"], error_type=type(exc).__name__)
+            error = f"internal error in {step['action']}: {type(exc).__name__}"
+            return "failed", error, None, _since(started)
         return "succeeded", None, dict(result), _since(started)
 
     @staticmethod

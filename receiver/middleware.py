@@ -89,6 +89,12 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return error_body(exc.status, exc.reason)
+    except Exception as exc:
+        # A bug: the client still gets JSON and the request id to report it with.
+        log.error(
+            "http.internal_error", path=request.path, error_type=type(exc).__name__, exc_info=True
+        )
+        return error_body(500, "internal error; the request id names it in the logs")
 
 
 @web.middleware

@@ -77,7 +77,10 @@ class Planner:
         params = render_params(step.params, alert)
         # Literal params were checked when the rules loaded; rendered ones are checked now.
         literal = self._literal.get(id(step), False)
-        problems = [] if literal else self.catalog.check_params(step.action, params)
+        try:
+            problems = [] if literal else self.catalog.check_params(step.action, params)
+        except Exception as exc:  # an action's check must not fail a whole webhook
+            problems = [("", f"rejected by {step.action}: {type(exc).__name__}")]
         if problems:
             field, message = problems[0]
             raise TemplateError(f"{where}.params.{field}: {message} (after rendering)")

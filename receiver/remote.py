@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import yarl
 
 
 class RemoteError(Exception):
@@ -16,33 +17,55 @@ class RemoteError(Exception):
 
 def _headers(token: str | None) -> dict[str, str]:
     token = token or os.environ.get("REMEDY_TOKEN")
+    if token and not token.isprintable():
+        raise RemoteError("the token contains control characters")
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def _shown(url: str) -> str:
+    """The URL as messages may show it: no userinfo, no query."""
+    try:
+        parsed = yarl.URL(url)
+        return str(parsed.with_user(None).with_query(None))
+    except (ValueError, TypeError):
+        return "<invalid URL>"
+
+
 async def _get_json(url: str, token: str | None, params: dict[str, str] | None = None) -> Any:
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-        session.get(url, params=params, headers=_headers(token)) as response,
-    ):
-        if response.status >= 400:
-            try:
-                reason = (await response.json()).get("error", response.reason)
-            except (ValueError, aiohttp.ContentTypeError):
-                reason = response.reason
-            raise RemoteError(f"{url} answered {response.status}: {reason}")
-        return await response.json()
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.get(url, params=params, headers=_headers(token)) as response,
+        ):
+            if response.status >= 400:
+                try:
+                    reason = (await response.json()).get("error", response.reason)
+                except (ValueError, AttributeError, aiohttp.ContentTypeError):
+                    reason = response.reason
+                raise RemoteError(f"{_shown(url)} answered {response.status}: {reason}")
+            return await response.json()
+    except aiohttp.ContentTypeError:
+        raise RemoteError(f"{_shown(url)} did not answer with JSON: is it remedy?") from None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise RemoteError(f"cannot reach {_shown(url)}: {type(exc).__name__}") from None
 
 
 async def read_remote(base: str, token: str | None, params: dict[str, str]) -> list[Any]:
     """One page of audit events from ``GET /api/v1/audit``."""
-    body = await _get_json(base.rstrip("/") + "/api/v1/audit", token, params)
+    url = base.rstrip("/") + "/api/v1/audit"
+    body = await _get_json(url, token, params)
+    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+        raise RemoteError(f"{_shown(url)} did not answer with audit events: is it remedy?")
     events: list[Any] = body["events"]
     return events
 
 
 async def verify_remote(base: str, token: str | None) -> dict[str, Any]:
     """The server's chain check from ``GET /api/v1/audit/verify``."""
-    result: dict[str, Any] = await _get_json(base.rstrip("/") + "/api/v1/audit/verify", token)
+    url = base.rstrip("/") + "/api/v1/audit/verify"
+    result = await _get_json(url, token)
+    if not isinstance(result, dict) or "ok" not in result:
+        raise RemoteError(f"{_shown(url)} did not answer with a verification: is it remedy?")
     return result
 
 
@@ -57,7 +80,7 @@ async def follow_remote(
         session.get(url, headers=_headers(token)) as response,
     ):
         if response.status >= 400:
-            raise RemoteError(f"{url} answered {response.status}")
+            raise RemoteError(f"{_shown(url)} answered {response.status}")
         async for raw in response.content:
             line = raw.decode().rstrip("\n")
             if line.startswith("data: "):

@@ -32,6 +32,7 @@ class Service:
     http: aiohttp.ClientSession | None = None
     executor: Executor | None = None
     background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+    closing: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     @property
     def running_executor(self) -> Executor:

@@ -11,6 +11,7 @@ import json
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from receiver.ingest import PayloadError
 from receiver.ingest.alertmanager import parse_webhook
@@ -32,11 +33,17 @@ async def read_json(request: web.Request, source: str) -> object:
     except web.HTTPRequestEntityTooLarge:
         service.metrics.webhook_rejected.labels(source, "too_large").inc()
         raise
+    except RequestPayloadError as exc:  # a broken chunked or compressed body
+        service.metrics.webhook_rejected.labels(source, "malformed").inc()
+        raise PayloadError("", f"the body could not be read: {type(exc).__name__}") from None
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         service.metrics.webhook_rejected.labels(source, "malformed").inc()
         raise PayloadError("", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        service.metrics.webhook_rejected.labels(source, "malformed").inc()
+        raise PayloadError("", "the body is nested too deeply") from None
 
 
 @access("webhook")

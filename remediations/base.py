@@ -27,6 +27,10 @@ class ActionError(Exception):
     """An action failed; the message is what the audit log records."""
 
 
+class ActionTimeout(ActionError):
+    """The backend did not answer in the action's own time; the outcome is ``timeout``."""
+
+
 class PermanentError(ActionError):
     """Retrying cannot help: bad params, 403, 404, a missing target."""
 

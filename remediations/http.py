@@ -33,8 +33,15 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
-from remediations.base import ActionContext, ParamError, PermanentError, TemporaryError
+from remediations.base import (
+    ActionContext,
+    ActionTimeout,
+    ParamError,
+    PermanentError,
+    TemporaryError,
+)
 from remediations.params import Fields
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
@@ -111,9 +118,17 @@ class HttpRequest:
         if method not in METHODS:
             raise ParamError("method", f"expected one of {', '.join(METHODS)}, got {method!r}")
         url = fields.string("url")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ParamError("url", f"expected an http:// or https:// URL with a host, got {url!r}")
+        try:
+            parsed = yarl.URL(url)
+            port = parsed.port
+        except (ValueError, TypeError):
+            raise ParamError("url", f"not a valid URL: {_safe_url(url)!r}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host or port is None:
+            raise ParamError(
+                "url", f"expected an http:// or https:// URL with a host, got {_safe_url(url)!r}"
+            )
+        if any(c in url for c in "\r\n\t "):
+            raise ParamError("url", "must not contain whitespace or line breaks")
         headers = {
             name: _header_value(f"headers.{name}", value)
             for name, value in fields.mapping("headers", {}).items()
@@ -145,10 +160,18 @@ class HttpRequest:
             ) as response:
                 body = await response.content.read(_RESPONSE_CAP)
                 status = response.status
+        except TimeoutError:
+            raise ActionTimeout(
+                f"{params.method} {_safe_url(params.url)}: no answer within {params.timeout:g}s"
+            ) from None
         except aiohttp.ClientConnectionError as exc:
-            raise TemporaryError(f"{params.method} {_safe_url(params.url)}: {exc}") from None
-        except aiohttp.ClientError as exc:
-            raise PermanentError(f"{params.method} {_safe_url(params.url)}: {exc}") from None
+            raise TemporaryError(
+                f"{params.method} {_safe_url(params.url)}: {type(exc).__name__}{_errno_text(exc)}"
+            ) from None
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise PermanentError(
+                f"{params.method} {_safe_url(params.url)}: {type(exc).__name__}"
+            ) from None
         ok = status in params.expect_status if params.expect_status else 200 <= status < 300
         if not ok:
             message = f"{params.method} {_safe_url(params.url)} answered {status}"
@@ -160,8 +183,20 @@ class HttpRequest:
 
 def _safe_url(url: str) -> str:
     """The URL without userinfo or query, which may carry credentials."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return "<invalid URL>"
+    if not parts.scheme:
+        return parts.path
     return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _errno_text(exc: BaseException) -> str:
+    """``: Connection refused`` from the OS error under a connection error, if any."""
+    cause = getattr(exc, "os_error", None) or exc.__cause__
+    text = getattr(cause, "strerror", None)
+    return f": {text}" if text else ""

@@ -47,15 +47,18 @@ class Reference:
     name: str
 
     def resolve(self, alert: Alert) -> str:
-        """The referenced value; :class:`TemplateError` when the alert lacks it."""
+        """The referenced value; :class:`TemplateError` when the alert lacks it.
+
+        An empty value counts as missing, as Prometheus treats an empty label.
+        """
         if self.kind == "labels":
             value = alert.labels.get(self.name)
-            if value is None:
+            if not value:
                 raise TemplateError(f"label {self.name!r} is missing")
             return value
         if self.kind == "annotations":
             value = alert.annotations.get(self.name)
-            if value is None:
+            if not value:
                 raise TemplateError(f"annotation {self.name!r} is missing")
             return value
         value = getattr(alert, self.name)

@@ -253,6 +253,10 @@ class NodeReader:
             raise self.invalid(node, path, str(exc.problem)) from None
 
 
+MAX_NODES = 100_000
+"""Nodes a document may have once aliases are expanded: a bound on alias bombs."""
+
+
 def parse_document(
     text: str, file: str, problems: list[Problem]
 ) -> tuple[YamlLoader, Node | None] | None:
@@ -262,7 +266,7 @@ def parse_document(
     """
     loader = YamlLoader(text)
     try:
-        return loader, loader.get_single_node()
+        root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         loader.dispose()
         mark = exc.problem_mark or exc.context_mark
@@ -270,3 +274,35 @@ def parse_document(
         context = f"{exc.context}: " if exc.context else ""
         problems.append(Problem(file, line, None, f"invalid YAML: {context}{exc.problem}"))
         return None
+    except RecursionError:
+        loader.dispose()
+        problems.append(Problem(file, 0, None, "invalid YAML: nested too deeply"))
+        return None
+    if root is not None and _expanded_size(root) > MAX_NODES:
+        loader.dispose()
+        problems.append(
+            Problem(
+                file,
+                line_of(root),
+                None,
+                f"too large: over {MAX_NODES} values once aliases are expanded",
+            )
+        )
+        return None
+    return loader, root
+
+
+def _expanded_size(root: Node) -> int:
+    """How many nodes a reader visits, counting an aliased node each time it is used."""
+    count = 0
+    stack: list[Node] = [root]
+    while stack and count <= MAX_NODES:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                stack.append(key)
+                stack.append(value)
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+    return count

@@ -68,6 +68,7 @@ def _alert(raw: object, where: str) -> Alert:
     fingerprint = raw.get("fingerprint") or fingerprint_of(labels)
     if not isinstance(fingerprint, str):
         raise PayloadError(f"{where}.fingerprint", "must be a string")
+    _encodable(fingerprint, f"{where}.fingerprint")
     starts_at = _time(raw.get("startsAt"), f"{where}.startsAt")
     if starts_at is None:
         raise PayloadError(f"{where}.startsAt", "is required")
@@ -80,7 +81,7 @@ def _alert(raw: object, where: str) -> Alert:
         starts_at=starts_at,
         ends_at=_time(raw.get("endsAt"), f"{where}.endsAt"),
         fingerprint=fingerprint,
-        generator_url=_optional_str(raw, "generatorURL", ""),
+        generator_url=_optional_str(raw, "generatorURL", "", where),
     )
 
 
@@ -98,13 +99,26 @@ def _string_map(value: object, where: str) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(item, str):
             raise PayloadError(f"{where}.{key}", f"must be a string, got {type(item).__name__}")
+        _encodable(key, where)
+        _encodable(item, f"{where}.{key}")
     return dict(value)
 
 
-def _optional_str(raw: Mapping[str, Any], key: str, default: str) -> str:
+def _encodable(text: str, where: str) -> None:
+    """Reject lone surrogates (valid JSON escapes, invalid Unicode text) up front."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise PayloadError(where, "is not valid Unicode text") from None
+
+
+def _optional_str(raw: Mapping[str, Any], key: str, default: str, where: str = "") -> str:
     value = raw.get(key, default)
+    field = f"{where}.{key}" if where else key
     if not isinstance(value, str):
-        raise PayloadError(key, "must be a string")
+        raise PayloadError(field, "must be a string")
+    _encodable(value, field)
     return value
 
 
@@ -122,4 +136,7 @@ def _time(value: object, where: str) -> datetime | None:
         raise PayloadError(where, f"time without a timezone: {value!r}")
     if moment.year == _GO_ZERO_TIME_YEAR:
         return None
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise PayloadError(where, f"time out of range: {value!r}") from None

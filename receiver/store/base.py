@@ -12,12 +12,16 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from receiver.audit import AuditEvent, AuditRecord, VerifyResult
+from receiver.audit import AuditEvent, AuditRecord, VerifyResult, redact
 from rules.alert import Alert
 
 
 class StoreUnavailable(Exception):
     """Storage cannot take the write now; the caller answers 503 so the sender retries."""
+
+
+class StoreCorrupt(Exception):
+    """Stored data cannot be read back: tampering or a damaged file."""
 
 
 class NotFound(Exception):
@@ -66,8 +70,12 @@ class Remediation:
     updated_at: str
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form the API shows (params are redacted by the caller)."""
-        return dataclasses.asdict(self)
+        """The JSON form the API shows, secrets redacted as in the audit log."""
+        data = dataclasses.asdict(self)
+        data["steps"] = redact(data["steps"])
+        data["on_failure"] = redact(data["on_failure"])
+        data["alert"] = redact(data["alert"])
+        return data
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from receiver.audit import (
     GENESIS_HASH,
     AuditEvent,
@@ -40,10 +42,12 @@ from receiver.store.base import (
     NotFound,
     Remediation,
     StateConflict,
+    StoreCorrupt,
     StoreUnavailable,
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("remedy.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -187,11 +191,16 @@ class SQLiteStore:
         try:
             conn = self._connect()
             conn.executescript(SCHEMA)
+            last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
             head = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from None
-        if head:
-            self._chain = _Chain(head[0], head[1])
+        if last:
+            # The chain goes on from the newest stored event, so writes never collide
+            # with it; a head that disagrees is tampering that verify reports.
+            self._chain = _Chain(last[0], last[1])
+            if head is None or tuple(head) != tuple(last):
+                log.error("audit.head_mismatch", last_id=last[0], head_id=head[0] if head else None)
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="remedy-sqlite-writer", daemon=True
         )
@@ -208,7 +217,7 @@ class SQLiteStore:
     # -- the writer ---------------------------------------------------------
 
     def _submit(self, job: Job) -> asyncio.Future[Any]:
-        if self._writer is None:
+        if self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -235,16 +244,28 @@ class SQLiteStore:
         conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        """Run one group commit; whatever goes wrong, every job gets an answer."""
         started = time.perf_counter()
         saved = (self._chain.last_id, self._chain.last_hash)
-        results: list[tuple[Any, BaseException | None]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            self._settle(
-                batch, [(None, StoreUnavailable(f"storage unavailable: {exc}"))] * len(batch)
-            )
-            return
+            results = self._jobs_in_transaction(conn, batch, saved)
+        except Exception as exc:  # the thread must outlive any failure, or ingest hangs
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            self._chain.last_id, self._chain.last_hash = saved
+            log.error("store.batch_failed", error_type=type(exc).__name__, error=str(exc))
+            results = [(None, StoreUnavailable(f"storage unavailable: {exc}"))] * len(batch)
+        if self._on_commit is not None:
+            with contextlib.suppress(Exception):
+                self._on_commit(time.perf_counter() - started, len(batch))
+        self._settle(batch, results)
+
+    def _jobs_in_transaction(
+        self, conn: sqlite3.Connection, batch: list[Any], saved: tuple[int, str]
+    ) -> list[tuple[Any, BaseException | None]]:
+        results: list[tuple[Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
         for job, _future, _loop in batch:
             mark = (self._chain.last_id, self._chain.last_hash)
             conn.execute("SAVEPOINT job")
@@ -258,18 +279,10 @@ class SQLiteStore:
                 if isinstance(exc, sqlite3.OperationalError):
                     exc = StoreUnavailable(f"storage unavailable: {exc}")
                 results.append((None, exc))
-        try:
-            if (self._chain.last_id, self._chain.last_hash) != saved:
-                self._chain.save_head(conn)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._chain.last_id, self._chain.last_hash = saved
-            results = [(None, StoreUnavailable(f"storage unavailable: {exc}"))] * len(batch)
-        if self._on_commit is not None:
-            self._on_commit(time.perf_counter() - started, len(batch))
-        self._settle(batch, results)
+        if (self._chain.last_id, self._chain.last_hash) != saved:
+            self._chain.save_head(conn)
+        conn.execute("COMMIT")
+        return results
 
     @staticmethod
     def _settle(batch: list[Any], results: list[tuple[Any, BaseException | None]]) -> None:
@@ -308,7 +321,9 @@ class SQLiteStore:
     # -- the contract -------------------------------------------------------
 
     async def ping(self) -> None:
-        """Raise :class:`StoreUnavailable` unless the database answers."""
+        """Raise :class:`StoreUnavailable` unless the database answers and can be written."""
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreUnavailable("the store's writer is not running")
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def ingest(self, alerts: Sequence[IncomingAlert]) -> IngestResult:
@@ -484,7 +499,7 @@ class SQLiteStore:
 
         def read(conn: sqlite3.Connection) -> list[AuditEvent]:
             rows = conn.execute(sql, (*args, query.limit)).fetchall()
-            return [AuditEvent.from_data(d, p, h) for d, p, h in rows]
+            return [_event(d, p, h) for d, p, h in rows]
 
         return await self._read(read)
 
@@ -500,6 +515,15 @@ class SQLiteStore:
                 conn.execute("COMMIT")
 
         return await self._read(read)
+
+
+def _event(data: str, prev_hash: str, hash_: str) -> AuditEvent:
+    try:
+        return AuditEvent.from_data(data, prev_hash, hash_)
+    except (ValueError, KeyError, TypeError):
+        raise StoreCorrupt(
+            f"an audit event (hash {hash_[:12]}) is unreadable; run remedy audit verify"
+        ) from None
 
 
 _REMEDIATION_COLUMNS = "id, rule, target, state, reason, dry_run, plan, created_at, updated_at"

@@ -139,5 +139,52 @@ async def test_verify_catches_an_edited_column_a_deleted_row_and_a_cut_tail(db_p
     assert (result["ok"], result["first_bad_id"]) == (False, 4)
 
 
-def test_the_hash_covers_the_previous_hash() -> None:
-    assert chain_hash("a" * 64, "{}") != chain_hash("b" * 64, "{}")
+async def test_verify_catches_a_rehashed_tail_and_a_deleted_head(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    await store.open()
+    for i in range(4):
+        await store.record([AuditRecord("paused", reason=f"r{i}")])
+    await store.close()
+    with sqlite3.connect(db_path) as conn:
+        data, prev = conn.execute("SELECT data, prev_hash FROM audit WHERE id = 4").fetchone()
+        forged = data.replace("r3", "r9")
+        conn.execute(
+            "UPDATE audit SET data = ?, reason = 'r9', hash = ? WHERE id = 4",
+            (forged, chain_hash(prev, forged)),
+        )
+    check = SQLiteStore(db_path)
+    await check.open()
+    result = await check.verify()
+    assert (result.ok, result.first_bad_id) == (False, 4)
+    await check.close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM audit WHERE id >= 3")
+        conn.execute("DELETE FROM audit_head")
+    check = SQLiteStore(db_path)
+    await check.open()
+    result = await check.verify()
+    assert not result.ok
+    assert result.reason == "the recorded head of the log is missing"
+    # and the store still takes writes, continuing the chain from what is there
+    await check.record([AuditRecord("resumed")])
+    await check.close()
+
+
+async def test_bad_queries_are_400s_never_500s(remedy: StartRemedy) -> None:
+    server = await remedy()
+    for params in (
+        {"limit": "\u00b2"},
+        {"cursor": "YmVmb3JlOjk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk"},
+        {"since": "99999999999d"},
+        {"until": "0001-01-01T00:00:00+05:00"},
+    ):
+        status, body = await server.get_json("/api/v1/audit", params=params)
+        assert status == 400, (params, body)
+
+
+async def test_the_remediations_api_redacts_secrets(remedy: StartRemedy) -> None:
+    server = await _fill(remedy, 1)
+    _, body = await server.get_json("/api/v1/remediations")
+    text = json.dumps(body)
+    assert "hunter2" not in text
+    assert body["remediations"][0]["steps"][0]["params"]["headers"]["Authorization"] == REDACTED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -100,14 +101,19 @@ def test_check_refuses_unenforced_guards_when_running_live(tmp_path: Path) -> No
         ("listen: 9095\n", "remedy.yaml:1: listen: expected a non-empty string, got 9095"),
         ("colour: blue\n", "remedy.yaml:1: unknown key 'colour'"),
         (
-            "auth:\n  api_tokens: [{env: REMEDY_NOPE, role: operator}]\n",
-            "remedy.yaml:2: auth.api_tokens[0].env: environment variable REMEDY_NOPE is not set",
+            "auth:\n  webhook_tokens: [{value: x}]\n"
+            "  api_tokens: [{env: REMEDY_NOPE, role: operator}]\n",
+            "remedy.yaml:3: auth.api_tokens[0].env: environment variable REMEDY_NOPE is not set",
         ),
         (
-            "auth:\n  api_tokens: [{value: x, role: admin}]\n",
-            "remedy.yaml:2: auth.api_tokens[0].role: expected one of viewer, operator",
+            "auth:\n  webhook_tokens: [{value: x}]\n  api_tokens: [{value: x, role: admin}]\n",
+            "remedy.yaml:3: auth.api_tokens[0].role: expected one of viewer, operator",
         ),
         ("storage: postgresql://db/remedy\n", "remedy.yaml:1: storage: expected sqlite:///PATH"),
+        (
+            "auth:\n  api_tokens: [{value: x, role: viewer}]\n",
+            "remedy.yaml:2: auth: webhook_tokens: at least one token is required",
+        ),
     ],
 )
 def test_config_errors_are_one_line_each(tmp_path: Path, text: str, expected: str) -> None:
@@ -119,6 +125,8 @@ def test_config_errors_are_one_line_each(tmp_path: Path, text: str, expected: st
 
 
 def test_usage_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "deep.json").write_text("[" * 100_000)
     for args in (
         ["frobnicate"],
         ["test"],
@@ -126,11 +134,27 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
         ["test", "--alert", "missing.json"],
         ["audit"],
         ["serve", "--listen", "nowhere"],
+        ["serve", "--listen", "127.0.0.1:99999"],
+        ["test", "--alert", "binary.json"],
+        ["test", "--alert", "deep.json"],
+        ["audit", "--url", "http://user:hunter2@127.0.0.1:1"],
     ):
         result = remedy(*args, cwd=tmp_path)
         assert result.returncode != 0, args
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
         assert "Traceback" not in result.stderr
+        assert "hunter2" not in result.stderr
+
+
+def test_serve_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = remedy("serve", "--listen", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"remedy: error: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_refuses_a_public_address_without_auth(tmp_path: Path) -> None:

@@ -221,3 +221,48 @@ async def test_storage_that_cannot_take_the_write_is_a_503(
         assert (status, body["stored"]) == (200, 1)
     finally:
         blocker.close()
+
+
+async def test_odd_but_valid_json_is_a_400_not_a_500(remedy: StartRemedy) -> None:
+    server = await remedy()
+    surrogate = json.dumps(am_payload(am_alert(labels={"job": "\ud800"})))
+    cases = {
+        "alerts[0].labels.job": surrogate,
+        "alerts[0].startsAt": json.dumps(
+            am_payload({**am_alert(), "startsAt": "9999-12-31T23:59:59-01:00"})
+        ),
+        "": "[" * 100_000 + "]" * 100_000,
+    }
+    for field, body in cases.items():
+        status, answer = await server.post_alerts(body)
+        assert status == 400, (field, answer)
+        assert (answer.get("field") or "") == field
+    assert await server.events() == []
+
+
+async def test_a_label_that_breaks_the_url_is_a_template_error(remedy: StartRemedy) -> None:
+    rules = HOOK_RULE.format(url="http://{{ labels.instance }}/warm")
+    server = await remedy(rules, dry_run=False)
+    for instance in ("[::1", "h:99999", "h/x\r\nX-Injected: 1"):
+        status, _ = await server.post_alerts(am_payload(cache_alert(instance)))
+        assert status == 200
+    await server.settle()
+    skipped = await server.events(outcome="template_error")
+    assert len(skipped) == 3
+    assert all("url" in e["error"] for e in skipped)
+
+
+async def test_a_chunked_body_over_the_limit_is_a_413(remedy: StartRemedy) -> None:
+    server = await remedy(max_body_bytes=10_000)
+
+    async def chunks() -> Any:
+        yield b'{"version": "4", "alerts": ['
+        for _ in range(100):
+            yield b'{"status": "firing", "labels": {"alertname": "' + b"x" * 200 + b'"}},'
+        yield b"{}]}"
+
+    response = await server.client.post(
+        "/webhook/alertmanager", data=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 413
+    assert (await response.json())["limit_bytes"] == 10_000

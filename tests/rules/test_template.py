@@ -48,9 +48,10 @@ def test_missing_annotation_is_an_error() -> None:
         Template.parse("{{ annotations.runbook }}").render(make_alert())
 
 
-def test_empty_label_value_renders_empty() -> None:
-    # Present but empty is the alert's own value, unlike a missing label.
-    assert Template.parse("[{{ labels.zone }}]").render(make_alert(labels={"zone": ""})) == "[]"
+def test_an_empty_label_is_missing() -> None:
+    # Prometheus treats a label with an empty value as absent: so does the template.
+    with pytest.raises(TemplateError, match="label 'zone' is missing"):
+        Template.parse("[{{ labels.zone }}]").render(make_alert(labels={"zone": ""}))
 
 
 @pytest.mark.parametrize(

@@ -27,12 +27,16 @@ class Received:
 
 
 class Recorder:
-    """Answers every request with ``status`` (after ``delay``) and keeps a copy of it."""
+    """Answers every request with ``status`` and keeps a copy of it.
+
+    ``delay`` slows every answer; ``gate``, when set, holds answers until the test opens it.
+    """
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.status = 200
         self.delay = 0.0
+        self.gate: asyncio.Event | None = None
         self.server: TestServer | None = None
 
     def url(self, path: str = "/hook") -> str:
@@ -44,6 +48,8 @@ class Recorder:
         self.received.append(Received(request.method, request.path_qs, dict(request.headers), body))
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
         return web.json_response({"ok": self.status < 400}, status=self.status)
 
 

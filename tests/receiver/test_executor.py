@@ -1,0 +1,93 @@
+"""What the executor records: on_failure, crash recovery, and shutdown of a running action."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from tests.conftest import StartRemedy, am_alert, am_payload
+from tests.support.recorder import Recorder
+
+RULE = """
+rules:
+  - name: warm
+    match: {{alertname: LowCacheHitRate}}
+    target: 'cache:{{{{ labels.instance }}}}'
+    actions:
+      - action: http.request
+        params: {{url: '{main}'}}
+    on_failure:
+      - action: http.request
+        params: {{url: '{page}', json: {{text: 'warming {{{{ labels.instance }}}} failed'}}}}
+"""
+
+
+def rule(recorder: Recorder) -> str:
+    return RULE.format(main=recorder.url("/warm"), page=recorder.url("/page"))
+
+
+async def remediation_states(server: object) -> list[str]:
+    _, body = await server.get_json("/api/v1/remediations")  # type: ignore[attr-defined]
+    return [r["state"] for r in body["remediations"]]
+
+
+async def test_success_skips_on_failure_and_ends_succeeded(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    server = await remedy(rule(recorder), dry_run=False)
+    await server.post_alerts(am_payload(am_alert("LowCacheHitRate", labels={"instance": "a"})))
+    await server.settle()
+    assert [r.path for r in recorder.received] == ["/warm"]
+    assert await remediation_states(server) == ["succeeded"]
+
+
+async def test_failure_runs_on_failure_and_ends_failed(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    recorder.status = 500
+    server = await remedy(rule(recorder), dry_run=False)
+    await server.post_alerts(am_payload(am_alert("LowCacheHitRate", labels={"instance": "a"})))
+    await server.settle()
+    assert [r.path for r in recorder.received] == ["/warm", "/page"]
+    assert recorder.received[1].json() == {"text": "warming a failed"}
+    events = await server.events()
+    assert [(e["event"], e["reason"]) for e in events[2:]] == [
+        ("started", None),
+        ("failed", None),
+        ("started", "on_failure"),
+        ("failed", "on_failure"),
+    ]
+    assert await remediation_states(server) == ["failed"]
+
+
+async def test_work_that_was_running_at_a_crash_is_interrupted_not_rerun(
+    remedy: StartRemedy, recorder: Recorder, db_path: Path
+) -> None:
+    recorder.gate = asyncio.Event()
+    server = await remedy(rule(recorder), dry_run=False)
+    await server.post_alerts(am_payload(am_alert("LowCacheHitRate", labels={"instance": "a"})))
+    for _ in range(200):
+        if recorder.received:
+            break
+        await asyncio.sleep(0.01)
+    assert await remediation_states(server) == ["running"]
+    # Simulate the crash: copy the store as it is while the action runs.
+    crashed = db_path.parent / "crashed.db"
+    with sqlite3.connect(db_path) as source, sqlite3.connect(crashed) as copy:
+        source.backup(copy)
+    recorder.gate.set()
+    restarted = await remedy(rule(recorder), dry_run=False, storage=f"sqlite:///{crashed}")
+    await restarted.settle()
+    assert await remediation_states(restarted) == ["interrupted"]
+    assert [r.path for r in recorder.received] == ["/warm"]  # not run a second time
+    interrupted = await restarted.events(outcome="interrupted")
+    assert interrupted[0]["rule"] == "warm"
+
+
+async def test_shutdown_does_not_wait_for_an_open_audit_tail(remedy: StartRemedy) -> None:
+    server = await remedy()
+    response = await server.client.get("/api/v1/audit/stream")
+    assert response.status == 200
+    async with asyncio.timeout(10):  # a hang guard: without the shutdown hook this blocks
+        await server.client.close()
