@@ -19,7 +19,7 @@ from receiver.ingest import PayloadError
 from receiver.middleware import ACTOR, access
 from receiver.ruleset import reload_rules
 from receiver.service import SERVICE
-from receiver.store.base import AuditQuery
+from receiver.store.base import STATES, AuditQuery, StateConflict
 from rules import RuleLoadError
 from rules.duration import parse_duration
 
@@ -182,6 +182,8 @@ async def audit_stream(request: web.Request) -> web.StreamResponse:
 async def remediations(request: web.Request) -> web.Response:
     """``GET /api/v1/remediations?state=S``: remediation records."""
     states = [s for s in request.query.getall("state", []) for s in s.split(",") if s]
+    if unknown := [s for s in states if s not in STATES]:
+        raise PayloadError("state", f"unknown state {unknown[0]!r} (known: {', '.join(STATES)})")
     records = await request.app[SERVICE].store.remediations(states)
     return web.json_response({"remediations": [r.to_dict() for r in records]})
 
@@ -191,16 +193,77 @@ async def status(request: web.Request) -> web.Response:
     """``GET /api/v1/status``: what an operator checks first."""
     service = request.app[SERVICE]
     executor = service.running_executor
+    state = await service.store.status()
+    service.metrics.paused.set(1 if state.paused else 0)
+    service.metrics.breakers_open.set(len(state.breakers))
+    oldest_age = None
+    if state.oldest_queued is not None:
+        since = datetime.fromisoformat(state.oldest_queued)
+        oldest_age = round((service.clock.now() - since).total_seconds(), 3)
     return web.json_response(
         {
-            "paused": False,
+            "paused": state.paused,
+            "breakers": dict(state.breakers),
             "dry_run": service.config.dry_run,
             "queue_depth": executor.queue_depth,
+            "remediations": dict(state.states),
+            "oldest_queued_age_seconds": oldest_age,
             "rules": len(service.planner.rules),
             "rules_version": service.planner.rules.version,
             "storage": service.store.backend,
         }
     )
+
+
+@access("operator")
+async def pause(request: web.Request) -> web.Response:
+    """``POST /api/v1/pause``: nothing starts once this answers; everything is still recorded."""
+    return await _set_paused(request, paused=True)
+
+
+@access("operator")
+async def resume(request: web.Request) -> web.Response:
+    """``POST /api/v1/resume``: lift the pause and close every open breaker."""
+    return await _set_paused(request, paused=False)
+
+
+async def _set_paused(request: web.Request, *, paused: bool) -> web.Response:
+    service = request.app[SERVICE]
+    reason = request.query.get("reason")
+    await service.store.set_paused(paused, request[ACTOR], reason)
+    service.metrics.paused.set(1 if paused else 0)
+    if not paused:
+        service.metrics.breakers_open.set(0)
+    return web.json_response({"paused": paused, "actor": request[ACTOR]})
+
+
+@access("operator")
+async def approve(request: web.Request) -> web.Response:
+    """``POST /api/v1/remediations/{id}/approve``: let a pending remediation run."""
+    return await _decide(request, approve=True)
+
+
+@access("operator")
+async def reject(request: web.Request) -> web.Response:
+    """``POST /api/v1/remediations/{id}/reject``: skip a pending remediation."""
+    return await _decide(request, approve=False)
+
+
+async def _decide(request: web.Request, *, approve: bool) -> web.Response:
+    service = request.app[SERVICE]
+    rem_id = _bounded_int(request.match_info["id"], 1, 2**62)
+    if rem_id is None:
+        raise PayloadError("id", "expected a remediation id")
+    try:
+        rem = await service.store.decide_approval(rem_id, approve, request[ACTOR])
+    except StateConflict as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+    if approve:
+        service.running_executor.submit([rem])
+    else:
+        service.metrics.remediations.labels(rem.rule, "skipped").inc()
+        service.metrics.skipped.labels(rem.rule, "rejected").inc()
+    return web.json_response({"remediation": rem.to_dict()})
 
 
 @access("viewer")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 from collections.abc import AsyncIterator
 
@@ -15,11 +16,13 @@ from receiver import api, webhooks
 from receiver.auth import Authenticator
 from receiver.clock import Clock, SystemClock
 from receiver.config import Config
-from receiver.executor import Executor
+from receiver.executor import Executor, ExecutorSettings, RetryPolicy
+from receiver.guards import GlobalLimits
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context
 from receiver.planner import Planner
-from receiver.ruleset import check_enforceable, load_ruleset, reload_rules
+from receiver.ruleset import load_ruleset, reload_rules
+from receiver.scheduler import Scheduler
 from receiver.service import SERVICE, Service
 from receiver.store.base import Store
 from receiver.store.sqlite import SQLiteStore
@@ -45,8 +48,6 @@ def build_service(
     clock = clock or SystemClock()
     metrics = Metrics()
     ruleset = rules if rules is not None else load_ruleset(config.rules, registry)
-    if not config.dry_run:
-        check_enforceable(ruleset)
     metrics.rules_loaded.set(len(ruleset))
     metrics.dry_run.set(1 if config.dry_run else 0)
     auth = Authenticator(
@@ -64,6 +65,21 @@ def build_service(
         auth=auth,
         planner=Planner(ruleset, registry, metrics, dry_run=config.dry_run),
         clock=clock,
+    )
+
+
+def executor_settings(config: Config) -> ExecutorSettings:
+    """The executor's settings from the config; allow-list patterns compiled once."""
+    return ExecutorSettings(
+        dry_run=config.dry_run,
+        workers=config.max_concurrent,
+        max_queue=config.max_queue,
+        limits=GlobalLimits(max_actions=config.max_actions),
+        allow={
+            backend: tuple(re.compile(p) for p in patterns)
+            for backend, patterns in config.allow.items()
+        },
+        retry=RetryPolicy(initial=config.retry_initial, maximum=config.retry_max),
     )
 
 
@@ -89,10 +105,11 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         service.registry,
         service.http,
         service.metrics,
-        dry_run=service.config.dry_run,
-        workers=service.config.max_concurrent,
+        executor_settings(service.config),
     )
     await service.executor.start()
+    service.scheduler = Scheduler(service.store, service.executor, service.clock)
+    service.scheduler.start()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
         loop.add_signal_handler(signal.SIGHUP, _on_sighup, service)
@@ -109,6 +126,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGHUP)
+        await service.scheduler.stop()
         await service.executor.stop(SHUTDOWN_GRACE)
         await service.http.close()
         await service.store.close()
@@ -137,6 +155,10 @@ def build_app(service: Service) -> web.Application:
     app.router.add_get("/api/v1/status", api.status)
     app.router.add_get("/api/v1/rules", api.rules)
     app.router.add_post("/-/reload", api.reload)
+    app.router.add_post("/api/v1/pause", api.pause)
+    app.router.add_post("/api/v1/resume", api.resume)
+    app.router.add_post("/api/v1/remediations/{id}/approve", api.approve)
+    app.router.add_post("/api/v1/remediations/{id}/reject", api.reject)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics)

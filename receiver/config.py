@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 from receiver.auth import Token
@@ -32,6 +33,11 @@ class Config:
     dry_run: bool = True
     auth: AuthConfig | None = None
     max_concurrent: int = 4
+    max_queue: int = 10_000
+    max_actions: tuple[int, float] | None = None
+    retry_initial: float = 1.0
+    retry_max: float = 30.0
+    allow: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_BODY
     log_level: str = "info"
     file: str | None = None

@@ -8,7 +8,9 @@ never what it contains.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 from yaml.nodes import Node
 
@@ -25,9 +27,11 @@ _TOP_KEYS = (
     "max_body_bytes",
     "auth",
     "guards",
+    "backends",
 )
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
-_GUARD_KEYS = ("max_concurrent",)
+_GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry")
+_BACKENDS = ("http",)
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -87,7 +91,10 @@ class _ConfigReader(NodeReader):
         storage = self.optional(fields, "storage", "", self.storage, defaults.storage)
         rules = self.optional(fields, "rules", "", self.rule_sources, defaults.rules)
         auth = self.optional(fields, "auth", "", self.auth, None)
-        guards = self.optional(fields, "guards", "", self.guards, defaults.max_concurrent)
+        no_guards: dict[str, Any] = {}
+        no_allow: dict[str, tuple[str, ...]] = {}
+        guards = self.optional(fields, "guards", "", self.guards, no_guards)
+        allow = self.optional(fields, "backends", "", self.backends, no_allow)
         return Config(
             host=host,
             port=port,
@@ -95,7 +102,8 @@ class _ConfigReader(NodeReader):
             rules=rules,
             dry_run=self.optional(fields, "dry_run", "", self.boolean, False),
             auth=auth,
-            max_concurrent=guards,
+            allow=allow,
+            **guards,
             max_body_bytes=self.optional(
                 fields,
                 "max_body_bytes",
@@ -134,9 +142,56 @@ class _ConfigReader(NodeReader):
             sources.append(str(source if source.is_absolute() else self.base / source))
         return tuple(sources)
 
-    def guards(self, node: Node, path: str) -> int:
+    def guards(self, node: Node, path: str) -> dict[str, Any]:
         fields = self.mapping(node, path, _GUARD_KEYS)
-        return self.optional(fields, "max_concurrent", path, lambda n, p: self.integer(n, p, 1), 4)
+        out: dict[str, Any] = {}
+
+        def positive(node: Node, path: str) -> int:
+            return self.integer(node, path, 1)
+
+        if "max_concurrent" in fields:
+            out["max_concurrent"] = self.optional(fields, "max_concurrent", path, positive, 4)
+        if "max_queue" in fields:
+            out["max_queue"] = self.optional(fields, "max_queue", path, positive, 10_000)
+        if "max_actions" in fields:
+            out["max_actions"] = self.optional(fields, "max_actions", path, self.window, None)
+        if "retry" in fields:
+            retry_path = join_path(path, "retry")
+            retry = self.mapping(fields["retry"][1], retry_path, ("initial", "max"))
+            out["retry_initial"] = self.optional(retry, "initial", retry_path, self.duration, 1.0)
+            out["retry_max"] = self.optional(retry, "max", retry_path, self.duration, 30.0)
+        return out
+
+    def window(self, node: Node, path: str) -> tuple[int, float]:
+        fields = self.mapping(node, path, ("count", "per"), ("count", "per"))
+        count = self.optional(fields, "count", path, lambda n, p: self.integer(n, p, 1), None)
+        per = self.optional(fields, "per", path, self.duration, None)
+        if count is None or per is None:
+            raise Invalid
+        return count, per
+
+    def backends(self, node: Node, path: str) -> dict[str, tuple[str, ...]]:
+        fields = self.mapping(node, path, _BACKENDS)
+        allow: dict[str, tuple[str, ...]] = {}
+        for name, (_key, value) in fields.items():
+            backend_path = join_path(path, name)
+            backend = self.mapping(value, backend_path, ("allow",))
+            if "allow" in backend:
+                allow[name] = self.optional(backend, "allow", backend_path, self.patterns, ())
+        return allow
+
+    def patterns(self, node: Node, path: str) -> tuple[str, ...]:
+        found = []
+        for i, item in enumerate(self.sequence(node, path, "a list of regular expressions")):
+            item_path = join_path(path, i)
+            text = self.string(item, item_path)
+            try:
+                re.compile(text)
+            except re.error as exc:
+                self.problem(item, item_path, f"invalid regular expression: {exc}")
+                continue
+            found.append(text)
+        return tuple(found)
 
     def auth(self, node: Node, path: str) -> AuthConfig:
         fields = self.mapping(node, path, _AUTH_KEYS)

@@ -1,30 +1,87 @@
-"""The execute stage: workers that run queued remediations and record every outcome.
+"""The execute stage: workers that claim remediations past the guards and run them.
 
-A ``started`` event is committed before an action runs and its outcome after,
-so a crash in between leaves a remediation that recovery marks ``interrupted``
-instead of running it a second time.
+A claim evaluates every guard and records ``started`` in one transaction
+before an action runs; the outcome is recorded after. A crash in between
+leaves a remediation that recovery marks ``interrupted`` instead of running
+it a second time. Temporary errors are retried with backoff and jitter
+(stamina); permanent ones fail at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
+import stamina
 import structlog
 
 from receiver.audit import AuditRecord
+from receiver.guards import GlobalLimits
 from receiver.metrics import Metrics
-from receiver.store.base import Remediation, StateConflict, Store
-from remediations import ActionContext, ActionError, ActionTimeout, ParamError, Registry
+from receiver.store.base import RUNNING, Due, Remediation, StateConflict, Store
+from remediations import (
+    ActionContext,
+    ActionError,
+    ActionTimeout,
+    ParamError,
+    Registry,
+    TemporaryError,
+)
 
 log = structlog.get_logger("remedy.executor")
 
+LOCK_POLL = 0.25
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff between attempts of a step that failed temporarily."""
+
+    initial: float = 1.0
+    maximum: float = 30.0
+    jitter: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    """How the executor runs: from the config, with safe defaults."""
+
+    dry_run: bool = True
+    workers: int = 4
+    max_queue: int = 10_000
+    limits: GlobalLimits = dataclasses.field(default_factory=GlobalLimits)
+    allow: Mapping[str, tuple[re.Pattern[str], ...]] = dataclasses.field(default_factory=dict)
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Work:
+    kind: str  # "run" or "on_failure"
+    rem: Remediation
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Attempt:
+    outcome: str
+    error: str | None
+    result: Any
+    seconds: float
+
+
+def _retry_hook(exc: Exception) -> bool | float:
+    """Retry temporary errors only, after the delay the backend asked for if it did."""
+    if isinstance(exc, TemporaryError):
+        return exc.delay if exc.delay else True
+    return False
+
 
 class Executor:
-    """Runs remediations from an in-process queue fed by ingest and by recovery."""
+    """Runs remediations from an in-process queue fed by ingest, timers and recovery."""
 
     def __init__(
         self,
@@ -32,17 +89,14 @@ class Executor:
         registry: Registry,
         http: aiohttp.ClientSession,
         metrics: Metrics,
-        *,
-        dry_run: bool,
-        workers: int = 4,
+        settings: ExecutorSettings,
     ) -> None:
         self.store = store
         self.registry = registry
         self.http = http
         self.metrics = metrics
-        self.dry_run = dry_run
-        self._workers = workers
-        self._queue: asyncio.Queue[Remediation] = asyncio.Queue()
+        self.settings = settings
+        self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -50,39 +104,18 @@ class Executor:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    # -- lifecycle ----------------------------------------------------------
+
     async def start(self) -> None:
         """Recover what a previous process left, then start the workers."""
-        for rem in await self.store.remediations(["running"]):
-            await self.store.record(
-                [self._record("interrupted", rem, reason="the process stopped while it ran")],
-                remediation=rem.id,
-                state="interrupted",
-            )
-            self.metrics.remediations.labels(rem.rule, "interrupted").inc()
-            log.warning("remediation.interrupted", remediation=rem.id, rule=rem.rule)
-        self.submit(await self.store.remediations(["queued"]))
+        due = await self.store.recover()
+        for rem in due.finished:
+            log.warning("remediation.interrupted", rule=rem[0])
+        self.handle(due)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"remedy-worker-{n}")
-            for n in range(self._workers)
+            for n in range(self.settings.workers)
         ]
-
-    @property
-    def queue_depth(self) -> int:
-        """Remediations queued and not yet taken by a worker."""
-        return self._queue.qsize()
-
-    def submit(self, remediations: Iterable[Remediation]) -> None:
-        """Queue stored remediations."""
-        for rem in remediations:
-            self._queue.put_nowait(rem)
-            self._idle.clear()
-        self.metrics.queue_depth.set(self._queue.qsize())
-
-    async def join(self) -> None:
-        """Wait until every submitted remediation has reached a final state."""
-        while self._queue.qsize() or self._busy:
-            self._idle.clear()
-            await self._idle.wait()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking work; let running remediations finish for up to ``grace`` seconds."""
@@ -97,140 +130,235 @@ class Executor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    @property
+    def queue_depth(self) -> int:
+        """Work queued and not yet taken by a worker."""
+        return self._queue.qsize()
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether new work would exceed the queue bound (ingest then answers 503)."""
+        return self._queue.qsize() >= self.settings.max_queue
+
+    def submit(self, remediations: Iterable[Remediation]) -> None:
+        """Queue remediations that are ready to claim."""
+        self._put("run", remediations)
+
+    def handle(self, due: Due) -> None:
+        """Take what the timers (or recovery) moved: ready work and due on_failure runs."""
+        for rule, state, reason in due.finished:
+            self._count_final(rule, state, reason)
+        self._put("run", due.queued)
+        self._put("on_failure", due.followups)
+
+    def _put(self, kind: str, remediations: Iterable[Remediation]) -> None:
+        for rem in remediations:
+            self._queue.put_nowait(_Work(kind, rem))
+            self._idle.clear()
+        self.metrics.queue_depth.set(self._queue.qsize())
+
+    async def join(self) -> None:
+        """Wait until every queued piece of work is done."""
+        while self._queue.qsize() or self._busy:
+            self._idle.clear()
+            await self._idle.wait()
+
     async def _work(self) -> None:
         me = asyncio.current_task()
         assert me is not None
         while not self._stopping:
-            rem = await self._queue.get()
+            work = await self._queue.get()
             self._busy += 1
             self._running.add(me)
             self.metrics.queue_depth.set(self._queue.qsize())
             try:
-                await self._execute(rem)
+                if work.kind == "run":
+                    await self._execute(work.rem)
+                else:
+                    await self._on_failure(work.rem)
             except StateConflict:
-                log.info("remediation.already_claimed", remediation=rem.id)
+                log.info("remediation.already_moved", remediation=work.rem.id)
             except Exception as exc:
                 # Logged without the traceback: rendered params may be in its messages.
-                log.error("remediation.crashed", remediation=rem.id, error_type=type(exc).__name__)
+                log.error(
+                    "remediation.crashed", remediation=work.rem.id, error_type=type(exc).__name__
+                )
             finally:
                 self._busy -= 1
                 self._running.discard(me)
                 if not self._queue.qsize() and not self._busy:
                     self._idle.set()
 
-    async def _execute(self, rem: Remediation) -> None:
-        if self.dry_run or rem.dry_run:
-            await self._dry_run(rem)
-            return
-        state = await self._run_steps(rem, rem.steps, claim=True, final=True)
-        if state != "succeeded" and rem.on_failure:
-            await self._run_steps(rem, rem.on_failure, reason="on_failure")
-            await self.store.record([], remediation=rem.id, state=state)
-        self.metrics.remediations.labels(rem.rule, state).inc()
-        log.info(f"remediation.{state}", remediation=rem.id, rule=rem.rule, target=rem.target)
+    # -- one remediation ----------------------------------------------------
 
-    async def _dry_run(self, rem: Remediation) -> None:
-        records = [
-            self._record("dry_run", rem, action=step["action"], params=step["params"])
-            for step in rem.steps
-        ]
-        await self.store.record(records, remediation=rem.id, state="dry_run", from_state="queued")
-        for step in rem.steps:
-            self.metrics.actions.labels(step["action"], "dry_run").inc()
-        self.metrics.remediations.labels(rem.rule, "dry_run").inc()
-        log.info("remediation.dry_run", remediation=rem.id, rule=rem.rule, target=rem.target)
+    async def _execute(self, rem: Remediation) -> None:
+        dry_run = self.settings.dry_run or rem.dry_run
+        denied = self._denied(rem)
+        waiting_since = time.monotonic()
+        give_up = False
+        while True:
+            claim = await self.store.claim(
+                rem,
+                dry_run=dry_run,
+                limits=self.settings.limits,
+                denied=denied,
+                give_up_waiting=give_up,
+            )
+            if not claim.retry:
+                break
+            waited = time.monotonic() - waiting_since
+            lock_wait = rem.guards.lock_wait or 0.0
+            if waited >= lock_wait:
+                give_up = True
+                continue
+            await asyncio.sleep(min(LOCK_POLL, lock_wait - waited))
+        decision = claim.reason or ("dry_run" if claim.state == "dry_run" else "allowed")
+        self.metrics.guard_decisions.labels(rem.rule, decision).inc()
+        if claim.state != RUNNING:
+            self._count_final(rem.rule, claim.state, claim.reason)
+            for step in rem.steps if claim.state == "dry_run" else ():
+                self.metrics.actions.labels(step["action"], "dry_run").inc()
+            log.info(
+                f"guard.{decision}",
+                remediation=rem.id,
+                rule=rem.rule,
+                target=rem.target,
+                detail=claim.detail,
+            )
+            return
+        log.info("remediation.started", remediation=rem.id, rule=rem.rule, target=rem.target)
+        state, last = await self._run_steps(rem, rem.steps, reason=None, first_started=True)
+        followup = state != "succeeded" and bool(rem.on_failure)
+        final = await self.store.finish(rem, [last], state, followup=followup)
+        self._count_final(rem.rule, final, None)
+        log.info(f"remediation.{final}", remediation=rem.id, rule=rem.rule, target=rem.target)
+        if followup:
+            await self._on_failure(rem)
+
+    async def _on_failure(self, rem: Remediation) -> None:
+        """Run a failed (or ineffective, or interrupted) remediation's on_failure steps."""
+        _, last = await self._run_steps(rem, rem.on_failure, reason="on_failure")
+        await self.store.followup_done(rem, [last])
+        log.info("remediation.on_failure_ran", remediation=rem.id, rule=rem.rule)
 
     async def _run_steps(
         self,
         rem: Remediation,
         steps: Sequence[Mapping[str, Any]],
         *,
-        claim: bool = False,
-        final: bool = False,
-        reason: str | None = None,
-    ) -> str:
-        """Run steps in order and return the remediation's outcome.
+        reason: str | None,
+        first_started: bool = False,
+    ) -> tuple[str, AuditRecord]:
+        """Run steps in order; return the outcome and the last step's (unwritten) record.
 
-        ``claim`` moves the remediation from ``queued`` to ``running`` with the
-        first ``started`` event (or raises :class:`StateConflict`); ``final``
-        records the outcome state with the last step's event, unless
-        ``on_failure`` steps must run first. A failing step
-        stops the run unless it may fail (``continue_on_error``).
+        A failing step stops the run unless it may fail (``continue_on_error``).
+        The first ``started`` was written by the claim when ``first_started``.
         """
         state = "succeeded"
         for index, step in enumerate(steps):
-            action = step["action"]
-            started = self._record(
-                "started", rem, action=action, params=step["params"], reason=reason
+            if index > 0 or not first_started:
+                await self.store.record([self._record("started", rem, step, reason=reason)])
+            attempt = await self._attempt(rem, step)
+            record = self._record(
+                attempt.outcome,
+                rem,
+                step,
+                reason=reason,
+                error=attempt.error,
+                result=attempt.result,
+                duration_ms=round(attempt.seconds * 1000),
             )
-            if claim:
-                await self.store.record(
-                    [started], remediation=rem.id, state="running", from_state="queued"
-                )
-                claim = False
-            else:
-                await self.store.record([started])
-            log.info("remediation.started", remediation=rem.id, rule=rem.rule, action=action)
-            outcome, error, result, seconds = await self._run_action(rem, step)
-            stops = outcome != "succeeded" and not step.get("continue_on_error")
+            self.metrics.actions.labels(step["action"], attempt.outcome).inc()
+            self.metrics.action_duration.labels(step["action"]).observe(attempt.seconds)
+            stops = attempt.outcome != "succeeded" and not step.get("continue_on_error")
             if stops:
-                state = outcome
-            last = stops or index == len(steps) - 1
-            final_here = final and last and (state == "succeeded" or not rem.on_failure)
-            await self.store.record(
-                [
-                    self._record(
-                        outcome,
-                        rem,
-                        action=action,
-                        params=step["params"],
-                        reason=reason,
-                        error=error,
-                        result=result,
-                        duration_ms=round(seconds * 1000),
-                    )
-                ],
-                remediation=rem.id if final_here else None,
-                state=state if final_here else None,
-            )
-            self.metrics.actions.labels(action, outcome).inc()
-            self.metrics.action_duration.labels(action).observe(seconds)
-            if stops:
-                break
-        return state
+                state = attempt.outcome
+            if stops or index == len(steps) - 1:
+                return state, record
+            await self.store.record([record])
+        raise AssertionError("a remediation has at least one step")  # the rule schema says so
 
-    async def _run_action(
-        self, rem: Remediation, step: Mapping[str, Any]
-    ) -> tuple[str, str | None, Any, float]:
-        labels = rem.alert.get("labels", {})
-        ctx = ActionContext(http=self.http, labels=labels)
+    async def _attempt(self, rem: Remediation, step: Mapping[str, Any]) -> _Attempt:
+        """Run one step, retrying temporary errors; never raises."""
         started = time.monotonic()
         try:
             action = self.registry.get(step["action"])
         except KeyError:
-            return "failed", f"unknown action {step['action']!r}", None, 0.0
+            return _Attempt("failed", f"unknown action {step['action']!r}", None, 0.0)
+        ctx = ActionContext(http=self.http, labels=rem.alert.get("labels", {}))
+        attempts = 0
         try:
             params = action.parse(step["params"])
-            async with asyncio.timeout(float(step["timeout"])):
-                result = await action.run(params, ctx)
+            async for attempt in stamina.retry_context(
+                on=_retry_hook,
+                attempts=int(step.get("retries", 0)) + 1,
+                timeout=None,
+                wait_initial=self.settings.retry.initial,
+                wait_max=self.settings.retry.maximum,
+                wait_jitter=self.settings.retry.jitter,
+            ):
+                with attempt:
+                    attempts += 1
+                    async with asyncio.timeout(float(step["timeout"])):
+                        result = await action.run(params, ctx)
         except ActionTimeout as exc:
-            return "timeout", str(exc), None, _since(started)
+            return _Attempt("timeout", str(exc), None, _since(started))
         except TimeoutError:
-            return "timeout", f"no outcome within {step['timeout']}s", None, _since(started)
+            return _Attempt(
+                "timeout", f"no outcome within {step['timeout']:g}s", None, _since(started)
+            )
         except (ActionError, ParamError) as exc:
-            return "failed", str(exc), None, _since(started)
+            tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+            return _Attempt("failed", f"{exc}{tries}", None, _since(started))
         except Exception as exc:
             # A bug in an action, not the backend's answer: its message may carry
             # rendered params (URLs with tokens), so only its type is recorded.
             log.error("action.crashed", action=step["action"], error_type=type(exc).__name__)
             error = f"internal error in {step['action']}: {type(exc).__name__}"
-            return "failed", error, None, _since(started)
-        return "succeeded", None, dict(result), _since(started)
+            return _Attempt("failed", error, None, _since(started))
+        details = dict(result)
+        if attempts > 1:
+            details["attempts"] = attempts
+        return _Attempt("succeeded", None, details, _since(started))
+
+    # -- helpers ------------------------------------------------------------
+
+    def _denied(self, rem: Remediation) -> str | None:
+        """Why a step falls outside its backend's allow-list, if one does."""
+        for step in rem.steps:
+            backend = step["action"].split(".", 1)[0]
+            patterns = self.settings.allow.get(backend)
+            if patterns is None:
+                continue
+            try:
+                action = self.registry.get(step["action"])
+                subject = action.subject(action.parse(step["params"]))
+            except (KeyError, ParamError):
+                continue  # the run records the failure with its reason
+            if not any(pattern.search(subject) for pattern in patterns):
+                return f"{step['action']}: {subject} is outside backends.{backend}.allow"
+        return None
+
+    def _count_final(self, rule: str, state: str, reason: str | None) -> None:
+        self.metrics.remediations.labels(rule, state).inc()
+        if state in ("verified", "ineffective"):
+            self.metrics.verifications.labels(rule, state).inc()
+        if reason and state == "skipped":
+            self.metrics.skipped.labels(rule, reason).inc()
 
     @staticmethod
-    def _record(event: str, rem: Remediation, **fields: Any) -> AuditRecord:
+    def _record(
+        event: str, rem: Remediation, step: Mapping[str, Any], **fields: Any
+    ) -> AuditRecord:
         return AuditRecord(
-            event, rem.alert, rule=rem.rule, target=rem.target, remediation=rem.id, **fields
+            event,
+            rem.alert,
+            rule=rem.rule,
+            target=rem.target,
+            remediation=rem.id,
+            action=step["action"],
+            params=step["params"],
+            **fields,
         )
 
 

@@ -59,6 +59,29 @@ class Metrics:
             ["rule", "state"],
             registry=r,
         )
+        self.guard_decisions = Counter(
+            "remedy_guard_decisions",
+            "Guard decisions on claimed remediations, by rule and decision"
+            " (allowed, dry_run, or the reason to skip).",
+            ["rule", "decision"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "remedy_remediations_skipped",
+            "Remediations skipped, by rule and reason.",
+            ["rule", "reason"],
+            registry=r,
+        )
+        self.verifications = Counter(
+            "remedy_verifications",
+            "Remediations checked by verify, by rule and result (verified or ineffective).",
+            ["rule", "result"],
+            registry=r,
+        )
+        self.paused = Gauge("remedy_paused", "1 while an operator has paused remedy.", registry=r)
+        self.breakers_open = Gauge(
+            "remedy_breakers_open", "Circuit breakers open (global and per scope).", registry=r
+        )
         self.action_duration = Histogram(
             "remedy_action_duration_seconds",
             "How long actions ran, by action.",

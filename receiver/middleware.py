@@ -17,9 +17,9 @@ import structlog
 from aiohttp import web
 
 from receiver.auth import Access, AuthError
-from receiver.ingest import PayloadError
+from receiver.ingest import Overloaded, PayloadError
 from receiver.service import SERVICE
-from receiver.store.base import NotFound, StoreUnavailable
+from receiver.store.base import NotFound, StoreCorrupt, StoreUnavailable
 
 ACTOR = web.RequestKey("actor", str)
 """Who made the request: a token's name, ``anonymous``, or ``system`` when auth is off."""
@@ -80,8 +80,16 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
     except StoreUnavailable as exc:
         log.error("store.unavailable", error=str(exc))
         return error_body(503, "storage unavailable, retry later")
+    except Overloaded as exc:
+        log.warning("webhook.overloaded", detail=str(exc))
+        response = error_body(503, "overloaded, retry later")
+        response.headers["Retry-After"] = "5"
+        return response
     except NotFound as exc:
         return error_body(404, str(exc))
+    except StoreCorrupt as exc:
+        log.error("store.corrupt", error=str(exc))
+        return error_body(500, str(exc))
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SERVICE].config.max_body_bytes
         return error_body(413, f"request body over the limit of {limit} bytes", limit_bytes=limit)

@@ -10,12 +10,33 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from receiver.guards import GuardSpec
 from receiver.metrics import Metrics
 from receiver.store.base import IncomingAlert, Plan
 from rules.alert import Alert
 from rules.index import RuleSet
 from rules.schema import ActionCatalog, ActionStep, Rule
 from rules.template import TemplateError, params_are_literal, render_params
+
+
+def guard_spec(rule: Rule, alert: Alert) -> GuardSpec:
+    """The rule's guard rails for this alert, with the blast-radius scope rendered."""
+    guards = rule.guards
+    blast = guards.blast_radius
+    return GuardSpec(
+        rate_limit=(guards.rate_limit.count, guards.rate_limit.per) if guards.rate_limit else None,
+        cooldown=guards.cooldown,
+        lock_wait=guards.lock_wait,
+        blast_radius=(blast.scope.render(alert), blast.max_targets, blast.per) if blast else None,
+        require_approval=guards.require_approval,
+        approval_timeout=guards.approval_timeout or DEFAULT_APPROVAL_TIMEOUT,
+        for_=rule.for_,
+        verify_within=rule.verify.resolved_within if rule.verify else None,
+    )
+
+
+DEFAULT_APPROVAL_TIMEOUT = 3600.0
+"""How long a remediation waits for an operator when its rule sets no approval_timeout."""
 
 
 class Planner:
@@ -67,10 +88,16 @@ class Planner:
                 self._step(step, alert, f"on_failure[{i}]")
                 for i, step in enumerate(rule.on_failure)
             ]
+            spec = guard_spec(rule, alert)
         except TemplateError as exc:
             return Plan(rule.name, target, (), skip_reason="template_error", error=str(exc))
         return Plan(
-            rule.name, target, steps, on_failure, dry_run=self.dry_run or rule.guards.dry_run
+            rule.name,
+            target,
+            steps,
+            on_failure,
+            dry_run=self.dry_run or rule.guards.dry_run,
+            guards=spec,
         )
 
     def _step(self, step: ActionStep, alert: Alert, where: str) -> Mapping[str, Any]:

@@ -14,6 +14,7 @@ from receiver.config import Config
 from receiver.executor import Executor
 from receiver.metrics import Metrics
 from receiver.planner import Planner
+from receiver.scheduler import Scheduler
 from receiver.store.base import Store
 from remediations import Registry
 
@@ -31,6 +32,7 @@ class Service:
     clock: Clock
     http: aiohttp.ClientSession | None = None
     executor: Executor | None = None
+    scheduler: Scheduler | None = None
     background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
     closing: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -40,6 +42,13 @@ class Service:
         if self.executor is None:
             raise RuntimeError("the service has not started")
         return self.executor
+
+    @property
+    def running_scheduler(self) -> Scheduler:
+        """The timer loop, which exists once the app has started."""
+        if self.scheduler is None:
+            raise RuntimeError("the service has not started")
+        return self.scheduler
 
 
 SERVICE = web.AppKey("service", Service)

@@ -8,15 +8,18 @@ Alertmanager retries.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from receiver.ingest import PayloadError
+from receiver.ingest import Overloaded, PayloadError
 from receiver.ingest.alertmanager import parse_webhook
 from receiver.middleware import access
-from receiver.service import SERVICE
+from receiver.service import SERVICE, Service
+from receiver.store.base import IngestResult
+from rules.alert import Alert
 
 log = structlog.get_logger("remedy.webhook")
 
@@ -46,6 +49,22 @@ async def read_json(request: web.Request, source: str) -> object:
         raise PayloadError("", "the body is nested too deeply") from None
 
 
+async def ingest_alerts(service: Service, alerts: Sequence[Alert]) -> IngestResult:
+    """Plan, store durably, and hand ready work to the executor: the one ingest path.
+
+    The webhooks and ``remedy replay`` both come through here.
+    """
+    executor = service.running_executor
+    if executor.overloaded:
+        service.metrics.webhook_rejected.labels("any", "overloaded").inc()
+        raise Overloaded(f"{executor.queue_depth} remediations are queued")
+    result = await service.store.ingest(service.planner.plan_all(alerts))
+    executor.submit(result.queued)
+    if result.waiting:
+        service.running_scheduler.wake()
+    return result
+
+
 @access("webhook")
 async def alertmanager(request: web.Request) -> web.Response:
     """``POST /webhook/alertmanager``: an Alertmanager webhook, version 4."""
@@ -61,10 +80,7 @@ async def alertmanager(request: web.Request) -> web.Response:
         log.warning(
             "webhook.truncated", group_key=message.group_key, truncated=message.truncated_alerts
         )
-    executor = service.running_executor
-    incoming = service.planner.plan_all(message.alerts)
-    result = await service.store.ingest(incoming)
-    executor.submit(result.queued)
+    result = await ingest_alerts(service, message.alerts)
     for alert in message.alerts:
         service.metrics.alerts_received.labels(alert.source, alert.status).inc()
     if result.duplicates:

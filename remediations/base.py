@@ -57,12 +57,17 @@ class Action(Protocol):
 
     ``parse`` turns rendered params into the action's own value (raising
     :class:`ParamError`); it runs at rule load on sample params and again on
-    the rendered params just before ``run``. ``run`` returns details for the
-    audit log or raises an :class:`ActionError`.
+    the rendered params just before ``run``. ``subject`` names what the
+    backend's allow-list must admit. ``run`` returns details for the audit log
+    or raises an :class:`ActionError`.
     """
 
     name: ClassVar[str]
 
     def parse(self, params: Mapping[str, Any]) -> Any: ...
+
+    def subject(self, params: Any) -> str:
+        """What its backend's allow-list is matched against (a URL, a container name...)."""
+        ...
 
     async def run(self, params: Any, ctx: ActionContext) -> Mapping[str, Any]: ...

@@ -142,6 +142,10 @@ class HttpRequest:
             timeout=fields.duration("timeout", "10s"),
         )
 
+    def subject(self, params: RequestParams) -> str:
+        """The URL without userinfo or query: what ``backends.http.allow`` patterns match."""
+        return _safe_url(params.url)
+
     async def run(self, params: RequestParams, ctx: ActionContext) -> Mapping[str, Any]:
         """Send the request; 429 and 5xx are temporary, other unexpected codes permanent."""
         headers = {

@@ -10,3 +10,7 @@ class PayloadError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
+
+
+class Overloaded(Exception):
+    """The work queue is over its bound: answer 503 so the sender retries later."""

@@ -3,17 +3,38 @@
 Writes are units of work that commit atomically: an ingest stores the alerts,
 their remediations and their audit events together, so a 200 never covers
 something half stored. Audit events get their id, time and hashes inside the
-same transaction, which keeps the chain linear.
+same transaction, which keeps the chain linear. A claim evaluates the guards
+and moves the remediation in one transaction, so guards cannot race.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from receiver.audit import AuditEvent, AuditRecord, VerifyResult, redact
+from receiver.guards import GlobalLimits, GuardSpec
 from rules.alert import Alert
+
+WAITING = "waiting"
+PENDING_APPROVAL = "pending_approval"
+QUEUED = "queued"
+RUNNING = "running"
+VERIFYING = "verifying"
+OPEN_STATES = (WAITING, PENDING_APPROVAL, QUEUED, RUNNING, VERIFYING)
+FINAL_STATES = (
+    "succeeded",
+    "verified",
+    "ineffective",
+    "failed",
+    "timeout",
+    "skipped",
+    "dry_run",
+    "interrupted",
+)
+STATES = OPEN_STATES + FINAL_STATES
 
 
 class StoreUnavailable(Exception):
@@ -43,6 +64,7 @@ class Plan:
     dry_run: bool = True
     skip_reason: str | None = None
     error: str | None = None
+    guards: GuardSpec = dataclasses.field(default_factory=GuardSpec)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,24 +90,77 @@ class Remediation:
     dry_run: bool
     created_at: str
     updated_at: str
+    occurrence: str = ""
+    guards: GuardSpec = dataclasses.field(default_factory=GuardSpec)
+    due_at: str | None = None
+    followup: bool = False
+
+    @property
+    def on_resolved_alert(self) -> bool:
+        """Whether a resolved notification triggered it (so resolving cannot cancel it)."""
+        return self.alert.get("status") == "resolved"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form the API shows, secrets redacted as in the audit log."""
-        data = dataclasses.asdict(self)
-        data["steps"] = redact(data["steps"])
-        data["on_failure"] = redact(data["on_failure"])
-        data["alert"] = redact(data["alert"])
-        return data
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "target": self.target,
+            "state": self.state,
+            "reason": self.reason,
+            "alert": redact(self.alert),
+            "steps": redact(list(self.steps)),
+            "on_failure": redact(list(self.on_failure)),
+            "dry_run": self.dry_run,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "due_at": self.due_at,
+            "guards": self.guards.to_json(),
+        }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class IngestResult:
-    """What one ingest stored."""
+    """What one ingest stored, and the remediations now ready to claim."""
 
     stored: int
     duplicates: int
     queued: Sequence[Remediation]
     skipped: int
+    waiting: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of a claim: ``running``, ``dry_run`` or ``skipped`` with its reason.
+
+    ``retry`` is set when the target is locked and the rule allows waiting:
+    nothing was written, the caller tries again.
+    """
+
+    state: str
+    reason: str | None = None
+    detail: str | None = None
+    retry: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Due:
+    """What the timers moved: remediations now ready, and failures whose on_failure is due."""
+
+    queued: Sequence[Remediation] = ()
+    followups: Sequence[Remediation] = ()
+    finished: Sequence[tuple[str, str, str | None]] = ()  # (rule, state, reason) for metrics
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Status:
+    """What ``GET /api/v1/status`` reports from the store."""
+
+    paused: bool
+    breakers: Mapping[str, str]
+    states: Mapping[str, int]
+    oldest_queued: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,7 +179,7 @@ class AuditQuery:
 
 
 class Store(Protocol):
-    """Durable alerts, remediations and the audit chain."""
+    """Durable alerts, remediations, guard state and the audit chain."""
 
     backend: str
     listeners: list[Callable[[list[AuditEvent]], None]]
@@ -117,14 +192,42 @@ class Store(Protocol):
 
     async def ingest(self, alerts: Sequence[IncomingAlert]) -> IngestResult: ...
 
-    async def record(
+    async def claim(
         self,
+        rem: Remediation,
+        *,
+        dry_run: bool,
+        limits: GlobalLimits,
+        denied: str | None = None,
+        give_up_waiting: bool = False,
+    ) -> Claim: ...
+
+    async def finish(
+        self,
+        rem: Remediation,
         records: Sequence[AuditRecord],
-        remediation: int | None = None,
-        state: str | None = None,
-        reason: str | None = None,
-        from_state: str | None = None,
-    ) -> list[AuditEvent]: ...
+        state: str,
+        *,
+        followup: bool = False,
+    ) -> str: ...
+
+    async def followup_done(self, rem: Remediation, records: Sequence[AuditRecord]) -> None: ...
+
+    async def advance(self, now: datetime) -> Due: ...
+
+    async def next_due(self) -> str | None: ...
+
+    async def recover(self) -> Due: ...
+
+    async def decide_approval(
+        self, remediation_id: int, approve: bool, actor: str
+    ) -> Remediation: ...
+
+    async def set_paused(self, paused: bool, actor: str, reason: str | None = None) -> None: ...
+
+    async def status(self) -> Status: ...
+
+    async def record(self, records: Sequence[AuditRecord]) -> list[AuditEvent]: ...
 
     async def remediations(self, states: Sequence[str] = ()) -> list[Remediation]: ...
 

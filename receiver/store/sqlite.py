@@ -1,50 +1,47 @@
-"""SQLite storage: WAL, synchronous=FULL, one writer thread that commits in groups.
+"""SQLite storage (``sqlite:///path``): WAL, synchronous=FULL, one group-committing writer.
 
-Concurrent requests hand their unit of work to the writer; it runs every job
-waiting at that moment inside one transaction (each in its own savepoint, so
-one failing job fails alone) and commits once. One fsync then covers many
-requests, and every request's future resolves only after that commit.
+Every state change of a remediation — created, claimed past the guards,
+finished, moved by a timer, decided by an operator — is one transaction that
+also appends its audit events, so the log and the state never disagree.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import json
-import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 
-from receiver.audit import (
-    GENESIS_HASH,
-    AuditEvent,
-    AuditRecord,
-    StoredRow,
-    VerifyResult,
-    canonical_json,
-    chain_hash,
-    event_body,
-    indexed_values,
-    verify_chain,
-)
+from receiver.audit import AuditEvent, AuditRecord, StoredRow, VerifyResult, verify_chain
 from receiver.clock import Clock, SystemClock, timestamp
+from receiver.guards import GlobalLimits, GuardSpec, decide
 from receiver.store.base import (
+    PENDING_APPROVAL,
+    QUEUED,
+    RUNNING,
+    VERIFYING,
+    WAITING,
     AuditQuery,
+    Claim,
+    Due,
     IncomingAlert,
     IngestResult,
     NotFound,
     Remediation,
     StateConflict,
+    Status,
     StoreCorrupt,
     StoreUnavailable,
 )
+from receiver.store.writer import AuditChain, GroupWriter
 
 T = TypeVar("T")
 log = structlog.get_logger("remedy.store")
@@ -56,6 +53,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     fingerprint TEXT NOT NULL,
     starts_at TEXT NOT NULL,
     status TEXT NOT NULL,
+    occurrence TEXT NOT NULL,
     name TEXT NOT NULL,
     labels TEXT NOT NULL,
     annotations TEXT NOT NULL,
@@ -63,6 +61,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     received_at TEXT NOT NULL,
     UNIQUE (source, fingerprint, starts_at, status)
 );
+CREATE INDEX IF NOT EXISTS alerts_occurrence ON alerts (occurrence, status);
 CREATE TABLE IF NOT EXISTS remediations (
     id INTEGER PRIMARY KEY,
     occurrence TEXT NOT NULL,
@@ -75,9 +74,38 @@ CREATE TABLE IF NOT EXISTS remediations (
     plan TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    due_at TEXT,
+    followup INTEGER NOT NULL DEFAULT 0,
     UNIQUE (occurrence, rule)
 );
-CREATE INDEX IF NOT EXISTS remediations_state ON remediations (state, id);
+CREATE INDEX IF NOT EXISTS remediations_state ON remediations (state, due_at);
+CREATE INDEX IF NOT EXISTS remediations_followup ON remediations (followup) WHERE followup = 1;
+CREATE TABLE IF NOT EXISTS executions (
+    id INTEGER PRIMARY KEY,
+    remediation INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    target TEXT NOT NULL,
+    scope TEXT,
+    dry_run INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_rule_target ON executions (rule, target, dry_run, at);
+CREATE INDEX IF NOT EXISTS executions_scope ON executions (scope, dry_run, at);
+CREATE INDEX IF NOT EXISTS executions_at ON executions (dry_run, at);
+CREATE TABLE IF NOT EXISTS locks (
+    target TEXT PRIMARY KEY,
+    remediation INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS breakers (
+    name TEXT PRIMARY KEY,
+    opened_at TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS control (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     ts TEXT NOT NULL,
@@ -101,59 +129,100 @@ CREATE TABLE IF NOT EXISTS audit_head (
 );
 """
 
-_STOP = object()
-Job = Callable[[sqlite3.Connection], Any]
+_REMEDIATION_COLUMNS = (
+    "id, rule, target, state, reason, dry_run, plan, created_at, updated_at, occurrence,"
+    " due_at, followup"
+)
+DRY_RUN_BREAKER_PREFIX = "dry-run/"
 
 
-class _Chain:
-    """The writer's view of the audit chain's end; only the writer thread touches it."""
+def _remediation(row: Sequence[Any]) -> Remediation:
+    plan = json.loads(row[6])
+    return Remediation(
+        id=row[0],
+        rule=row[1],
+        target=row[2],
+        state=row[3],
+        reason=row[4],
+        alert=plan["alert"],
+        steps=plan["steps"],
+        on_failure=plan["on_failure"],
+        dry_run=bool(row[5]),
+        created_at=row[7],
+        updated_at=row[8],
+        occurrence=row[9],
+        guards=GuardSpec.from_json(plan.get("guards")),
+        due_at=row[10],
+        followup=bool(row[11]),
+    )
 
-    def __init__(self, last_id: int, last_hash: str) -> None:
-        self.last_id = last_id
-        self.last_hash = last_hash
 
-    def append(
-        self, conn: sqlite3.Connection, ts: str, records: Sequence[AuditRecord]
-    ) -> list[AuditEvent]:
-        events = []
-        rows = []
-        for record in records:
-            event_id = self.last_id + 1
-            body = event_body(event_id, ts, record)
-            data = canonical_json(body)
-            digest = chain_hash(self.last_hash, data)
-            cols = indexed_values(body)
-            rows.append(
-                (
-                    event_id,
-                    cols["ts"],
-                    cols["event"],
-                    cols["rule"],
-                    cols["target"],
-                    cols["reason"],
-                    cols["fingerprint"],
-                    data,
-                    self.last_hash,
-                    digest,
-                )
-            )
-            events.append(AuditEvent(event_id, ts, record, self.last_hash, digest))
-            self.last_id, self.last_hash = event_id, digest
-        conn.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        return events
+class _Facts:
+    """The guards' view of one SQLite transaction (see :class:`receiver.guards.GuardFacts`)."""
 
-    def save_head(self, conn: sqlite3.Connection) -> None:
-        """Record the chain's end, so a cut tail is caught; once per transaction."""
-        conn.execute(
-            "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
-            "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, "
-            "last_hash = excluded.last_hash",
-            (self.last_id, self.last_hash),
+    def __init__(self, conn: sqlite3.Connection, dry_run: bool) -> None:
+        self.conn = conn
+        self.prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
+
+    def resolved(self, occurrence: str) -> bool:
+        return _resolved(self.conn, occurrence)
+
+    def paused(self) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM control WHERE key = 'paused'").fetchone() is not None
         )
+
+    def open_breakers(self, names: list[str]) -> list[str]:
+        full = [self.prefix + name for name in names]
+        rows = self.conn.execute(
+            f"SELECT name FROM breakers WHERE name IN ({', '.join('?' * len(full))})", full
+        ).fetchall()
+        return [row[0].removeprefix(self.prefix) for row in rows]
+
+    def executions(
+        self, *, since: str, dry_run: bool, rule: str | None = None, target: str | None = None
+    ) -> int:
+        sql = "SELECT COUNT(*) FROM executions WHERE dry_run = ? AND at > ?"
+        args: list[Any] = [int(dry_run), since]
+        if rule is not None:
+            sql += " AND rule = ? AND target = ?"
+            args += [rule, target]
+        count: int = self.conn.execute(sql, args).fetchone()[0]
+        return count
+
+    def last_execution(self, rule: str, target: str, dry_run: bool) -> str | None:
+        row = self.conn.execute(
+            "SELECT MAX(at) FROM executions WHERE rule = ? AND target = ? AND dry_run = ?",
+            (rule, target, int(dry_run)),
+        ).fetchone()
+        return row[0] if row else None
+
+    def lock_holder(self, target: str) -> int | None:
+        row = self.conn.execute("SELECT remediation FROM locks WHERE target = ?", (target,))
+        found = row.fetchone()
+        return int(found[0]) if found else None
+
+    def scope_targets(self, scope: str, since: str, dry_run: bool) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT target FROM executions WHERE scope = ? AND dry_run = ? AND at > ?",
+            (scope, int(dry_run), since),
+        )
+        return {row[0] for row in rows}
+
+
+def _resolved(conn: sqlite3.Connection, occurrence: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM alerts WHERE occurrence = ? AND status = 'resolved'", (occurrence,)
+    ).fetchone()
+    return row is not None
+
+
+def _later(now: datetime, seconds: float) -> str:
+    return timestamp(now + timedelta(seconds=seconds))
 
 
 class SQLiteStore:
-    """The embedded default store (``sqlite:///path``)."""
+    """The embedded default store."""
 
     backend = "sqlite"
 
@@ -167,12 +236,9 @@ class SQLiteStore:
         self.path = Path(path)
         self.clock: Clock = clock or SystemClock()
         self._busy_timeout = busy_timeout
-        self._on_commit = on_commit
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._writer = GroupWriter(AuditChain(), on_commit)
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="remedy-sqlite-read")
         self._local = threading.local()
-        self._chain = _Chain(0, GENESIS_HASH)
         self.listeners: list[Callable[[list[AuditEvent]], None]] = []
 
     def _connect(self) -> sqlite3.Connection:
@@ -198,111 +264,36 @@ class SQLiteStore:
         if last:
             # The chain goes on from the newest stored event, so writes never collide
             # with it; a head that disagrees is tampering that verify reports.
-            self._chain = _Chain(last[0], last[1])
+            self._writer.chain.reset((last[0], last[1]))
             if head is None or tuple(head) != tuple(last):
                 log.error("audit.head_mismatch", last_id=last[0], head_id=head[0] if head else None)
-        self._writer = threading.Thread(
-            target=self._write_loop, args=(conn,), name="remedy-sqlite-writer", daemon=True
-        )
-        self._writer.start()
+        self._writer.start(conn)
 
     async def close(self) -> None:
         """Finish every queued write, then stop the writer."""
-        if self._writer is not None:
-            self._jobs.put(_STOP)
-            await asyncio.to_thread(self._writer.join)
-            self._writer = None
+        await self._writer.stop()
         self._readers.shutdown(wait=True)
 
-    # -- the writer ---------------------------------------------------------
+    # -- plumbing -----------------------------------------------------------
 
-    def _submit(self, job: Job) -> asyncio.Future[Any]:
-        if self._writer is None or not self._writer.is_alive():
-            raise StoreUnavailable("the store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put((job, future, loop))
-        return future
+    async def _write(self, job: Callable[[sqlite3.Connection, str, datetime], T]) -> T:
+        """Run a job in the next group commit with the time it was asked for."""
+        moment = self.clock.now()
+        now = timestamp(moment)
+        return await self._writer.run(lambda conn: job(conn, now, moment))
 
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
-        stopping = False
-        while not stopping:
-            first = self._jobs.get()
-            if first is _STOP:
-                break
-            batch = [first]
-            while True:
-                try:
-                    item = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._run_batch(conn, batch)
-        conn.close()
+    def _audit(
+        self,
+        conn: sqlite3.Connection,
+        now: str,
+        records: Sequence[AuditRecord],
+        published: list[AuditEvent],
+    ) -> None:
+        published.extend(self._writer.chain.append(conn, now, records))
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        """Run one group commit; whatever goes wrong, every job gets an answer."""
-        started = time.perf_counter()
-        saved = (self._chain.last_id, self._chain.last_hash)
-        try:
-            results = self._jobs_in_transaction(conn, batch, saved)
-        except Exception as exc:  # the thread must outlive any failure, or ingest hangs
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            self._chain.last_id, self._chain.last_hash = saved
-            log.error("store.batch_failed", error_type=type(exc).__name__, error=str(exc))
-            results = [(None, StoreUnavailable(f"storage unavailable: {exc}"))] * len(batch)
-        if self._on_commit is not None:
-            with contextlib.suppress(Exception):
-                self._on_commit(time.perf_counter() - started, len(batch))
-        self._settle(batch, results)
-
-    def _jobs_in_transaction(
-        self, conn: sqlite3.Connection, batch: list[Any], saved: tuple[int, str]
-    ) -> list[tuple[Any, BaseException | None]]:
-        results: list[tuple[Any, BaseException | None]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        for job, _future, _loop in batch:
-            mark = (self._chain.last_id, self._chain.last_hash)
-            conn.execute("SAVEPOINT job")
-            try:
-                results.append((job(conn), None))
-                conn.execute("RELEASE job")
-            except Exception as exc:  # one job's failure is that job's answer alone
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                self._chain.last_id, self._chain.last_hash = mark
-                if isinstance(exc, sqlite3.OperationalError):
-                    exc = StoreUnavailable(f"storage unavailable: {exc}")
-                results.append((None, exc))
-        if (self._chain.last_id, self._chain.last_hash) != saved:
-            self._chain.save_head(conn)
-        conn.execute("COMMIT")
-        return results
-
-    @staticmethod
-    def _settle(batch: list[Any], results: list[tuple[Any, BaseException | None]]) -> None:
-        """Hand every result back with one wake-up per event loop, not one per job."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for (_job, future, loop), (value, error) in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append((future, value, error))
-        for loop, settled in by_loop.items():
-            loop.call_soon_threadsafe(_resolve_all, settled)
-
-    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        result: T = await self._submit(job)
-        return result
-
-    def _publish(self, events: list[AuditEvent]) -> list[AuditEvent]:
+    def _publish(self, events: list[AuditEvent]) -> None:
         for listener in self.listeners:
             listener(events)
-        return events
-
-    # -- reads --------------------------------------------------------------
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -318,34 +309,63 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"storage unavailable: {exc}") from None
 
+    @staticmethod
+    def _move(
+        conn: sqlite3.Connection,
+        rem_id: int,
+        now: str,
+        state: str,
+        reason: str | None = None,
+        *,
+        due_at: str | None = None,
+        followup: bool = False,
+        expect: str | None = None,
+    ) -> None:
+        sql = (
+            "UPDATE remediations SET state = ?, reason = ?, updated_at = ?, due_at = ?,"
+            " followup = ? WHERE id = ?"
+        )
+        args: list[Any] = [state, reason, now, due_at, int(followup), rem_id]
+        if expect is not None:
+            sql += " AND state = ?"
+            args.append(expect)
+        if conn.execute(sql, args).rowcount == 0:
+            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
+
     # -- the contract -------------------------------------------------------
 
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the database answers and can be written."""
-        if self._writer is None or not self._writer.is_alive():
+        if not self._writer.alive:
             raise StoreUnavailable("the store's writer is not running")
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def ingest(self, alerts: Sequence[IncomingAlert]) -> IngestResult:
-        """Store alerts, their remediations and audit events in one transaction."""
-        now = timestamp(self.clock.now())
+        """Store alerts, their remediations and audit events in one transaction.
 
-        def job(conn: sqlite3.Connection) -> tuple[IngestResult, list[AuditEvent]]:
+        A resolved alert cancels what still waits for its occurrence and
+        verifies what waited for it to resolve.
+        """
+        events: list[AuditEvent] = []
+
+        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> IngestResult:
             records: list[AuditRecord] = []
             queued: list[Remediation] = []
-            stored = duplicates = skipped = 0
+            stored = duplicates = skipped = waiting = 0
             for incoming in alerts:
                 alert = incoming.alert
                 summary = alert.summary()
+                occurrence = "|".join(alert.occurrence)
                 cur = conn.execute(
-                    "INSERT INTO alerts (source, fingerprint, starts_at, status, name, labels,"
-                    " annotations, ends_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO NOTHING",
+                    "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
+                    " name, labels, annotations, ends_at, received_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (
                         alert.source,
                         alert.fingerprint,
                         alert.starts_at.isoformat(),
                         alert.status,
+                        occurrence,
                         alert.name,
                         json.dumps(dict(alert.labels)),
                         json.dumps(dict(alert.annotations)),
@@ -360,14 +380,33 @@ class SQLiteStore:
                 stored += 1
                 alert_id = cur.lastrowid
                 records.append(AuditRecord("received", summary))
-                occurrence = "|".join(alert.occurrence)
+                if alert.status == "resolved":
+                    records += self._on_resolved(conn, now, occurrence)
                 for plan in incoming.plans:
-                    state = "skipped" if plan.skip_reason else "queued"
                     steps, on_failure = list(plan.steps), list(plan.on_failure)
+                    spec = plan.guards
+                    state, due_at = QUEUED, None
+                    if plan.skip_reason:
+                        state = "skipped"
+                    elif (
+                        alert.status == "firing"
+                        and spec.for_
+                        and (alert.starts_at + timedelta(seconds=spec.for_) > moment)
+                    ):
+                        state = WAITING
+                        due_at = timestamp(alert.starts_at + timedelta(seconds=spec.for_))
+                    elif spec.require_approval:
+                        state, due_at = PENDING_APPROVAL, _later(moment, spec.approval_timeout)
+                    body = {
+                        "alert": summary,
+                        "steps": steps,
+                        "on_failure": on_failure,
+                        "guards": spec.to_json(),
+                    }
                     cur = conn.execute(
                         "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
-                        " reason, dry_run, plan, created_at, updated_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        " reason, dry_run, plan, created_at, updated_at, due_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                         (
                             occurrence,
                             plan.rule,
@@ -376,42 +415,49 @@ class SQLiteStore:
                             state,
                             plan.skip_reason,
                             int(plan.dry_run),
-                            json.dumps(
-                                {
-                                    "alert": summary,
-                                    "steps": list(plan.steps),
-                                    "on_failure": list(plan.on_failure),
-                                }
-                            ),
+                            json.dumps(body),
                             now,
                             now,
+                            due_at,
                         ),
                     )
                     if cur.rowcount == 0:
                         continue
                     rem_id = cur.lastrowid
                     assert rem_id is not None
+                    base: dict[str, Any] = {
+                        "rule": plan.rule,
+                        "target": plan.target,
+                        "remediation": rem_id,
+                    }
                     records.append(
                         AuditRecord(
-                            "matched",
-                            summary,
-                            rule=plan.rule,
-                            target=plan.target,
-                            params=[_step_view(s) for s in plan.steps],
-                            remediation=rem_id,
+                            "matched", summary, params=[_step_view(s) for s in steps], **base
                         )
                     )
-                    if plan.skip_reason:
+                    if state == "skipped":
                         skipped += 1
                         records.append(
                             AuditRecord(
                                 "skipped",
                                 summary,
-                                rule=plan.rule,
-                                target=plan.target,
                                 reason=plan.skip_reason,
                                 error=plan.error,
-                                remediation=rem_id,
+                                **base,
+                            )
+                        )
+                    elif state == WAITING:
+                        waiting += 1
+                        records.append(
+                            AuditRecord(
+                                "queued", summary, reason=f"waiting for: until {due_at}", **base
+                            )
+                        )
+                    elif state == PENDING_APPROVAL:
+                        waiting += 1
+                        records.append(
+                            AuditRecord(
+                                "pending_approval", summary, reason=f"expires {due_at}", **base
                             )
                         )
                     else:
@@ -428,42 +474,412 @@ class SQLiteStore:
                                 plan.dry_run,
                                 now,
                                 now,
+                                occurrence,
+                                spec,
                             )
                         )
-            events = self._chain.append(conn, now, records)
-            return IngestResult(stored, duplicates, queued, skipped), events
+            self._audit(conn, now, records, events)
+            return IngestResult(stored, duplicates, queued, skipped, waiting)
 
-        result, events = await self._write(job)
+        result = await self._write(job)
         self._publish(events)
         return result
 
-    async def record(
+    def _on_resolved(
+        self, conn: sqlite3.Connection, now: str, occurrence: str
+    ) -> list[AuditRecord]:
+        """Cancel what still waits for a now-resolved occurrence; verify what waited on it."""
+        records = []
+        rows = conn.execute(
+            f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE occurrence = ?"
+            " AND state IN (?, ?, ?, ?)",
+            (occurrence, WAITING, PENDING_APPROVAL, QUEUED, VERIFYING),
+        ).fetchall()
+        for row in rows:
+            rem = _remediation(row)
+            if rem.on_resolved_alert:
+                continue
+            base: dict[str, Any] = {"rule": rem.rule, "target": rem.target, "remediation": rem.id}
+            if rem.state == VERIFYING:
+                self._move(conn, rem.id, now, "verified")
+                records.append(AuditRecord("verified", rem.alert, **base))
+            else:
+                self._move(conn, rem.id, now, "skipped", "cancelled")
+                records.append(
+                    AuditRecord(
+                        "skipped",
+                        rem.alert,
+                        reason="cancelled",
+                        error=f"the alert resolved while the remediation was {rem.state}",
+                        **base,
+                    )
+                )
+        return records
+
+    async def claim(
         self,
+        rem: Remediation,
+        *,
+        dry_run: bool,
+        limits: GlobalLimits,
+        denied: str | None = None,
+        give_up_waiting: bool = False,
+    ) -> Claim:
+        """Apply the guards and, when they allow it, take the remediation: one transaction."""
+        events: list[AuditEvent] = []
+
+        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> Claim:
+            row = conn.execute("SELECT state FROM remediations WHERE id = ?", (rem.id,)).fetchone()
+            if row is None or row[0] != QUEUED:
+                raise StateConflict(f"remediation {rem.id} is no longer queued")
+            target = rem.target or ""
+            decision = decide(
+                _Facts(conn, dry_run),
+                rule=rem.rule,
+                target=target,
+                occurrence=None if rem.on_resolved_alert else rem.occurrence,
+                spec=rem.guards,
+                limits=limits,
+                now=moment,
+                dry_run=dry_run,
+                denied=denied,
+            )
+            base: dict[str, Any] = {"rule": rem.rule, "target": rem.target, "remediation": rem.id}
+            if decision.reason == "locked" and rem.guards.lock_wait and not give_up_waiting:
+                return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if not decision.allowed:
+                if decision.open_breaker is not None:
+                    prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
+                    conn.execute(
+                        "INSERT INTO breakers (name, opened_at, reason) VALUES (?, ?, ?)"
+                        " ON CONFLICT DO NOTHING",
+                        (prefix + decision.open_breaker, now, decision.detail or ""),
+                    )
+                self._move(conn, rem.id, now, "skipped", decision.reason, expect=QUEUED)
+                self._audit(
+                    conn,
+                    now,
+                    [
+                        AuditRecord(
+                            "skipped",
+                            rem.alert,
+                            reason=decision.reason,
+                            error=decision.detail,
+                            **base,
+                        )
+                    ],
+                    events,
+                )
+                return Claim("skipped", decision.reason, decision.detail)
+            scope = rem.guards.blast_radius[0] if rem.guards.blast_radius else None
+            conn.execute(
+                "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (rem.id, rem.rule, target, scope, int(dry_run), now),
+            )
+            if dry_run:
+                self._move(conn, rem.id, now, "dry_run", expect=QUEUED)
+                self._audit(
+                    conn,
+                    now,
+                    [
+                        AuditRecord(
+                            "dry_run",
+                            rem.alert,
+                            action=step["action"],
+                            params=step["params"],
+                            **base,
+                        )
+                        for step in rem.steps
+                    ],
+                    events,
+                )
+                return Claim("dry_run")
+            conn.execute(
+                "INSERT INTO locks (target, remediation, at) VALUES (?, ?, ?)",
+                (target, rem.id, now),
+            )
+            self._move(conn, rem.id, now, RUNNING, expect=QUEUED)
+            first = rem.steps[0]
+            self._audit(
+                conn,
+                now,
+                [
+                    AuditRecord(
+                        "started", rem.alert, action=first["action"], params=first["params"], **base
+                    )
+                ],
+                events,
+            )
+            return Claim(RUNNING)
+
+        claim = await self._write(job)
+        self._publish(events)
+        return claim
+
+    async def finish(
+        self,
+        rem: Remediation,
         records: Sequence[AuditRecord],
-        remediation: int | None = None,
-        state: str | None = None,
-        reason: str | None = None,
-        from_state: str | None = None,
-    ) -> list[AuditEvent]:
-        """Append audit events and, in the same transaction, move a remediation's state.
+        state: str,
+        *,
+        followup: bool = False,
+    ) -> str:
+        """Record the last step's outcome and the remediation's state; release its lock.
 
-        With ``from_state`` the move happens only from that state, else
-        :class:`StateConflict` and nothing is written: that is how a worker claims work.
+        A success with ``verify`` becomes ``verifying`` (or ``verified`` at once
+        when the alert already resolved). Returns the state written.
         """
-        now = timestamp(self.clock.now())
+        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection) -> list[AuditEvent]:
-            if remediation is not None and state is not None:
-                sql = "UPDATE remediations SET state = ?, reason = ?, updated_at = ? WHERE id = ?"
-                args: tuple[object, ...] = (state, reason, now, remediation)
-                if from_state is not None:
-                    sql += " AND state = ?"
-                    args = (*args, from_state)
-                if conn.execute(sql, args).rowcount == 0:
-                    raise StateConflict(f"remediation {remediation} is not {from_state}")
-            return self._chain.append(conn, now, records)
+        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> str:
+            final, due_at = state, None
+            more: list[AuditRecord] = []
+            within = rem.guards.verify_within
+            if state == "succeeded" and within and not rem.on_resolved_alert:
+                if _resolved(conn, rem.occurrence):
+                    final = "verified"
+                    more.append(
+                        AuditRecord(
+                            "verified",
+                            rem.alert,
+                            rule=rem.rule,
+                            target=rem.target,
+                            remediation=rem.id,
+                        )
+                    )
+                else:
+                    final, due_at = VERIFYING, _later(moment, within)
+            reason = None if final in ("succeeded", "verified", VERIFYING) else state
+            self._move(
+                conn, rem.id, now, final, reason, due_at=due_at, followup=followup, expect=RUNNING
+            )
+            conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
+            self._audit(conn, now, [*records, *more], events)
+            return final
 
-        return self._publish(await self._write(job))
+        final = await self._write(job)
+        self._publish(events)
+        return final
+
+    async def followup_done(self, rem: Remediation, records: Sequence[AuditRecord]) -> None:
+        """on_failure has run for ``rem``: record its steps and clear the flag."""
+        events: list[AuditEvent] = []
+
+        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> None:
+            conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
+            self._audit(conn, now, records, events)
+
+        await self._write(job)
+        self._publish(events)
+
+    async def record(self, records: Sequence[AuditRecord]) -> list[AuditEvent]:
+        """Append audit events that change no remediation (reloads, on_failure steps)."""
+        events: list[AuditEvent] = []
+
+        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> None:
+            self._audit(conn, now, records, events)
+
+        await self._write(job)
+        self._publish(events)
+        return events
+
+    async def advance(self, now: datetime) -> Due:
+        """Move every remediation whose timer is due at ``now``."""
+        events: list[AuditEvent] = []
+
+        def job(conn: sqlite3.Connection, stamp: str, moment: datetime) -> Due:
+            at = timestamp(now)
+            rows = conn.execute(
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations"
+                " WHERE state IN (?, ?, ?) AND due_at <= ? ORDER BY due_at, id",
+                (WAITING, PENDING_APPROVAL, VERIFYING, at),
+            ).fetchall()
+            queued: list[Remediation] = []
+            followups: list[Remediation] = []
+            finished: list[tuple[str, str, str | None]] = []
+            records: list[AuditRecord] = []
+            for row in rows:
+                rem = _remediation(row)
+                base: dict[str, Any] = {
+                    "rule": rem.rule,
+                    "target": rem.target,
+                    "remediation": rem.id,
+                }
+                if rem.state == WAITING and rem.guards.require_approval:
+                    due = _later(now, rem.guards.approval_timeout)
+                    self._move(conn, rem.id, at, PENDING_APPROVAL, due_at=due)
+                    records.append(
+                        AuditRecord("pending_approval", rem.alert, reason=f"expires {due}", **base)
+                    )
+                elif rem.state == WAITING:
+                    self._move(conn, rem.id, at, QUEUED)
+                    records.append(AuditRecord("queued", rem.alert, reason="for: elapsed", **base))
+                    queued.append(_with_state(rem, QUEUED))
+                elif rem.state == PENDING_APPROVAL:
+                    self._move(conn, rem.id, at, "skipped", "expired")
+                    records.append(
+                        AuditRecord(
+                            "skipped",
+                            rem.alert,
+                            reason="expired",
+                            error="no operator decided in time",
+                            **base,
+                        )
+                    )
+                    finished.append((rem.rule, "skipped", "expired"))
+                else:
+                    followup = bool(rem.on_failure)
+                    self._move(conn, rem.id, at, "ineffective", "ineffective", followup=followup)
+                    records.append(
+                        AuditRecord(
+                            "ineffective",
+                            rem.alert,
+                            reason="the alert did not resolve in time",
+                            **base,
+                        )
+                    )
+                    finished.append((rem.rule, "ineffective", None))
+                    if followup:
+                        followups.append(_with_state(rem, "ineffective"))
+            self._audit(conn, at, records, events)
+            return Due(queued, followups, finished)
+
+        due = await self._write(job)
+        self._publish(events)
+        return due
+
+    async def next_due(self) -> str | None:
+        """The earliest timer still to fire, if any."""
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT MIN(due_at) FROM remediations WHERE state IN (?, ?, ?)",
+                (WAITING, PENDING_APPROVAL, VERIFYING),
+            ).fetchone()
+            return row[0] if row else None
+
+        return await self._read(read)
+
+    async def recover(self) -> Due:
+        """After a restart: interrupt what was running, hand back what was queued."""
+        events: list[AuditEvent] = []
+
+        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> Due:
+            running = [
+                _remediation(r)
+                for r in conn.execute(
+                    f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = ?", (RUNNING,)
+                ).fetchall()
+            ]
+            records = []
+            finished = []
+            for rem in running:
+                self._move(
+                    conn, rem.id, now, "interrupted", "interrupted", followup=bool(rem.on_failure)
+                )
+                conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
+                records.append(
+                    AuditRecord(
+                        "interrupted",
+                        rem.alert,
+                        rule=rem.rule,
+                        target=rem.target,
+                        remediation=rem.id,
+                        reason="the process stopped while it ran",
+                    )
+                )
+                finished.append((rem.rule, "interrupted", None))
+            self._audit(conn, now, records, events)
+            queued = [
+                _remediation(r)
+                for r in conn.execute(
+                    f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = ? ORDER BY id",
+                    (QUEUED,),
+                ).fetchall()
+            ]
+            followups = [
+                _remediation(r)
+                for r in conn.execute(
+                    f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = 1"
+                    " ORDER BY id"
+                ).fetchall()
+            ]
+            return Due(queued, followups, finished)
+
+        due = await self._write(job)
+        self._publish(events)
+        return due
+
+    async def decide_approval(self, remediation_id: int, approve: bool, actor: str) -> Remediation:
+        """An operator's decision on a ``pending_approval`` remediation."""
+        events: list[AuditEvent] = []
+
+        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> Remediation:
+            row = conn.execute(
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?",
+                (remediation_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"remediation {remediation_id} does not exist")
+            rem = _remediation(row)
+            if rem.state != PENDING_APPROVAL:
+                raise StateConflict(f"remediation {remediation_id} is {rem.state}, not pending")
+            base: dict[str, Any] = {
+                "rule": rem.rule,
+                "target": rem.target,
+                "remediation": rem.id,
+                "actor": actor,
+            }
+            if approve:
+                self._move(conn, rem.id, now, QUEUED, expect=PENDING_APPROVAL)
+                self._audit(conn, now, [AuditRecord("approved", rem.alert, **base)], events)
+                return _with_state(rem, QUEUED)
+            self._move(conn, rem.id, now, "skipped", "rejected", expect=PENDING_APPROVAL)
+            self._audit(
+                conn, now, [AuditRecord("rejected", rem.alert, reason="rejected", **base)], events
+            )
+            return _with_state(rem, "skipped")
+
+        rem = await self._write(job)
+        self._publish(events)
+        return rem
+
+    async def set_paused(self, paused: bool, actor: str, reason: str | None = None) -> None:
+        """Pause (nothing starts after this commits) or resume, which also closes breakers."""
+        events: list[AuditEvent] = []
+
+        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> None:
+            if paused:
+                conn.execute(
+                    "INSERT INTO control (key, value) VALUES ('paused', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (json.dumps({"actor": actor, "at": now, "reason": reason}),),
+                )
+                self._audit(conn, now, [AuditRecord("paused", actor=actor, reason=reason)], events)
+                return
+            closed = [row[0] for row in conn.execute("SELECT name FROM breakers ORDER BY name")]
+            conn.execute("DELETE FROM control WHERE key = 'paused'")
+            conn.execute("DELETE FROM breakers")
+            note = f"closed breakers: {', '.join(closed)}" if closed else reason
+            self._audit(conn, now, [AuditRecord("resumed", actor=actor, reason=note)], events)
+
+        await self._write(job)
+        self._publish(events)
+
+    async def status(self) -> Status:
+        """Pause, open breakers, remediations by state, the oldest queued."""
+
+        def read(conn: sqlite3.Connection) -> Status:
+            paused = conn.execute("SELECT 1 FROM control WHERE key = 'paused'").fetchone()
+            breakers = dict(conn.execute("SELECT name, reason FROM breakers ORDER BY name"))
+            states = dict(conn.execute("SELECT state, COUNT(*) FROM remediations GROUP BY state"))
+            oldest = conn.execute(
+                "SELECT MIN(updated_at) FROM remediations WHERE state = ?", (QUEUED,)
+            ).fetchone()[0]
+            return Status(paused is not None, breakers, states, oldest)
+
+        return await self._read(read)
 
     async def remediations(self, states: Sequence[str] = ()) -> list[Remediation]:
         """Remediation records, oldest first, optionally only in the given states."""
@@ -517,6 +933,10 @@ class SQLiteStore:
         return await self._read(read)
 
 
+def _with_state(rem: Remediation, state: str) -> Remediation:
+    return dataclasses.replace(rem, state=state, due_at=None)
+
+
 def _event(data: str, prev_hash: str, hash_: str) -> AuditEvent:
     try:
         return AuditEvent.from_data(data, prev_hash, hash_)
@@ -524,26 +944,6 @@ def _event(data: str, prev_hash: str, hash_: str) -> AuditEvent:
         raise StoreCorrupt(
             f"an audit event (hash {hash_[:12]}) is unreadable; run remedy audit verify"
         ) from None
-
-
-_REMEDIATION_COLUMNS = "id, rule, target, state, reason, dry_run, plan, created_at, updated_at"
-
-
-def _remediation(row: tuple[Any, ...]) -> Remediation:
-    plan = json.loads(row[6])
-    return Remediation(
-        id=row[0],
-        rule=row[1],
-        target=row[2],
-        state=row[3],
-        reason=row[4],
-        alert=plan["alert"],
-        steps=plan["steps"],
-        on_failure=plan["on_failure"],
-        dry_run=bool(row[5]),
-        created_at=row[7],
-        updated_at=row[8],
-    )
 
 
 def _stored_rows(conn: sqlite3.Connection) -> Iterator[StoredRow]:
@@ -589,13 +989,3 @@ def _audit_filter(query: AuditQuery) -> tuple[str, list[Any]]:
 
 def _step_view(step: Any) -> Any:
     return {"action": step.get("action"), "params": step.get("params")}
-
-
-def _resolve_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, value, error in settled:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)

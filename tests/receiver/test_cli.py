@@ -88,13 +88,6 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
     assert "Traceback" not in result.stderr
 
 
-def test_check_refuses_unenforced_guards_when_running_live(tmp_path: Path) -> None:
-    write(tmp_path / "remedy.yaml", "dry_run: false\n")
-    result = remedy("check", "--config", "remedy.yaml", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "rule service-down-restart: for is not enforced" in result.stderr
-
-
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -80,9 +80,12 @@ async def test_work_that_was_running_at_a_crash_is_interrupted_not_rerun(
     restarted = await remedy(rule(recorder), dry_run=False, storage=f"sqlite:///{crashed}")
     await restarted.settle()
     assert await remediation_states(restarted) == ["interrupted"]
-    assert [r.path for r in recorder.received] == ["/warm"]  # not run a second time
+    # not run a second time, and reported through on_failure
+    assert sorted(r.path for r in recorder.received) == ["/page", "/warm"]
     interrupted = await restarted.events(outcome="interrupted")
     assert interrupted[0]["rule"] == "warm"
+    page = await restarted.events(outcome="on_failure")
+    assert [e["event"] for e in page] == ["started", "succeeded"]
 
 
 async def test_shutdown_does_not_wait_for_an_open_audit_tail(remedy: StartRemedy) -> None:

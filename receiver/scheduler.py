@@ -1,0 +1,67 @@
+"""The timers: ``for:`` waits, approval expiry and verification deadlines.
+
+Timers live in the store (``due_at``), so they survive restarts; this loop
+only asks the store what is due and hands it to the executor. Replay drives
+the same ``tick`` with a simulated clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+
+import structlog
+
+from receiver.clock import Clock
+from receiver.executor import Executor
+from receiver.store.base import Store
+
+log = structlog.get_logger("remedy.scheduler")
+
+POLL_SECONDS = 0.5
+
+
+class Scheduler:
+    """Fires due timers: now, whenever woken, and at least every ``poll`` seconds."""
+
+    def __init__(
+        self, store: Store, executor: Executor, clock: Clock, poll: float = POLL_SECONDS
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+        self.poll = poll
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def tick(self, now: datetime | None = None) -> None:
+        """Move everything due at ``now`` (default: the clock's now)."""
+        due = await self.store.advance(now or self.clock.now())
+        self.executor.handle(due)
+
+    def wake(self) -> None:
+        """Look at the timers again soon (new waiting work arrived)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run the timer loop in the background."""
+        self._task = asyncio.create_task(self._run(), name="remedy-scheduler")
+
+    async def stop(self) -> None:
+        """Stop the timer loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception as exc:  # a storage hiccup: try again at the next poll
+                log.error("scheduler.tick_failed", error_type=type(exc).__name__)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)

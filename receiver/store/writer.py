@@ -1,0 +1,215 @@
+"""One writer thread that commits in groups, and the audit chain it extends.
+
+Concurrent callers hand their unit of work to the writer; it runs every job
+waiting at that moment inside one transaction (each in its own savepoint, so
+one failing job fails alone) and commits once. One fsync then covers many
+requests, and every caller's future resolves only after that commit. Only
+this thread appends to the audit chain, which keeps it linear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import structlog
+
+from receiver.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    AuditRecord,
+    canonical_json,
+    chain_hash,
+    event_body,
+    indexed_values,
+)
+from receiver.store.base import StoreUnavailable
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+log = structlog.get_logger("remedy.store")
+
+_STOP = object()
+
+
+class AuditChain:
+    """The end of the audit chain as the writer thread knows it; only that thread touches it."""
+
+    def __init__(self, last_id: int = 0, last_hash: str = GENESIS_HASH) -> None:
+        self.last_id = last_id
+        self.last_hash = last_hash
+
+    @property
+    def mark(self) -> tuple[int, str]:
+        """Where the chain ends now, to roll back to."""
+        return self.last_id, self.last_hash
+
+    def reset(self, mark: tuple[int, str]) -> None:
+        """Forget events appended after ``mark`` (their transaction rolled back)."""
+        self.last_id, self.last_hash = mark
+
+    def append(
+        self, conn: sqlite3.Connection, ts: str, records: Sequence[AuditRecord]
+    ) -> list[AuditEvent]:
+        """Insert chained events for ``records`` at time ``ts``."""
+        events = []
+        rows = []
+        for record in records:
+            event_id = self.last_id + 1
+            body = event_body(event_id, ts, record)
+            data = canonical_json(body)
+            digest = chain_hash(self.last_hash, data)
+            cols = indexed_values(body)
+            rows.append(
+                (
+                    event_id,
+                    cols["ts"],
+                    cols["event"],
+                    cols["rule"],
+                    cols["target"],
+                    cols["reason"],
+                    cols["fingerprint"],
+                    data,
+                    self.last_hash,
+                    digest,
+                )
+            )
+            events.append(AuditEvent(event_id, ts, record, self.last_hash, digest))
+            self.last_id, self.last_hash = event_id, digest
+        conn.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return events
+
+    def save_head(self, conn: sqlite3.Connection) -> None:
+        """Record the chain's end, so a cut tail is caught; once per transaction."""
+        conn.execute(
+            "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
+            "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, "
+            "last_hash = excluded.last_hash",
+            (self.last_id, self.last_hash),
+        )
+
+
+class GroupWriter:
+    """Runs write jobs on one thread, many per transaction."""
+
+    def __init__(
+        self, chain: AuditChain, on_commit: Callable[[float, int], None] | None = None
+    ) -> None:
+        self.chain = chain
+        self._on_commit = on_commit
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs and takes jobs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, conn: sqlite3.Connection) -> None:
+        """Start the thread; it owns ``conn`` from now on."""
+        self._thread = threading.Thread(
+            target=self._loop, args=(conn,), name="remedy-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Finish every queued job, then stop."""
+        if self._thread is not None:
+            self._jobs.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job`` in the next group commit; its result once committed."""
+        if not self.alive:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((job, future, loop))
+        return await future
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            first = self._jobs.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            while True:
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._run_batch(conn, batch)
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        """Run one group commit; whatever goes wrong, every job gets an answer."""
+        started = time.perf_counter()
+        saved = self.chain.mark
+        try:
+            results = self._in_transaction(conn, batch, saved)
+        except Exception as exc:  # the thread must outlive any failure, or callers hang
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            self.chain.reset(saved)
+            log.error("store.batch_failed", error_type=type(exc).__name__, error=str(exc))
+            results = [(None, StoreUnavailable(f"storage unavailable: {exc}"))] * len(batch)
+        if self._on_commit is not None:
+            with contextlib.suppress(Exception):
+                self._on_commit(time.perf_counter() - started, len(batch))
+        self._settle(batch, results)
+
+    def _in_transaction(
+        self, conn: sqlite3.Connection, batch: list[Any], saved: tuple[int, str]
+    ) -> list[tuple[Any, BaseException | None]]:
+        results: list[tuple[Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for job, _future, _loop in batch:
+            mark = self.chain.mark
+            conn.execute("SAVEPOINT job")
+            try:
+                results.append((job(conn), None))
+                conn.execute("RELEASE job")
+            except Exception as exc:  # one job's failure is that job's answer alone
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                self.chain.reset(mark)
+                if isinstance(exc, sqlite3.OperationalError):
+                    exc = StoreUnavailable(f"storage unavailable: {exc}")
+                results.append((None, exc))
+        if self.chain.mark != saved:
+            self.chain.save_head(conn)
+        conn.execute("COMMIT")
+        return results
+
+    @staticmethod
+    def _settle(batch: list[Any], results: list[tuple[Any, BaseException | None]]) -> None:
+        """Hand every result back with one wake-up per event loop, not one per job."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for (_job, future, loop), (value, error) in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((future, value, error))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                loop.call_soon_threadsafe(_resolve_all, settled)
+
+
+def _resolve_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in settled:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
