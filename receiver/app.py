@@ -93,9 +93,12 @@ def _on_sighup(service: Service) -> None:
     task.add_done_callback(service.background.discard)
 
 
-async def _lifetime(app: web.Application) -> AsyncIterator[None]:
-    """Open the store, the shared HTTP client and the executor; close them in reverse."""
-    service = app[SERVICE]
+@contextlib.asynccontextmanager
+async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Service]:
+    """Open the store, the shared HTTP client, the executor and the timers; close in reverse.
+
+    ``timers=False`` leaves the timer loop to the caller (replay ticks it itself).
+    """
     await service.store.open()
     service.http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60), headers={"User-Agent": "remedy"}
@@ -107,30 +110,40 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         service.metrics,
         executor_settings(service.config),
     )
-    await service.executor.start()
     service.scheduler = Scheduler(service.store, service.executor, service.clock)
-    service.scheduler.start()
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
-        loop.add_signal_handler(signal.SIGHUP, _on_sighup, service)
-    log.info(
-        "service.started",
-        rules=len(service.planner.rules),
-        rules_version=service.planner.rules.version,
-        dry_run=service.config.dry_run,
-        storage=service.store.backend,
-        auth=service.auth.enabled,
-    )
     try:
-        yield
+        await service.executor.start()
+        if timers:
+            service.scheduler.start()
+        yield service
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGHUP)
         await service.scheduler.stop()
         await service.executor.stop(SHUTDOWN_GRACE)
         await service.http.close()
         await service.store.close()
-        log.info("service.stopped")
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    """The service's lifetime as the app's cleanup context, with SIGHUP reloading rules."""
+    service = app[SERVICE]
+    async with running(service):
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not off the main thread
+            loop.add_signal_handler(signal.SIGHUP, _on_sighup, service)
+        log.info(
+            "service.started",
+            rules=len(service.planner.rules),
+            rules_version=service.planner.rules.version,
+            dry_run=service.config.dry_run,
+            storage=service.store.backend,
+            auth=service.auth.enabled,
+        )
+        try:
+            yield
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGHUP)
+    log.info("service.stopped")
 
 
 async def _closing(app: web.Application) -> None:

@@ -27,7 +27,14 @@ from receiver.config import Config
 from receiver.configfile import ConfigError, load_config
 from receiver.dryrun import describe_alerts
 from receiver.ingest import PayloadError
-from receiver.remote import RemoteError, follow_remote, read_remote, verify_remote
+from receiver.remote import (
+    RemoteError,
+    follow_remote,
+    post_control,
+    read_remote,
+    verify_remote,
+)
+from receiver.replay import read_stream, replay
 from receiver.ruleset import load_ruleset
 from receiver.store.base import AuditQuery, StoreCorrupt, StoreUnavailable
 from receiver.store.sqlite import SQLiteStore
@@ -63,6 +70,19 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--config")
     test.add_argument("--json", action="store_true", help="machine-readable output")
 
+    replay = commands.add_parser(
+        "replay", help="what-if: a recorded alert stream through the rules and guards"
+    )
+    replay.add_argument("stream", help='NDJSON file (or -): {"received_at": ..., "body": ...}')
+    replay.add_argument("--config")
+    replay.add_argument("--json", action="store_true", help="machine-readable output")
+
+    for name, text in (("pause", "stop all new executions"), ("resume", "lift a pause")):
+        control = commands.add_parser(name, help=f"{text} on a running server")
+        control.add_argument("--url", default="http://127.0.0.1:9095")
+        control.add_argument("--token", help="operator API token (or REMEDY_TOKEN)")
+        control.add_argument("--reason", help="recorded in the audit log")
+
     audit = commands.add_parser("audit", help="read the audit log")
     _audit_source_args(audit)
     audit.add_argument("--since", help="RFC 3339 time or duration ago, e.g. 1h")
@@ -89,6 +109,7 @@ def _audit_source_args(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``remedy`` console script."""
     args = _parser().parse_args(argv)
+    logs.configure("warning")  # serve sets its own level; other commands keep stdout clean
     try:
         if args.command == "serve":
             return _serve(args)
@@ -96,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "test":
             return _test(args)
+        if args.command == "replay":
+            return _replay(args)
+        if args.command in ("pause", "resume"):
+            return asyncio.run(_control(args))
         if args.command == "audit":
             if args.audit_command == "verify":
                 return asyncio.run(_audit_verify(args))
@@ -223,6 +248,41 @@ def _render_report(report: dict[str, Any]) -> str:
             for step in match["actions"]:
                 lines.append(f"    {step['action']} {json.dumps(step['params'], sort_keys=True)}")
     return "\n".join(lines)
+
+
+# -- replay and operator controls ---------------------------------------------
+
+
+def _replay(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    try:
+        if args.stream == "-":
+            deliveries = read_stream(sys.stdin, "-")
+        else:
+            with Path(args.stream).open(encoding="utf-8") as stream:
+                deliveries = read_stream(stream, args.stream)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.stream}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.stream} is not UTF-8 text") from None
+    report = asyncio.run(replay(deliveries, config))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for item in report["decisions"]:
+        print(
+            f"{item['at']}  #{item['remediation']:<5} {item['decision']:<14} "
+            f"rule={item['rule']}  target={item['target']}"
+        )
+    totals = ", ".join(f"{n} {decision}" for decision, n in report["totals"].items())
+    print(f"{len(report['decisions'])} remediations: {totals or 'none'}")
+    return 0
+
+
+async def _control(args: argparse.Namespace) -> int:
+    result = await post_control(args.url, args.token, args.command, args.reason)
+    print(f"{'paused' if result.get('paused') else 'resumed'} by {result.get('actor')}")
+    return 0
 
 
 # -- audit --------------------------------------------------------------------

@@ -25,3 +25,18 @@ def timestamp(moment: datetime) -> str:
     return (
         moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     )
+
+
+class SimulatedClock:
+    """A clock that stands still until told to move: replay's simulated time."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def now(self) -> datetime:
+        """The simulated time."""
+        return self.current
+
+    def set(self, moment: datetime) -> None:
+        """Move to ``moment``; time never goes backwards."""
+        self.current = max(self.current, moment)

@@ -32,10 +32,16 @@ def _shown(url: str) -> str:
 
 
 async def _get_json(url: str, token: str | None, params: dict[str, str] | None = None) -> Any:
+    return await _call("GET", url, token, params)
+
+
+async def _call(
+    method: str, url: str, token: str | None, params: dict[str, str] | None = None
+) -> Any:
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-            session.get(url, params=params, headers=_headers(token)) as response,
+            session.request(method, url, params=params, headers=_headers(token)) as response,
         ):
             if response.status >= 400:
                 try:
@@ -85,3 +91,12 @@ async def follow_remote(
             line = raw.decode().rstrip("\n")
             if line.startswith("data: "):
                 emit(json.loads(line.removeprefix("data: ")))
+
+
+async def post_control(base: str, token: str | None, command: str, reason: str | None) -> Any:
+    """``POST /api/v1/pause`` or ``/resume``; the server's answer."""
+    url = base.rstrip("/") + f"/api/v1/{command}"
+    result = await _call("POST", url, token, {"reason": reason} if reason else None)
+    if not isinstance(result, dict) or "paused" not in result:
+        raise RemoteError(f"{_shown(url)} did not answer as remedy does")
+    return result
