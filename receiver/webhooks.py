@@ -18,7 +18,7 @@ from receiver.ingest import Overloaded, PayloadError
 from receiver.ingest.alertmanager import parse_webhook
 from receiver.middleware import access
 from receiver.service import SERVICE, Service
-from receiver.store.base import IngestResult
+from receiver.store.base import Due, IngestResult
 from rules.alert import Alert
 
 log = structlog.get_logger("remedy.webhook")
@@ -59,7 +59,7 @@ async def ingest_alerts(service: Service, alerts: Sequence[Alert]) -> IngestResu
         service.metrics.webhook_rejected.labels("any", "overloaded").inc()
         raise Overloaded(f"{executor.queue_depth} remediations are queued")
     result = await service.store.ingest(service.planner.plan_all(alerts))
-    executor.submit(result.queued)
+    executor.handle(Due(result.queued, (), result.finished))
     if result.waiting:
         service.running_scheduler.wake()
     return result

@@ -66,7 +66,9 @@ async def remedy(config: Config) -> AsyncIterator[StartRemedy]:
         rules_text: str = "rules: []\n", store: Store | None = None, **changes: Any
     ) -> RemedyClient:
         cfg = dataclasses.replace(config, **changes)
-        service = build_service(cfg, rules=ruleset(rules_text), store=store)
+        # rules= in the config means: load them from those files, as serve does
+        loaded = None if "rules" in changes else ruleset(rules_text)
+        service = build_service(cfg, rules=loaded, store=store)
         client: TestClient[web.Request, web.Application] = TestClient(
             TestServer(build_app(service))
         )

@@ -128,6 +128,7 @@ class IngestResult:
     queued: Sequence[Remediation]
     skipped: int
     waiting: int = 0
+    finished: Sequence[tuple[str, str, str | None]] = ()  # (rule, state, reason) for metrics
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

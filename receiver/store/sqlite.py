@@ -352,6 +352,7 @@ class SQLiteStore:
             records: list[AuditRecord] = []
             queued: list[Remediation] = []
             stored = duplicates = skipped = waiting = 0
+            finished: list[tuple[str, str, str | None]] = []
             for incoming in alerts:
                 alert = incoming.alert
                 summary = alert.summary()
@@ -381,7 +382,7 @@ class SQLiteStore:
                 alert_id = cur.lastrowid
                 records.append(AuditRecord("received", summary))
                 if alert.status == "resolved":
-                    records += self._on_resolved(conn, now, occurrence)
+                    records += self._on_resolved(conn, now, occurrence, finished)
                 for plan in incoming.plans:
                     steps, on_failure = list(plan.steps), list(plan.on_failure)
                     spec = plan.guards
@@ -479,14 +480,18 @@ class SQLiteStore:
                             )
                         )
             self._audit(conn, now, records, events)
-            return IngestResult(stored, duplicates, queued, skipped, waiting)
+            return IngestResult(stored, duplicates, queued, skipped, waiting, finished)
 
         result = await self._write(job)
         self._publish(events)
         return result
 
     def _on_resolved(
-        self, conn: sqlite3.Connection, now: str, occurrence: str
+        self,
+        conn: sqlite3.Connection,
+        now: str,
+        occurrence: str,
+        finished: list[tuple[str, str, str | None]],
     ) -> list[AuditRecord]:
         """Cancel what still waits for a now-resolved occurrence; verify what waited on it."""
         records = []
@@ -503,8 +508,10 @@ class SQLiteStore:
             if rem.state == VERIFYING:
                 self._move(conn, rem.id, now, "verified")
                 records.append(AuditRecord("verified", rem.alert, **base))
+                finished.append((rem.rule, "verified", None))
             else:
                 self._move(conn, rem.id, now, "skipped", "cancelled")
+                finished.append((rem.rule, "skipped", "cancelled"))
                 records.append(
                     AuditRecord(
                         "skipped",
@@ -650,10 +657,7 @@ class SQLiteStore:
                     )
                 else:
                     final, due_at = VERIFYING, _later(moment, within)
-            reason = None if final in ("succeeded", "verified", VERIFYING) else state
-            self._move(
-                conn, rem.id, now, final, reason, due_at=due_at, followup=followup, expect=RUNNING
-            )
+            self._move(conn, rem.id, now, final, due_at=due_at, followup=followup, expect=RUNNING)
             conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
             self._audit(conn, now, [*records, *more], events)
             return final
@@ -730,7 +734,7 @@ class SQLiteStore:
                     finished.append((rem.rule, "skipped", "expired"))
                 else:
                     followup = bool(rem.on_failure)
-                    self._move(conn, rem.id, at, "ineffective", "ineffective", followup=followup)
+                    self._move(conn, rem.id, at, "ineffective", followup=followup)
                     records.append(
                         AuditRecord(
                             "ineffective",
@@ -775,9 +779,7 @@ class SQLiteStore:
             records = []
             finished = []
             for rem in running:
-                self._move(
-                    conn, rem.id, now, "interrupted", "interrupted", followup=bool(rem.on_failure)
-                )
+                self._move(conn, rem.id, now, "interrupted", followup=bool(rem.on_failure))
                 conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
                 records.append(
                     AuditRecord(

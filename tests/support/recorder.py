@@ -29,12 +29,14 @@ class Received:
 class Recorder:
     """Answers every request with ``status`` and keeps a copy of it.
 
+    ``statuses`` answers the next requests in turn before falling back to ``status``;
     ``delay`` slows every answer; ``gate``, when set, holds answers until the test opens it.
     """
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.status = 200
+        self.statuses: list[int] = []
         self.delay = 0.0
         self.gate: asyncio.Event | None = None
         self.server: TestServer | None = None
@@ -50,7 +52,8 @@ class Recorder:
             await asyncio.sleep(self.delay)
         if self.gate is not None:
             await self.gate.wait()
-        return web.json_response({"ok": self.status < 400}, status=self.status)
+        status = self.statuses.pop(0) if self.statuses else self.status
+        return web.json_response({"ok": status < 400}, status=status)
 
 
 @pytest.fixture
