@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -226,12 +227,25 @@ def _test(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {args.alert}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{args.alert} is not UTF-8 text") from None
-    report = describe_alerts(text, load_ruleset(config.rules), config)
+    report = asyncio.run(_describe(text, config))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(_render_report(report))
     return 0
+
+
+async def _describe(text: str, config: Config) -> dict[str, Any]:
+    """Ask the guards against the configured store, or an empty one when there is none yet."""
+    ruleset = load_ruleset(config.rules)
+    with tempfile.TemporaryDirectory(prefix="remedy-test-") as tmp:
+        path = config.sqlite_path if config.sqlite_path.exists() else Path(tmp) / "empty.db"
+        store = SQLiteStore(path)
+        await store.open()
+        try:
+            return await describe_alerts(text, ruleset, config, store)
+        finally:
+            await store.close()
 
 
 def _render_report(report: dict[str, Any]) -> str:

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from receiver.audit import redact
+from receiver.clock import timestamp
 from receiver.config import Config
+from receiver.guards import GlobalLimits
 from receiver.ingest import PayloadError
 from receiver.ingest.alertmanager import parse_webhook
 from receiver.metrics import Metrics
 from receiver.planner import Planner
+from receiver.store.base import Plan
+from receiver.store.sqlite import SQLiteStore
 from remediations import builtin_registry
+from rules.alert import Alert
 from rules.index import RuleSet
 
 
-def describe_alerts(text: str, ruleset: RuleSet, config: Config) -> dict[str, Any]:
-    """For each alert in a webhook body: the matching rules, rendered actions and decision."""
+async def describe_alerts(
+    text: str, ruleset: RuleSet, config: Config, store: SQLiteStore
+) -> dict[str, Any]:
+    """For each alert in a webhook body: the matching rules, rendered actions and decision.
+
+    The guards are asked against ``store`` (its history, pause and breakers) and
+    nothing is written.
+    """
     try:
         payload = json.loads(text)
     except ValueError as exc:
@@ -25,24 +37,45 @@ def describe_alerts(text: str, ruleset: RuleSet, config: Config) -> dict[str, An
         raise PayloadError("", "the alert file is nested too deeply") from None
     message = parse_webhook(payload)
     planner = Planner(ruleset, builtin_registry(), Metrics(), dry_run=config.dry_run)
+    limits = GlobalLimits(max_actions=config.max_actions)
     report = []
     for incoming in planner.plan_all(message.alerts):
+        alert = incoming.alert
         matches = []
         for plan in incoming.plans:
-            if plan.skip_reason:
-                decision = f"skipped ({plan.skip_reason})"
-            else:
-                decision = "dry_run" if plan.dry_run else "would run"
             matches.append(
                 {
                     "rule": plan.rule,
                     "target": plan.target,
-                    "decision": decision,
+                    "decision": await _decision(store, plan, alert, limits),
                     "error": plan.error,
                     "actions": [
                         {"action": s["action"], "params": redact(s["params"])} for s in plan.steps
                     ],
                 }
             )
-        report.append({"alert": incoming.alert.summary(), "matches": matches})
+        report.append({"alert": alert.summary(), "matches": matches})
     return {"rules_version": ruleset.version, "alerts": report}
+
+
+async def _decision(store: SQLiteStore, plan: Plan, alert: Alert, limits: GlobalLimits) -> str:
+    if plan.skip_reason:
+        return f"skipped ({plan.skip_reason})"
+    spec = plan.guards
+    if alert.status == "firing" and spec.for_:
+        due = alert.starts_at + timedelta(seconds=spec.for_)
+        if due > store.clock.now():
+            return f"waiting (for: until {timestamp(due)})"
+    if spec.require_approval:
+        return "pending_approval"
+    decision = await store.preview(
+        rule=plan.rule,
+        target=plan.target or "",
+        occurrence="|".join(alert.occurrence) if alert.status == "firing" else None,
+        spec=spec,
+        limits=limits,
+        dry_run=plan.dry_run,
+    )
+    if not decision.allowed:
+        return f"skipped ({decision.reason}): {decision.detail}"
+    return "dry_run" if plan.dry_run else "would run"

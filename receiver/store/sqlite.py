@@ -22,7 +22,7 @@ import structlog
 
 from receiver.audit import AuditEvent, AuditRecord, StoredRow, VerifyResult, verify_chain
 from receiver.clock import Clock, SystemClock, timestamp
-from receiver.guards import GlobalLimits, GuardSpec, decide
+from receiver.guards import Decision, GlobalLimits, GuardSpec, decide
 from receiver.store.base import (
     PENDING_APPROVAL,
     QUEUED,
@@ -752,6 +752,33 @@ class SQLiteStore:
         due = await self._write(job)
         self._publish(events)
         return due
+
+    async def preview(
+        self,
+        *,
+        rule: str,
+        target: str,
+        occurrence: str | None,
+        spec: GuardSpec,
+        limits: GlobalLimits,
+        dry_run: bool,
+    ) -> Decision:
+        """What the guards would decide now, reading only (``remedy test``)."""
+        now = self.clock.now()
+
+        def read(conn: sqlite3.Connection) -> Decision:
+            return decide(
+                _Facts(conn, dry_run),
+                rule=rule,
+                target=target,
+                occurrence=occurrence,
+                spec=spec,
+                limits=limits,
+                now=now,
+                dry_run=dry_run,
+            )
+
+        return await self._read(read)
 
     async def next_due(self) -> str | None:
         """The earliest timer still to fire, if any."""

@@ -74,3 +74,22 @@ async def test_health_and_metrics_stay_open(remedy: StartRemedy) -> None:
     for path in ("/healthz", "/readyz", "/metrics"):
         response = await server.client.get(path)
         assert response.status == 200, path
+
+
+async def test_operator_controls_need_the_operator_role(remedy: StartRemedy) -> None:
+    server = await remedy(auth=AUTH)
+    for path in (
+        "/api/v1/pause",
+        "/api/v1/resume",
+        "/api/v1/remediations/1/approve",
+        "/api/v1/remediations/1/reject",
+    ):
+        assert (await server.client.post(path)).status == 401, path
+        viewer = await server.client.post(path, headers=bearer("view-secret"))
+        assert viewer.status == 403, path
+    operator = await server.client.post(
+        "/api/v1/remediations/1/approve", headers=bearer("op-secret")
+    )
+    assert operator.status == 404  # allowed in, and there is no remediation 1
+    status, body = await server.get_json("/api/v1/status", headers=bearer("view-secret"))
+    assert (status, body["paused"]) == (200, False)

@@ -228,3 +228,77 @@ def test_audit_without_a_store_says_so(tmp_path: Path) -> None:
     result = remedy("audit", "verify", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr == "remedy: error: no audit store at remedy.db (use --config or --url)\n"
+
+
+def test_test_asks_the_guards_against_the_store(tmp_path: Path) -> None:
+    write(tmp_path / "rules.yaml", GOOD)
+    write(tmp_path / "remedy.yaml", "rules: [rules.yaml]\n")
+    payload = json.dumps(am_payload(am_alert("LowCacheHitRate", labels={"instance": "w:80"})))
+
+    async def pause() -> None:
+        store = SQLiteStore(tmp_path / "remedy.db")
+        await store.open()
+        await store.set_paused(True, "oncall", "maintenance")
+        await store.close()
+
+    asyncio.run(pause())
+    result = remedy(
+        "test", "--alert", "-", "--config", "remedy.yaml", "--json", cwd=tmp_path, stdin=payload
+    )
+    assert result.returncode == 0, result.stderr
+    (match,) = json.loads(result.stdout)["alerts"][0]["matches"]
+    assert match["decision"] == "skipped (paused): remedy is paused"
+    with sqlite3.connect(tmp_path / "remedy.db") as conn:  # and it wrote nothing
+        assert conn.execute("SELECT COUNT(*) FROM remediations").fetchone()[0] == 0
+
+
+def test_pause_and_resume_a_running_server(tmp_path: Path) -> None:
+    port_sock = socket.socket()
+    port_sock.bind(("127.0.0.1", 0))
+    port = port_sock.getsockname()[1]
+    port_sock.close()
+    token = "op-token-123"
+    write(
+        tmp_path / "remedy.yaml",
+        (
+            "auth:\n"
+            "  webhook_tokens: [{value: wh}]\n"
+            f"  api_tokens: [{{value: {token}, name: oncall, role: operator}}]\n"
+            "log_level: warning\n"
+        ),
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "receiver",
+            "serve",
+            "--config",
+            "remedy.yaml",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            probe = remedy(
+                "pause", "--url", url, "--token", token, "--reason", "deploy", cwd=tmp_path
+            )
+            if probe.returncode == 0:
+                break
+        assert probe.stdout == "paused by oncall\n", probe.stderr
+        wrong = remedy("resume", "--url", url, "--token", "nope", cwd=tmp_path)
+        assert wrong.returncode == 1
+        assert wrong.stderr.startswith("remedy: error: ")
+        assert "401" in wrong.stderr
+        resumed = remedy("resume", "--url", url, "--token", token, cwd=tmp_path)
+        assert resumed.stdout == "resumed by oncall\n"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    listing = remedy("audit", "--outcome", "paused", "--json", cwd=tmp_path)
+    (event,) = [json.loads(line) for line in listing.stdout.splitlines()]
+    assert (event["actor"], event["reason"]) == ("oncall", "deploy")
