@@ -151,6 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(args.command)  # argparse only admits the commands above
 
 
+def _read_input(path: str) -> str:
+    """A file's text, or standard input for ``-``; a user error when it cannot be read."""
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+
+
 def _config(path: str | None) -> Config:
     if path is None:
         return Config()
@@ -221,13 +231,7 @@ def _check(args: argparse.Namespace) -> int:
 def _test(args: argparse.Namespace) -> int:
 
     config = _config(args.config)
-    try:
-        text = sys.stdin.read() if args.alert == "-" else Path(args.alert).read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.alert}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{args.alert} is not UTF-8 text") from None
-    report = asyncio.run(_describe(text, config))
+    report = asyncio.run(_describe(_read_input(args.alert), config))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -269,16 +273,7 @@ def _render_report(report: dict[str, Any]) -> str:
 
 def _replay(args: argparse.Namespace) -> int:
     config = _config(args.config)
-    try:
-        if args.stream == "-":
-            deliveries = read_stream(sys.stdin, "-")
-        else:
-            with Path(args.stream).open(encoding="utf-8") as stream:
-                deliveries = read_stream(stream, args.stream)
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.stream}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{args.stream} is not UTF-8 text") from None
+    deliveries = read_stream(_read_input(args.stream).splitlines(), args.stream)
     report = asyncio.run(replay(deliveries, config))
     if args.json:
         print(json.dumps(report, indent=2))

@@ -221,6 +221,21 @@ def _later(now: datetime, seconds: float) -> str:
     return timestamp(now + timedelta(seconds=seconds))
 
 
+@dataclasses.dataclass(slots=True)
+class _Tx:
+    """One job's transaction: its connection, its time, and the audit chain to extend."""
+
+    conn: sqlite3.Connection
+    now: str
+    moment: datetime
+    chain: AuditChain
+    events: list[AuditEvent]
+
+    def audit(self, records: Sequence[AuditRecord]) -> None:
+        """Append chained audit events, stamped with the job's time."""
+        self.events.extend(self.chain.append(self.conn, self.now, records))
+
+
 class SQLiteStore:
     """The embedded default store."""
 
@@ -276,20 +291,19 @@ class SQLiteStore:
 
     # -- plumbing -----------------------------------------------------------
 
-    async def _write(self, job: Callable[[sqlite3.Connection, str, datetime], T]) -> T:
-        """Run a job in the next group commit with the time it was asked for."""
-        moment = self.clock.now()
-        now = timestamp(moment)
-        return await self._writer.run(lambda conn: job(conn, now, moment))
+    async def _write(self, job: Callable[[_Tx], T]) -> T:
+        """Run a job in the next group commit at the time it was asked for.
 
-    def _audit(
-        self,
-        conn: sqlite3.Connection,
-        now: str,
-        records: Sequence[AuditRecord],
-        published: list[AuditEvent],
-    ) -> None:
-        published.extend(self._writer.chain.append(conn, now, records))
+        The audit events it appended go to the listeners once committed.
+        """
+        moment = self.clock.now()
+        events: list[AuditEvent] = []
+        chain = self._writer.chain
+        result = await self._writer.run(
+            lambda conn: job(_Tx(conn, timestamp(moment), moment, chain, events))
+        )
+        self._publish(events)
+        return result
 
     def _publish(self, events: list[AuditEvent]) -> None:
         for listener in self.listeners:
@@ -346,9 +360,9 @@ class SQLiteStore:
         A resolved alert cancels what still waits for its occurrence and
         verifies what waited for it to resolve.
         """
-        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> IngestResult:
+        def job(tx: _Tx) -> IngestResult:
+            conn, now, moment = tx.conn, tx.now, tx.moment
             records: list[AuditRecord] = []
             queued: list[Remediation] = []
             stored = duplicates = skipped = waiting = 0
@@ -479,11 +493,10 @@ class SQLiteStore:
                                 spec,
                             )
                         )
-            self._audit(conn, now, records, events)
+            tx.audit(records)
             return IngestResult(stored, duplicates, queued, skipped, waiting, finished)
 
         result = await self._write(job)
-        self._publish(events)
         return result
 
     def _on_resolved(
@@ -533,9 +546,9 @@ class SQLiteStore:
         give_up_waiting: bool = False,
     ) -> Claim:
         """Apply the guards and, when they allow it, take the remediation: one transaction."""
-        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> Claim:
+        def job(tx: _Tx) -> Claim:
+            conn, now, moment = tx.conn, tx.now, tx.moment
             row = conn.execute("SELECT state FROM remediations WHERE id = ?", (rem.id,)).fetchone()
             if row is None or row[0] != QUEUED:
                 raise StateConflict(f"remediation {rem.id} is no longer queued")
@@ -563,9 +576,7 @@ class SQLiteStore:
                         (prefix + decision.open_breaker, now, decision.detail or ""),
                     )
                 self._move(conn, rem.id, now, "skipped", decision.reason, expect=QUEUED)
-                self._audit(
-                    conn,
-                    now,
+                tx.audit(
                     [
                         AuditRecord(
                             "skipped",
@@ -574,8 +585,7 @@ class SQLiteStore:
                             error=decision.detail,
                             **base,
                         )
-                    ],
-                    events,
+                    ]
                 )
                 return Claim("skipped", decision.reason, decision.detail)
             scope = rem.guards.blast_radius[0] if rem.guards.blast_radius else None
@@ -586,9 +596,7 @@ class SQLiteStore:
             )
             if dry_run:
                 self._move(conn, rem.id, now, "dry_run", expect=QUEUED)
-                self._audit(
-                    conn,
-                    now,
+                tx.audit(
                     [
                         AuditRecord(
                             "dry_run",
@@ -598,8 +606,7 @@ class SQLiteStore:
                             **base,
                         )
                         for step in rem.steps
-                    ],
-                    events,
+                    ]
                 )
                 return Claim("dry_run")
             conn.execute(
@@ -608,20 +615,16 @@ class SQLiteStore:
             )
             self._move(conn, rem.id, now, RUNNING, expect=QUEUED)
             first = rem.steps[0]
-            self._audit(
-                conn,
-                now,
+            tx.audit(
                 [
                     AuditRecord(
                         "started", rem.alert, action=first["action"], params=first["params"], **base
                     )
-                ],
-                events,
+                ]
             )
             return Claim(RUNNING)
 
         claim = await self._write(job)
-        self._publish(events)
         return claim
 
     async def finish(
@@ -637,9 +640,9 @@ class SQLiteStore:
         A success with ``verify`` becomes ``verifying`` (or ``verified`` at once
         when the alert already resolved). Returns the state written.
         """
-        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> str:
+        def job(tx: _Tx) -> str:
+            conn, now, moment = tx.conn, tx.now, tx.moment
             final, due_at = state, None
             more: list[AuditRecord] = []
             within = rem.guards.verify_within
@@ -659,40 +662,35 @@ class SQLiteStore:
                     final, due_at = VERIFYING, _later(moment, within)
             self._move(conn, rem.id, now, final, due_at=due_at, followup=followup, expect=RUNNING)
             conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
-            self._audit(conn, now, [*records, *more], events)
+            tx.audit([*records, *more])
             return final
 
         final = await self._write(job)
-        self._publish(events)
         return final
 
     async def followup_done(self, rem: Remediation, records: Sequence[AuditRecord]) -> None:
         """on_failure has run for ``rem``: record its steps and clear the flag."""
-        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> None:
-            conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
-            self._audit(conn, now, records, events)
+        def job(tx: _Tx) -> None:
+            tx.conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
+            tx.audit(records)
 
         await self._write(job)
-        self._publish(events)
 
     async def record(self, records: Sequence[AuditRecord]) -> list[AuditEvent]:
         """Append audit events that change no remediation (reloads, on_failure steps)."""
-        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> None:
-            self._audit(conn, now, records, events)
+        def job(tx: _Tx) -> list[AuditEvent]:
+            tx.audit(records)
+            return tx.events
 
-        await self._write(job)
-        self._publish(events)
-        return events
+        return await self._write(job)
 
     async def advance(self, now: datetime) -> Due:
         """Move every remediation whose timer is due at ``now``."""
-        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection, stamp: str, moment: datetime) -> Due:
+        def job(tx: _Tx) -> Due:
+            conn = tx.conn
             at = timestamp(now)
             rows = conn.execute(
                 f"SELECT {_REMEDIATION_COLUMNS} FROM remediations"
@@ -746,11 +744,10 @@ class SQLiteStore:
                     finished.append((rem.rule, "ineffective", None))
                     if followup:
                         followups.append(_with_state(rem, "ineffective"))
-            self._audit(conn, at, records, events)
+            tx.audit(records)
             return Due(queued, followups, finished)
 
         due = await self._write(job)
-        self._publish(events)
         return due
 
     async def preview(
@@ -794,9 +791,9 @@ class SQLiteStore:
 
     async def recover(self) -> Due:
         """After a restart: interrupt what was running, hand back what was queued."""
-        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> Due:
+        def job(tx: _Tx) -> Due:
+            conn, now = tx.conn, tx.now
             running = [
                 _remediation(r)
                 for r in conn.execute(
@@ -819,7 +816,7 @@ class SQLiteStore:
                     )
                 )
                 finished.append((rem.rule, "interrupted", None))
-            self._audit(conn, now, records, events)
+            tx.audit(records)
             queued = [
                 _remediation(r)
                 for r in conn.execute(
@@ -837,14 +834,13 @@ class SQLiteStore:
             return Due(queued, followups, finished)
 
         due = await self._write(job)
-        self._publish(events)
         return due
 
     async def decide_approval(self, remediation_id: int, approve: bool, actor: str) -> Remediation:
         """An operator's decision on a ``pending_approval`` remediation."""
-        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> Remediation:
+        def job(tx: _Tx) -> Remediation:
+            conn, now = tx.conn, tx.now
             row = conn.execute(
                 f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?",
                 (remediation_id,),
@@ -862,39 +858,35 @@ class SQLiteStore:
             }
             if approve:
                 self._move(conn, rem.id, now, QUEUED, expect=PENDING_APPROVAL)
-                self._audit(conn, now, [AuditRecord("approved", rem.alert, **base)], events)
+                tx.audit([AuditRecord("approved", rem.alert, **base)])
                 return _with_state(rem, QUEUED)
             self._move(conn, rem.id, now, "skipped", "rejected", expect=PENDING_APPROVAL)
-            self._audit(
-                conn, now, [AuditRecord("rejected", rem.alert, reason="rejected", **base)], events
-            )
+            tx.audit([AuditRecord("rejected", rem.alert, reason="rejected", **base)])
             return _with_state(rem, "skipped")
 
         rem = await self._write(job)
-        self._publish(events)
         return rem
 
     async def set_paused(self, paused: bool, actor: str, reason: str | None = None) -> None:
         """Pause (nothing starts after this commits) or resume, which also closes breakers."""
-        events: list[AuditEvent] = []
 
-        def job(conn: sqlite3.Connection, now: str, moment: datetime) -> None:
+        def job(tx: _Tx) -> None:
+            conn, now = tx.conn, tx.now
             if paused:
                 conn.execute(
                     "INSERT INTO control (key, value) VALUES ('paused', ?)"
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (json.dumps({"actor": actor, "at": now, "reason": reason}),),
                 )
-                self._audit(conn, now, [AuditRecord("paused", actor=actor, reason=reason)], events)
+                tx.audit([AuditRecord("paused", actor=actor, reason=reason)])
                 return
             closed = [row[0] for row in conn.execute("SELECT name FROM breakers ORDER BY name")]
             conn.execute("DELETE FROM control WHERE key = 'paused'")
             conn.execute("DELETE FROM breakers")
             note = f"closed breakers: {', '.join(closed)}" if closed else reason
-            self._audit(conn, now, [AuditRecord("resumed", actor=actor, reason=note)], events)
+            tx.audit([AuditRecord("resumed", actor=actor, reason=note)])
 
         await self._write(job)
-        self._publish(events)
 
     async def status(self) -> Status:
         """Pause, open breakers, remediations by state, the oldest queued."""
