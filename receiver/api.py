@@ -194,8 +194,6 @@ async def status(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     executor = service.running_executor
     state = await service.store.status()
-    service.metrics.paused.set(1 if state.paused else 0)
-    service.metrics.breakers_open.set(len(state.breakers))
     oldest_age = None
     if state.oldest_queued is not None:
         since = datetime.fromisoformat(state.oldest_queued)
@@ -223,18 +221,23 @@ async def pause(request: web.Request) -> web.Response:
 
 @access("operator")
 async def resume(request: web.Request) -> web.Response:
-    """``POST /api/v1/resume``: lift the pause and close every open breaker."""
+    """``POST /api/v1/resume``: lift the pause and close every open breaker.
+
+    ``?breaker=scope:prod`` closes only that breaker and leaves a pause in place.
+    """
     return await _set_paused(request, paused=False)
 
 
 async def _set_paused(request: web.Request, *, paused: bool) -> web.Response:
     service = request.app[SERVICE]
     reason = request.query.get("reason")
-    await service.store.set_paused(paused, request[ACTOR], reason)
-    service.metrics.paused.set(1 if paused else 0)
-    if not paused:
-        service.metrics.breakers_open.set(0)
-    return web.json_response({"paused": paused, "actor": request[ACTOR]})
+    breaker = None if paused else request.query.get("breaker")
+    await service.store.set_paused(paused, request[ACTOR], reason, breaker)
+    await service.running_scheduler.gauges()
+    state = await service.store.status()
+    return web.json_response(
+        {"paused": state.paused, "breakers": dict(state.breakers), "actor": request[ACTOR]}
+    )
 
 
 @access("operator")

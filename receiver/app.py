@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 from collections.abc import AsyncIterator
 
@@ -13,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from receiver import api, webhooks
+from receiver.allowlist import compile_allow
 from receiver.auth import Authenticator
 from receiver.clock import Clock, SystemClock
 from receiver.config import Config
@@ -31,8 +31,6 @@ from rules import RuleLoadError
 from rules.index import RuleSet
 
 log = structlog.get_logger("remedy.app")
-
-SHUTDOWN_GRACE = 10.0
 
 
 def build_service(
@@ -75,10 +73,7 @@ def executor_settings(config: Config) -> ExecutorSettings:
         workers=config.max_concurrent,
         max_queue=config.max_queue,
         limits=GlobalLimits(max_actions=config.max_actions),
-        allow={
-            backend: tuple(re.compile(p) for p in patterns)
-            for backend, patterns in config.allow.items()
-        },
+        allow=compile_allow(config.allow),
         retry=RetryPolicy(initial=config.retry_initial, maximum=config.retry_max),
     )
 
@@ -110,7 +105,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         service.metrics,
         executor_settings(service.config),
     )
-    service.scheduler = Scheduler(service.store, service.executor, service.clock)
+    service.scheduler = Scheduler(service.store, service.executor, service.clock, service.metrics)
     try:
         await service.executor.start()
         if timers:
@@ -118,7 +113,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         yield service
     finally:
         await service.scheduler.stop()
-        await service.executor.stop(SHUTDOWN_GRACE)
+        await service.executor.stop(service.config.shutdown_grace)
         await service.http.close()
         await service.store.close()
 

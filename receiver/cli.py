@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import json
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,6 +42,7 @@ from receiver.ruleset import load_ruleset
 from receiver.store.base import AuditQuery, StoreCorrupt, StoreUnavailable
 from receiver.store.sqlite import SQLiteStore
 from rules import RuleLoadError
+from rules.duration import parse_duration
 
 
 class UsageError(Exception):
@@ -77,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("stream", help='NDJSON file (or -): {"received_at": ..., "body": ...}')
     replay.add_argument("--config")
     replay.add_argument("--json", action="store_true", help="machine-readable output")
+    replay.add_argument(
+        "--until", help="let timers run on after the last line: a time, or a duration after it"
+    )
 
     for name, text in (("pause", "stop all new executions"), ("resume", "lift a pause")):
         control = commands.add_parser(name, help=f"{text} on a running server")
@@ -198,7 +204,7 @@ def _serve(args: argparse.Namespace) -> int:
             build_app(service),
             host=config.host,
             port=config.port,
-            shutdown_timeout=15,
+            shutdown_timeout=config.shutdown_grace,
             print=None,
             access_log=None,
         )
@@ -243,8 +249,10 @@ async def _describe(text: str, config: Config) -> dict[str, Any]:
     """Ask the guards against the configured store, or an empty one when there is none yet."""
     ruleset = load_ruleset(config.rules)
     with tempfile.TemporaryDirectory(prefix="remedy-test-") as tmp:
-        path = config.sqlite_path if config.sqlite_path.exists() else Path(tmp) / "empty.db"
-        store = SQLiteStore(path)
+        if config.sqlite_path.exists():
+            store = SQLiteStore(config.sqlite_path, readonly=True)
+        else:
+            store = SQLiteStore(Path(tmp) / "empty.db")
         await store.open()
         try:
             return await describe_alerts(text, ruleset, config, store)
@@ -274,7 +282,8 @@ def _render_report(report: dict[str, Any]) -> str:
 def _replay(args: argparse.Namespace) -> int:
     config = _config(args.config)
     deliveries = read_stream(_read_input(args.stream).splitlines(), args.stream)
-    report = asyncio.run(replay(deliveries, config))
+    until = _until(args.until, deliveries[-1].received_at) if args.until and deliveries else None
+    report = asyncio.run(replay(deliveries, config, until))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -286,6 +295,19 @@ def _replay(args: argparse.Namespace) -> int:
     totals = ", ".join(f"{n} {decision}" for decision, n in report["totals"].items())
     print(f"{len(report['decisions'])} remediations: {totals or 'none'}")
     return 0
+
+
+def _until(text: str, last: datetime) -> datetime:
+    """``--until``: a duration after the last line, or a time."""
+    with contextlib.suppress(ValueError):
+        return last + timedelta(seconds=parse_duration(text))
+    try:
+        until = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--until expects a time or a duration, got {text!r}") from None
+    if until.tzinfo is None:
+        raise UsageError("--until needs a time with a timezone")
+    return until
 
 
 async def _control(args: argparse.Namespace) -> int:
@@ -362,7 +384,7 @@ async def _open_local(config_path: str | None) -> SQLiteStore:
     path = config.sqlite_path
     if not path.exists():
         raise UsageError(f"no audit store at {path} (use --config or --url)")
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, readonly=True)
     await store.open()
     return store
 

@@ -39,6 +39,7 @@ class Config:
     retry_max: float = 30.0
     allow: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_BODY
+    shutdown_grace: float = 25.0
     log_level: str = "info"
     file: str | None = None
 

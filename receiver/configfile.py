@@ -28,6 +28,7 @@ _TOP_KEYS = (
     "auth",
     "guards",
     "backends",
+    "shutdown_grace",
 )
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry")
@@ -103,6 +104,7 @@ class _ConfigReader(NodeReader):
             dry_run=self.optional(fields, "dry_run", "", self.boolean, False),
             auth=auth,
             allow=allow,
+            shutdown_grace=self.optional(fields, "shutdown_grace", "", self.duration, 25.0),
             **guards,
             max_body_bytes=self.optional(
                 fields,

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from receiver.allowlist import AllowLists, compile_allow
 from receiver.audit import redact
 from receiver.clock import timestamp
 from receiver.config import Config
@@ -16,7 +17,7 @@ from receiver.metrics import Metrics
 from receiver.planner import Planner
 from receiver.store.base import Plan
 from receiver.store.sqlite import SQLiteStore
-from remediations import builtin_registry
+from remediations import Registry, builtin_registry
 from rules.alert import Alert
 from rules.index import RuleSet
 
@@ -36,8 +37,10 @@ async def describe_alerts(
     except RecursionError:
         raise PayloadError("", "the alert file is nested too deeply") from None
     message = parse_webhook(payload)
-    planner = Planner(ruleset, builtin_registry(), Metrics(), dry_run=config.dry_run)
+    registry = builtin_registry()
+    planner = Planner(ruleset, registry, Metrics(), dry_run=config.dry_run)
     limits = GlobalLimits(max_actions=config.max_actions)
+    allow = compile_allow(config.allow)
     report = []
     for incoming in planner.plan_all(message.alerts):
         alert = incoming.alert
@@ -47,7 +50,9 @@ async def describe_alerts(
                 {
                     "rule": plan.rule,
                     "target": plan.target,
-                    "decision": await _decision(store, plan, alert, limits),
+                    "decision": await _decision(
+                        store, plan, alert, limits=limits, registry=registry, allow=allow
+                    ),
                     "error": plan.error,
                     "actions": [
                         {"action": s["action"], "params": redact(s["params"])} for s in plan.steps
@@ -58,7 +63,15 @@ async def describe_alerts(
     return {"rules_version": ruleset.version, "alerts": report}
 
 
-async def _decision(store: SQLiteStore, plan: Plan, alert: Alert, limits: GlobalLimits) -> str:
+async def _decision(
+    store: SQLiteStore,
+    plan: Plan,
+    alert: Alert,
+    *,
+    limits: GlobalLimits,
+    registry: Registry,
+    allow: AllowLists,
+) -> str:
     if plan.skip_reason:
         return f"skipped ({plan.skip_reason})"
     spec = plan.guards

@@ -11,24 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
+import functools
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
 import stamina
 import structlog
 
+from receiver.allowlist import AllowLists, denial
 from receiver.audit import AuditRecord
 from receiver.guards import GlobalLimits
 from receiver.metrics import Metrics
-from receiver.store.base import RUNNING, Due, Remediation, StateConflict, Store
+from receiver.store.base import (
+    FINAL_STATES,
+    RUNNING,
+    Due,
+    Remediation,
+    StateConflict,
+    Store,
+    StoreUnavailable,
+)
 from remediations import (
     ActionContext,
     ActionError,
     ActionTimeout,
     ParamError,
+    PermanentError,
     Registry,
     TemporaryError,
 )
@@ -36,6 +46,8 @@ from remediations import (
 log = structlog.get_logger("remedy.executor")
 
 LOCK_POLL = 0.25
+STORE_PATIENCE = 300.0
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,7 +67,7 @@ class ExecutorSettings:
     workers: int = 4
     max_queue: int = 10_000
     limits: GlobalLimits = dataclasses.field(default_factory=GlobalLimits)
-    allow: Mapping[str, tuple[re.Pattern[str], ...]] = dataclasses.field(default_factory=dict)
+    allow: AllowLists = dataclasses.field(default_factory=dict)
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
 
 
@@ -98,6 +110,9 @@ class Executor:
         self.settings = settings
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[tuple[str, int]] = set()  # queued, running or deferred here
+        self._deferred: set[tuple[str, int]] = set()  # waiting for a lock, back soon
+        self._lock_waits: dict[int, float] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._busy = 0
@@ -153,13 +168,21 @@ class Executor:
 
     def _put(self, kind: str, remediations: Iterable[Remediation]) -> None:
         for rem in remediations:
+            if (kind, rem.id) in self._inflight:
+                continue  # already queued or running here (a sweep found it again)
+            self._inflight.add((kind, rem.id))
             self._queue.put_nowait(_Work(kind, rem))
             self._idle.clear()
         self.metrics.queue_depth.set(self._queue.qsize())
 
+    def sweep(self, due: Due) -> None:
+        """Take stored work that is not in flight here (a claim that failed, a lost wake-up)."""
+        self._put("run", due.queued)
+        self._put("on_failure", due.followups)
+
     async def join(self) -> None:
-        """Wait until every queued piece of work is done."""
-        while self._queue.qsize() or self._busy:
+        """Wait until every queued piece of work is done (lock waits included)."""
+        while self._queue.qsize() or self._busy or self._deferred:
             self._idle.clear()
             await self._idle.wait()
 
@@ -184,34 +207,37 @@ class Executor:
                     "remediation.crashed", remediation=work.rem.id, error_type=type(exc).__name__
                 )
             finally:
+                if (work.kind, work.rem.id) not in self._deferred:
+                    self._inflight.discard((work.kind, work.rem.id))
                 self._busy -= 1
                 self._running.discard(me)
-                if not self._queue.qsize() and not self._busy:
+                if not self._queue.qsize() and not self._busy and not self._deferred:
                     self._idle.set()
 
     # -- one remediation ----------------------------------------------------
 
     async def _execute(self, rem: Remediation) -> None:
         dry_run = self.settings.dry_run or rem.dry_run
-        denied = self._denied(rem)
-        waiting_since = time.monotonic()
-        give_up = False
-        while True:
-            claim = await self.store.claim(
+        denied = denial(self.registry, self.settings.allow, rem.steps)
+        waiting_since = self._lock_waits.get(rem.id)
+        give_up = waiting_since is not None and (
+            time.monotonic() - waiting_since >= (rem.guards.lock_wait or 0.0)
+        )
+        claim = await self._durably(
+            lambda: self.store.claim(
                 rem,
                 dry_run=dry_run,
                 limits=self.settings.limits,
                 denied=denied,
                 give_up_waiting=give_up,
             )
-            if not claim.retry:
-                break
-            waited = time.monotonic() - waiting_since
-            lock_wait = rem.guards.lock_wait or 0.0
-            if waited >= lock_wait:
-                give_up = True
-                continue
-            await asyncio.sleep(min(LOCK_POLL, lock_wait - waited))
+        )
+        if claim.retry:
+            # The target is locked: wait for it off the worker, so waiting ties up nothing.
+            self._lock_waits.setdefault(rem.id, time.monotonic())
+            self._later("run", rem)
+            return
+        self._lock_waits.pop(rem.id, None)
         decision = claim.reason or ("dry_run" if claim.state == "dry_run" else "allowed")
         self.metrics.guard_decisions.labels(rem.rule, decision).inc()
         if claim.state != RUNNING:
@@ -227,37 +253,53 @@ class Executor:
             )
             return
         log.info("remediation.started", remediation=rem.id, rule=rem.rule, target=rem.target)
-        state, last = await self._run_steps(rem, rem.steps, reason=None, first_started=True)
+        state, last = await self._run_steps(rem, rem.steps, reason=None)
         followup = state != "succeeded" and bool(rem.on_failure)
-        final = await self.store.finish(rem, [last], state, followup=followup)
+        final = await self._durably(
+            lambda: self.store.finish(rem, [last], state, followup=followup)
+        )
         self._count_final(rem.rule, final, None)
         log.info(f"remediation.{final}", remediation=rem.id, rule=rem.rule, target=rem.target)
         if followup:
-            await self._on_failure(rem)
+            self._put("on_failure", [rem])
 
     async def _on_failure(self, rem: Remediation) -> None:
-        """Run a failed (or ineffective, or interrupted) remediation's on_failure steps."""
+        """Run a failed, ineffective or interrupted remediation's on_failure steps, guarded."""
+        claim = await self._durably(
+            lambda: self.store.claim_followup(
+                rem,
+                dry_run=self.settings.dry_run or rem.dry_run,
+                limits=self.settings.limits,
+                denied=denial(self.registry, self.settings.allow, rem.on_failure),
+            )
+        )
+        if claim.retry:
+            self._later("on_failure", rem)
+            return
+        if claim.state != RUNNING:
+            log.info("remediation.on_failure_skipped", remediation=rem.id, reason=claim.reason)
+            return
         _, last = await self._run_steps(rem, rem.on_failure, reason="on_failure")
-        await self.store.followup_done(rem, [last])
+        await self._durably(lambda: self.store.followup_done(rem, [last]))
         log.info("remediation.on_failure_ran", remediation=rem.id, rule=rem.rule)
 
     async def _run_steps(
-        self,
-        rem: Remediation,
-        steps: Sequence[Mapping[str, Any]],
-        *,
-        reason: str | None,
-        first_started: bool = False,
+        self, rem: Remediation, steps: Sequence[Mapping[str, Any]], *, reason: str | None
     ) -> tuple[str, AuditRecord]:
         """Run steps in order; return the outcome and the last step's (unwritten) record.
 
-        A failing step stops the run unless it may fail (``continue_on_error``).
-        The first ``started`` was written by the claim when ``first_started``.
+        The claim wrote the first ``started``. A failing step stops the run
+        unless it may fail (``continue_on_error``); a pause stops it before
+        the next step.
         """
         state = "succeeded"
         for index, step in enumerate(steps):
-            if index > 0 or not first_started:
-                await self.store.record([self._record("started", rem, step, reason=reason)])
+            if index > 0:
+                if await self.store.paused():
+                    error = f"remedy was paused before step {index + 1} ({step['action']})"
+                    return "failed", self._record("failed", rem, step, reason=reason, error=error)
+                started = self._record("started", rem, step, reason=reason)
+                await self._durably(functools.partial(self.store.record, [started]))
             attempt = await self._attempt(rem, step)
             record = self._record(
                 attempt.outcome,
@@ -275,8 +317,39 @@ class Executor:
                 state = attempt.outcome
             if stops or index == len(steps) - 1:
                 return state, record
-            await self.store.record([record])
+            await self._durably(functools.partial(self.store.record, [record]))
         raise AssertionError("a remediation has at least one step")  # the rule schema says so
+
+    async def _durably(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A store call, retried while storage is briefly unavailable (up to five minutes).
+
+        Giving up on a write after an action ran would leave its target
+        locked until a restart; each call is safe to repeat, because a
+        transaction that failed wrote nothing.
+        """
+        async for attempt in stamina.retry_context(
+            on=StoreUnavailable,
+            attempts=None,
+            timeout=STORE_PATIENCE,
+            wait_initial=0.05,
+            wait_max=2.0,
+        ):
+            with attempt:
+                return await call()
+        raise AssertionError("stamina either returns or raises")
+
+    def _later(self, kind: str, rem: Remediation) -> None:
+        """Queue the work again after a short pause (a lock to wait for)."""
+        self._deferred.add((kind, rem.id))
+        asyncio.get_running_loop().call_later(LOCK_POLL, self._requeue, kind, rem)
+
+    def _requeue(self, kind: str, rem: Remediation) -> None:
+        self._deferred.discard((kind, rem.id))
+        self._inflight.discard((kind, rem.id))
+        if not self._stopping:
+            self._put(kind, [rem])
+        elif not self._deferred and not self._busy and not self._queue.qsize():
+            self._idle.set()
 
     async def _attempt(self, rem: Remediation, step: Mapping[str, Any]) -> _Attempt:
         """Run one step, retrying temporary errors; never raises."""
@@ -299,6 +372,8 @@ class Executor:
             ):
                 with attempt:
                     attempts += 1
+                    if attempts > 1 and await self.store.paused():
+                        raise PermanentError("remedy was paused before the retry")
                     async with asyncio.timeout(float(step["timeout"])):
                         result = await action.run(params, ctx)
         except ActionTimeout as exc:
@@ -323,23 +398,9 @@ class Executor:
 
     # -- helpers ------------------------------------------------------------
 
-    def _denied(self, rem: Remediation) -> str | None:
-        """Why a step falls outside its backend's allow-list, if one does."""
-        for step in rem.steps:
-            backend = step["action"].split(".", 1)[0]
-            patterns = self.settings.allow.get(backend)
-            if patterns is None:
-                continue
-            try:
-                action = self.registry.get(step["action"])
-                subject = action.subject(action.parse(step["params"]))
-            except (KeyError, ParamError):
-                continue  # the run records the failure with its reason
-            if not any(pattern.search(subject) for pattern in patterns):
-                return f"{step['action']}: {subject} is outside backends.{backend}.allow"
-        return None
-
     def _count_final(self, rule: str, state: str, reason: str | None) -> None:
+        if state not in FINAL_STATES:
+            return  # verifying: counted when it is verified or ineffective
         self.metrics.remediations.labels(rule, state).inc()
         if state in ("verified", "ineffective"):
             self.metrics.verifications.labels(rule, state).inc()

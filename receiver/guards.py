@@ -83,6 +83,8 @@ class GuardFacts(Protocol):
 
     def lock_holder(self, target: str) -> int | None: ...
 
+    def reset_at(self, breaker: str) -> str | None: ...
+
     def scope_targets(self, scope: str, since: str, dry_run: bool) -> set[str]: ...
 
 
@@ -143,7 +145,8 @@ def decide(
         return Decision("locked", f"remediation {holder} holds {target}")
     if spec.blast_radius is not None:
         scope_name, max_targets, per = spec.blast_radius
-        touched = facts.scope_targets(scope_name, _ago(now, per), dry_run)
+        since = _window_start(facts, scope_breaker(scope_name), now, per)
+        touched = facts.scope_targets(scope_name, since, dry_run)
         if target not in touched and len(touched) >= max_targets:
             return Decision(
                 "breaker_open",
@@ -152,7 +155,9 @@ def decide(
             )
     if limits.max_actions is not None:
         count, per = limits.max_actions
-        done = facts.executions(since=_ago(now, per), dry_run=dry_run)
+        done = facts.executions(
+            since=_window_start(facts, GLOBAL_BREAKER, now, per), dry_run=dry_run
+        )
         if done >= count:
             return Decision(
                 "breaker_open",
@@ -164,3 +169,8 @@ def decide(
 
 def _ago(now: datetime, seconds: float) -> str:
     return timestamp(now - timedelta(seconds=seconds))
+
+
+def _window_start(facts: GuardFacts, breaker: str, now: datetime, per: float) -> str:
+    """A breaker's window starts ``per`` ago, or when an operator last closed it if later."""
+    return max(_ago(now, per), facts.reset_at(breaker) or "")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.app import build_service, running
-from receiver.clock import SimulatedClock
+from receiver.clock import SimulatedClock, timestamp
 from receiver.config import Config
 from receiver.ingest import PayloadError
 from receiver.ingest.alertmanager import parse_webhook
@@ -64,8 +64,15 @@ def read_stream(lines: Iterable[str], name: str = "-") -> list[Delivery]:
     return sorted(deliveries, key=lambda d: d.received_at)
 
 
-async def replay(deliveries: list[Delivery], config: Config) -> dict[str, Any]:
-    """What the rules and guards would have done with the stream."""
+async def replay(
+    deliveries: list[Delivery], config: Config, until: datetime | None = None
+) -> dict[str, Any]:
+    """What the rules and guards would have done with the stream.
+
+    Timers (``for:``, approval expiry, verification deadlines) fire at their
+    own simulated times between deliveries; after the last delivery, time
+    runs on to ``until`` when given, else it stops there.
+    """
     if not deliveries:
         return {"decisions": [], "totals": {}}
     clock = SimulatedClock(deliveries[0].received_at)
@@ -81,14 +88,27 @@ async def replay(deliveries: list[Delivery], config: Config) -> dict[str, Any]:
         async with running(service, timers=False):
             executor = service.running_executor
             scheduler = service.running_scheduler
-            for delivery in deliveries:
-                clock.set(delivery.received_at)
+
+            async def run_until(moment: datetime) -> None:
+                """Fire every timer due up to ``moment``, each at its own time."""
+                previous = None
+                while (due := await service.store.next_due()) is not None:
+                    if due > timestamp(moment) or due == previous:
+                        break
+                    previous = due
+                    clock.set(datetime.fromisoformat(due))
+                    await scheduler.tick()
+                    await executor.join()
+                clock.set(moment)
                 await scheduler.tick()
                 await executor.join()
+
+            for delivery in deliveries:
+                await run_until(delivery.received_at)
                 await ingest_alerts(service, delivery.alerts)
                 await executor.join()
-                await scheduler.tick()
-                await executor.join()
+            if until is not None:
+                await run_until(until)
             remediations = await service.store.remediations()
     decisions = [
         {

@@ -9,29 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import datetime
 
 import structlog
 
 from receiver.clock import Clock
 from receiver.executor import Executor
+from receiver.metrics import Metrics
 from receiver.store.base import Store
 
 log = structlog.get_logger("remedy.scheduler")
 
 POLL_SECONDS = 0.5
+SWEEP_SECONDS = 5.0
 
 
 class Scheduler:
     """Fires due timers: now, whenever woken, and at least every ``poll`` seconds."""
 
     def __init__(
-        self, store: Store, executor: Executor, clock: Clock, poll: float = POLL_SECONDS
+        self,
+        store: Store,
+        executor: Executor,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        poll: float = POLL_SECONDS,
+        sweep_every: float = SWEEP_SECONDS,
     ) -> None:
         self.store = store
         self.executor = executor
         self.clock = clock
+        self.metrics = metrics
         self.poll = poll
+        self.sweep_every = sweep_every
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -56,10 +68,25 @@ class Scheduler:
                 await self._task
             self._task = None
 
+    async def sweep(self) -> None:
+        """Hand the executor stored work it does not have (after a failed claim, say)."""
+        self.executor.sweep(await self.store.pending())
+
+    async def gauges(self) -> None:
+        """Keep the pause and breaker gauges true to the store, whoever changed it."""
+        paused, breakers = await self.store.control()
+        self.metrics.paused.set(1 if paused else 0)
+        self.metrics.breakers_open.set(breakers)
+
     async def _run(self) -> None:
+        last_sweep = time.monotonic()
         while True:
             try:
                 await self.tick()
+                await self.gauges()
+                if time.monotonic() - last_sweep >= self.sweep_every:
+                    last_sweep = time.monotonic()
+                    await self.sweep()
             except Exception as exc:  # a storage hiccup: try again at the next poll
                 log.error("scheduler.tick_failed", error_type=type(exc).__name__)
             self._wake.clear()

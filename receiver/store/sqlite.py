@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +24,7 @@ import structlog
 
 from receiver.audit import AuditEvent, AuditRecord, StoredRow, VerifyResult, verify_chain
 from receiver.clock import Clock, SystemClock, timestamp
-from receiver.guards import Decision, GlobalLimits, GuardSpec, decide
+from receiver.guards import GLOBAL_BREAKER, Decision, GlobalLimits, GuardSpec, decide
 from receiver.store.base import (
     PENDING_APPROVAL,
     QUEUED,
@@ -79,7 +81,7 @@ CREATE TABLE IF NOT EXISTS remediations (
     UNIQUE (occurrence, rule)
 );
 CREATE INDEX IF NOT EXISTS remediations_state ON remediations (state, due_at);
-CREATE INDEX IF NOT EXISTS remediations_followup ON remediations (followup) WHERE followup = 1;
+CREATE INDEX IF NOT EXISTS remediations_followup ON remediations (followup) WHERE followup > 0;
 CREATE TABLE IF NOT EXISTS executions (
     id INTEGER PRIMARY KEY,
     remediation INTEGER NOT NULL,
@@ -101,6 +103,10 @@ CREATE TABLE IF NOT EXISTS breakers (
     name TEXT PRIMARY KEY,
     opened_at TEXT NOT NULL,
     reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS breaker_resets (
+    name TEXT PRIMARY KEY,
+    at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS control (
     key TEXT PRIMARY KEY,
@@ -128,6 +134,9 @@ CREATE TABLE IF NOT EXISTS audit_head (
     last_hash TEXT NOT NULL
 );
 """
+
+FOLLOWUP_PENDING = 1
+FOLLOWUP_RUNNING = 2
 
 _REMEDIATION_COLUMNS = (
     "id, rule, target, state, reason, dry_run, plan, created_at, updated_at, occurrence,"
@@ -197,6 +206,12 @@ class _Facts:
         ).fetchone()
         return row[0] if row else None
 
+    def reset_at(self, name: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT at FROM breaker_resets WHERE name = ?", (self.prefix + name,)
+        ).fetchone()
+        return row[0] if row else None
+
     def lock_holder(self, target: str) -> int | None:
         row = self.conn.execute("SELECT remediation FROM locks WHERE target = ?", (target,))
         found = row.fetchone()
@@ -247,8 +262,12 @@ class SQLiteStore:
         clock: Clock | None = None,
         busy_timeout: float = 5.0,
         on_commit: Callable[[float, int], None] | None = None,
+        *,
+        readonly: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        self._lease: int | None = None
         self.clock: Clock = clock or SystemClock()
         self._busy_timeout = busy_timeout
         self._writer = GroupWriter(AuditChain(), on_commit)
@@ -266,9 +285,19 @@ class SQLiteStore:
         return conn
 
     async def open(self) -> None:
-        """Create the schema and start the writer thread."""
+        """Take the store's lease, create the schema and start the writer thread.
+
+        One process writes a store at a time: a second ``remedy serve`` on the
+        same file would otherwise take the first one's running work for
+        crashed. A read-only store (the CLI's readers) takes no lease.
+        """
         if self.path.parent and not self.path.parent.exists():
             raise StoreUnavailable(f"directory {self.path.parent} does not exist")
+        if self.readonly:
+            if not self.path.exists():
+                raise StoreUnavailable(f"no store at {self.path}")
+            return
+        self._take_lease()
         try:
             conn = self._connect()
             conn.executescript(SCHEMA)
@@ -285,9 +314,23 @@ class SQLiteStore:
         self._writer.start(conn)
 
     async def close(self) -> None:
-        """Finish every queued write, then stop the writer."""
+        """Finish every queued write, then stop the writer and give the lease back."""
         await self._writer.stop()
         self._readers.shutdown(wait=True)
+        if self._lease is not None:
+            os.close(self._lease)  # closing the descriptor releases the flock
+            self._lease = None
+
+    def _take_lease(self) -> None:
+        lease = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lease, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lease)
+            raise StoreUnavailable(
+                f"another remedy process is using {self.path} (its lease {self.path}.lock is held)"
+            ) from None
+        self._lease = lease
 
     # -- plumbing -----------------------------------------------------------
 
@@ -668,11 +711,114 @@ class SQLiteStore:
         final = await self._write(job)
         return final
 
+    async def claim_followup(
+        self,
+        rem: Remediation,
+        *,
+        dry_run: bool,
+        limits: GlobalLimits,
+        denied: str | None = None,
+    ) -> Claim:
+        """Take a due on_failure run past pause, allow-lists, the breaker and the target lock.
+
+        Taken, it holds the target's lock and is marked running, so a crash
+        during it is reported as interrupted, never run again.
+        """
+
+        def job(tx: _Tx) -> Claim:
+            conn, now = tx.conn, tx.now
+            row = conn.execute("SELECT followup FROM remediations WHERE id = ?", (rem.id,))
+            found = row.fetchone()
+            if found is None or found[0] != FOLLOWUP_PENDING:
+                raise StateConflict(f"remediation {rem.id} has no on_failure due")
+            facts = _Facts(conn, dry_run)
+            holder = facts.lock_holder(rem.target or "")
+            if holder is not None and holder != rem.id:
+                return Claim(
+                    QUEUED, "locked", f"remediation {holder} holds {rem.target}", retry=True
+                )
+            reason, detail = None, None
+            if facts.paused():
+                reason, detail = "paused", "remedy is paused"
+            elif denied is not None:
+                reason, detail = "denied", denied
+            elif facts.open_breakers([GLOBAL_BREAKER]):
+                reason, detail = "breaker_open", "breaker global is open until resume"
+            elif limits.max_actions is not None:
+                count, per = limits.max_actions
+                since = max(
+                    timestamp(tx.moment - timedelta(seconds=per)),
+                    facts.reset_at(GLOBAL_BREAKER) or "",
+                )
+                if facts.executions(since=since, dry_run=dry_run) >= count:
+                    reason, detail = "breaker_open", f"{count} actions within {per:g}s"
+            base: dict[str, Any] = {"rule": rem.rule, "target": rem.target, "remediation": rem.id}
+            if reason is not None:
+                conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
+                tx.audit(
+                    [
+                        AuditRecord(
+                            "skipped",
+                            rem.alert,
+                            reason=reason,
+                            error=f"on_failure not run: {detail}",
+                            **base,
+                        )
+                    ]
+                )
+                return Claim("skipped", reason, detail)
+            conn.execute(
+                "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
+                " VALUES (?, ?, ?, NULL, ?, ?)",
+                (rem.id, f"{rem.rule}/on_failure", rem.target or "", int(dry_run), now),
+            )
+            if dry_run:
+                conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
+                tx.audit(
+                    [
+                        AuditRecord(
+                            "dry_run",
+                            rem.alert,
+                            action=step["action"],
+                            params=step["params"],
+                            reason="on_failure",
+                            **base,
+                        )
+                        for step in rem.on_failure
+                    ]
+                )
+                return Claim("dry_run")
+            conn.execute(
+                "UPDATE remediations SET followup = ? WHERE id = ?", (FOLLOWUP_RUNNING, rem.id)
+            )
+            conn.execute(
+                "INSERT INTO locks (target, remediation, at) VALUES (?, ?, ?)"
+                " ON CONFLICT (target) DO NOTHING",
+                (rem.target or "", rem.id, now),
+            )
+            first = rem.on_failure[0]
+            tx.audit(
+                [
+                    AuditRecord(
+                        "started",
+                        rem.alert,
+                        action=first["action"],
+                        params=first["params"],
+                        reason="on_failure",
+                        **base,
+                    )
+                ]
+            )
+            return Claim(RUNNING)
+
+        return await self._write(job)
+
     async def followup_done(self, rem: Remediation, records: Sequence[AuditRecord]) -> None:
-        """on_failure has run for ``rem``: record its steps and clear the flag."""
+        """on_failure has run for ``rem``: record its last step, clear the flag, free the lock."""
 
         def job(tx: _Tx) -> None:
             tx.conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
+            tx.conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
             tx.audit(records)
 
         await self._write(job)
@@ -759,6 +905,7 @@ class SQLiteStore:
         spec: GuardSpec,
         limits: GlobalLimits,
         dry_run: bool,
+        denied: str | None = None,
     ) -> Decision:
         """What the guards would decide now, reading only (``remedy test``)."""
         now = self.clock.now()
@@ -773,6 +920,7 @@ class SQLiteStore:
                 limits=limits,
                 now=now,
                 dry_run=dry_run,
+                denied=denied,
             )
 
         return await self._read(read)
@@ -824,11 +972,32 @@ class SQLiteStore:
                     (QUEUED,),
                 ).fetchall()
             ]
+            # An on_failure run that had started is reported, never run again.
+            for r in conn.execute(
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = ?",
+                (FOLLOWUP_RUNNING,),
+            ).fetchall():
+                rem = _remediation(r)
+                conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
+                conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
+                tx.audit(
+                    [
+                        AuditRecord(
+                            "interrupted",
+                            rem.alert,
+                            rule=rem.rule,
+                            target=rem.target,
+                            remediation=rem.id,
+                            reason="on_failure",
+                        )
+                    ]
+                )
             followups = [
                 _remediation(r)
                 for r in conn.execute(
-                    f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = 1"
-                    " ORDER BY id"
+                    f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = ?"
+                    " ORDER BY id",
+                    (FOLLOWUP_PENDING,),
                 ).fetchall()
             ]
             return Due(queued, followups, finished)
@@ -867,11 +1036,31 @@ class SQLiteStore:
         rem = await self._write(job)
         return rem
 
-    async def set_paused(self, paused: bool, actor: str, reason: str | None = None) -> None:
-        """Pause (nothing starts after this commits) or resume, which also closes breakers."""
+    async def set_paused(
+        self, paused: bool, actor: str, reason: str | None = None, breaker: str | None = None
+    ) -> None:
+        """Pause (nothing starts after this commits) or resume.
+
+        Resume lifts the pause and closes every breaker; with ``breaker`` it
+        closes only that one and leaves a pause in place. A closed breaker
+        counts its window again from the moment it closed.
+        """
 
         def job(tx: _Tx) -> None:
             conn, now = tx.conn, tx.now
+            if breaker is not None:
+                names = [breaker, DRY_RUN_BREAKER_PREFIX + breaker]
+                found = conn.execute(
+                    "SELECT name FROM breakers WHERE name IN (?, ?)", names
+                ).fetchall()
+                if not found:
+                    raise NotFound(f"breaker {breaker} is not open")
+                for (name,) in found:
+                    self._close_breaker(conn, name, now)
+                tx.audit(
+                    [AuditRecord("resumed", actor=actor, reason=f"closed breakers: {breaker}")]
+                )
+                return
             if paused:
                 conn.execute(
                     "INSERT INTO control (key, value) VALUES ('paused', ?)"
@@ -882,11 +1071,55 @@ class SQLiteStore:
                 return
             closed = [row[0] for row in conn.execute("SELECT name FROM breakers ORDER BY name")]
             conn.execute("DELETE FROM control WHERE key = 'paused'")
-            conn.execute("DELETE FROM breakers")
+            for name in closed:
+                self._close_breaker(conn, name, now)
             note = f"closed breakers: {', '.join(closed)}" if closed else reason
             tx.audit([AuditRecord("resumed", actor=actor, reason=note)])
 
         await self._write(job)
+
+    @staticmethod
+    def _close_breaker(conn: sqlite3.Connection, name: str, now: str) -> None:
+        conn.execute("DELETE FROM breakers WHERE name = ?", (name,))
+        conn.execute(
+            "INSERT INTO breaker_resets (name, at) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET at = excluded.at",
+            (name, now),
+        )
+
+    async def pending(self) -> Due:
+        """Stored work that should be in some worker's queue: queued, and on_failure due."""
+
+        def read(conn: sqlite3.Connection) -> Due:
+            queued = conn.execute(
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = ? ORDER BY id"
+                " LIMIT 10000",
+                (QUEUED,),
+            ).fetchall()
+            followups = conn.execute(
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = ? ORDER BY id",
+                (FOLLOWUP_PENDING,),
+            ).fetchall()
+            return Due([_remediation(r) for r in queued], [_remediation(r) for r in followups])
+
+        return await self._read(read)
+
+    async def paused(self) -> bool:
+        """Whether an operator has paused remedy (read before each further step)."""
+        return (await self.control())[0]
+
+    async def control(self) -> tuple[bool, int]:
+        """Paused, and how many breakers are open: cheap enough to read every tick."""
+
+        def read(conn: sqlite3.Connection) -> tuple[bool, int]:
+            paused = conn.execute("SELECT 1 FROM control WHERE key = 'paused'").fetchone()
+            breakers = conn.execute(
+                "SELECT COUNT(*) FROM breakers WHERE name NOT LIKE ?",
+                (DRY_RUN_BREAKER_PREFIX + "%",),
+            ).fetchone()[0]
+            return paused is not None, int(breakers)
+
+        return await self._read(read)
 
     async def status(self) -> Status:
         """Pause, open breakers, remediations by state, the oldest queued."""

@@ -6,6 +6,10 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from receiver.store.base import StoreUnavailable
+from receiver.store.sqlite import SQLiteStore
 from tests.conftest import StartRemedy, am_alert, am_payload
 from tests.support.recorder import Recorder
 
@@ -94,3 +98,39 @@ async def test_shutdown_does_not_wait_for_an_open_audit_tail(remedy: StartRemedy
     assert response.status == 200
     async with asyncio.timeout(10):  # a hang guard: without the shutdown hook this blocks
         await server.client.close()
+
+
+async def test_on_failure_cut_short_by_a_crash_is_reported_not_rerun(
+    remedy: StartRemedy, recorder: Recorder, db_path: Path
+) -> None:
+    recorder.statuses = [500]  # the fix fails, so on_failure pages...
+    recorder.gate, recorder.gate_path = asyncio.Event(), "/page"  # ...and the page hangs
+    server = await remedy(rule(recorder), dry_run=False)
+    await server.post_alerts(am_payload(am_alert("LowCacheHitRate", labels={"instance": "a"})))
+    crashed = db_path.parent / "crashed.db"
+    for _ in range(200):
+        with sqlite3.connect(db_path) as conn:
+            followup = conn.execute("SELECT followup FROM remediations").fetchone()[0]
+        if followup == 2:
+            break
+        await asyncio.sleep(0.01)
+    with sqlite3.connect(db_path) as source, sqlite3.connect(crashed) as copy:
+        source.backup(copy)
+    recorder.gate.set()
+    restarted = await remedy(rule(recorder), dry_run=False, storage=f"sqlite:///{crashed}")
+    await restarted.settle()
+    assert sorted(r.path for r in recorder.received) == ["/page", "/warm"]  # /page once
+    interrupted = await restarted.events(outcome="interrupted")
+    assert [(e["event"], e["reason"]) for e in interrupted] == [("interrupted", "on_failure")]
+
+
+async def test_a_second_process_cannot_take_a_store_in_use(
+    remedy: StartRemedy, db_path: Path
+) -> None:
+    await remedy()
+    with pytest.raises(StoreUnavailable, match="another remedy process is using"):
+        await SQLiteStore(db_path).open()
+    reader = SQLiteStore(db_path, readonly=True)  # readers (remedy audit) still can
+    await reader.open()
+    assert (await reader.verify()).ok
+    await reader.close()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
+from pathlib import Path
 from typing import Any
 
+from receiver.store.sqlite import SQLiteStore
 from tests.conftest import RemedyClient, StartRemedy, am_alert, am_payload
 from tests.support.recorder import Recorder
 
@@ -107,16 +110,19 @@ async def test_lock_wait_runs_after_the_holder_finishes(
     remedy: StartRemedy, recorder: Recorder
 ) -> None:
     recorder.gate = asyncio.Event()
-    server = await remedy(rule(recorder.url(), "lock_wait: 20s"), dry_run=False)
+    server = await remedy(rule(recorder.url(), "lock_wait: 20s"), dry_run=False, max_concurrent=2)
     await server.post_alerts(am_payload(broken("a", 1)))
     await wait_for(lambda: _received(recorder, 1))
     await server.post_alerts(am_payload(broken("a", 2)))
-    await asyncio.sleep(0.3)
-    assert len(recorder.received) == 1  # the second waits for the lock
+    await server.post_alerts(am_payload(broken("b", 3)))
+    # the waiting one does not hold a worker: another target goes ahead meanwhile
+    await wait_for(lambda: _received(recorder, 2))
+    assert [r.json()["svc"] for r in recorder.received] == ["a", "b"]
+    assert (await decisions(server))[1] == ("queued", None)
     recorder.gate.set()
     await server.settle()
-    assert await decisions(server) == [("succeeded", None), ("succeeded", None)]
-    assert len(recorder.received) == 2
+    assert await decisions(server) == [("succeeded", None)] * 3
+    assert len(recorder.received) == 3
 
 
 async def test_global_breaker_opens_and_stays_open_until_resume(
@@ -136,9 +142,13 @@ async def test_global_breaker_opens_and_stays_open_until_resume(
     assert response.status == 200
     resumed = await server.events(outcome="resumed")
     assert resumed[0]["reason"] == "closed breakers: global"
-    # the window still holds two executions: the breaker trips again at once
-    await fire(server, broken("e", 5))
-    assert (await decisions(server))[-1] == ("skipped", "breaker_open")
+    # the window counts again from the resume: two more run, the third trips it again
+    await fire(server, broken("e", 5), broken("f", 6), broken("g", 7))
+    assert (await decisions(server))[-3:] == [
+        ("succeeded", None),
+        ("succeeded", None),
+        ("skipped", "breaker_open"),
+    ]
 
 
 async def test_blast_radius_opens_the_scope_breaker_only(
@@ -238,7 +248,7 @@ async def test_for_waits_and_a_resolve_cancels(remedy: StartRemedy, recorder: Re
 
 
 async def test_for_runs_once_the_alert_has_lasted(remedy: StartRemedy, recorder: Recorder) -> None:
-    server = await remedy(rule(recorder.url()) + "    for: 1s\n", dry_run=False)
+    server = await remedy(rule(recorder.url()) + "    for: 2s\n", dry_run=False)
     await fire(server, am_alert("Broken", labels={"svc": "a"}, starts_at=_now_iso()))
     assert await decisions(server) == [("waiting", None)]
     await wait_for(lambda: _state_of(server, 1, "succeeded"))
@@ -248,7 +258,7 @@ async def test_for_runs_once_the_alert_has_lasted(remedy: StartRemedy, recorder:
 
 
 async def test_approval_approve_reject_and_expire(remedy: StartRemedy, recorder: Recorder) -> None:
-    guards = "require_approval: true, approval_timeout: 1s"
+    guards = "require_approval: true, approval_timeout: 2s"
     server = await remedy(rule(recorder.url(), guards), dry_run=False)
     await fire(server, broken("a", 1), broken("b", 2), broken("c", 3))
     _, pending = await server.get_json("/api/v1/remediations", params={"state": "pending_approval"})
@@ -348,3 +358,96 @@ def _now_iso() -> str:
 def _fingerprint(events: list[dict[str, Any]]) -> str:
     fingerprint: str = events[0]["alert"]["fingerprint"]
     return fingerprint
+
+
+ON_FAILURE = "    on_failure:\n      - {{action: http.request, params: {{url: '{page}'}}}}\n"
+
+
+async def test_on_failure_outside_the_allow_list_is_denied(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    recorder.status = 500
+    extra = ON_FAILURE.format(page=recorder.url("/page"))
+    allow = {"http": (re.escape(recorder.url("/fix")),)}
+    server = await remedy(rule(recorder.url("/fix")) + extra, dry_run=False, allow=allow)
+    await fire(server, broken("a", 1))
+    assert [r.path for r in recorder.received] == ["/fix"]
+    denied = await server.events(outcome="denied")
+    assert denied[0]["error"].startswith("on_failure not run: http.request:")
+
+
+async def test_on_failure_does_not_start_after_a_pause(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    recorder.status = 500
+    recorder.gate = asyncio.Event()
+    extra = ON_FAILURE.format(page=recorder.url("/page"))
+    server = await remedy(rule(recorder.url("/fix")) + extra, dry_run=False)
+    await server.post_alerts(am_payload(broken("a", 1)))
+    await wait_for(lambda: _received(recorder, 1))
+    await server.client.post("/api/v1/pause")
+    recorder.gate.set()
+    await server.settle()
+    assert [r.path for r in recorder.received] == ["/fix"]
+    paused = await server.events(outcome="paused")
+    assert [e["event"] for e in paused] == ["paused", "skipped"]
+    assert paused[1]["error"] == "on_failure not run: remedy is paused"
+
+
+async def test_a_pause_stops_a_run_before_its_next_step(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    zero = recorder.url("/zero")
+    first_step = f"      - {{action: http.request, params: {{url: '{zero}'}}}}\n"
+    two_steps = rule(recorder.url("/one")).replace("    actions:\n", "    actions:\n" + first_step)
+    recorder.gate = asyncio.Event()
+    server = await remedy(two_steps, dry_run=False)
+    await server.post_alerts(am_payload(broken("a", 1)))
+    await wait_for(lambda: _received(recorder, 1))
+    await server.client.post("/api/v1/pause")
+    recorder.gate.set()
+    await server.settle()
+    assert [r.path for r in recorder.received] == ["/zero"]
+    assert await decisions(server) == [("failed", None)]
+    failed = await server.events(outcome="failed")
+    assert "paused before step 2" in failed[0]["error"]
+
+
+async def test_a_breaker_shows_in_metrics_and_resumes_alone(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    guards = "blast_radius: {scope: '{{ labels.ns }}', max_targets: 1, per: 10m}"
+    server = await remedy(rule(recorder.url(), guards), dry_run=False)
+    await fire(server, broken("a", 1, ns="prod"), broken("b", 2, ns="prod"))
+    await wait_for(lambda: _metric_is(server, "remedy_breakers_open", 1))
+    await server.client.post("/api/v1/pause")
+    response = await server.client.post("/api/v1/resume", params={"breaker": "scope:prod"})
+    body = await response.json()
+    assert (response.status, body["paused"], body["breakers"]) == (200, True, {})
+    missing = await server.client.post("/api/v1/resume", params={"breaker": "scope:dev"})
+    assert missing.status == 404
+    await wait_for(lambda: _metric_is(server, "remedy_breakers_open", 0))
+
+
+async def test_a_finish_that_meets_a_busy_store_is_retried(
+    remedy: StartRemedy, recorder: Recorder, db_path: Path
+) -> None:
+    recorder.gate = asyncio.Event()
+    store = SQLiteStore(db_path, busy_timeout=0.05)
+    server = await remedy(rule(recorder.url()), dry_run=False, store=store)
+    await server.post_alerts(am_payload(broken("a", 1)))
+    await wait_for(lambda: _received(recorder, 1))
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    recorder.gate.set()
+    await asyncio.sleep(0.5)  # meanwhile the finish fails against the lock, and is retried
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    await server.settle()
+    assert await decisions(server) == [("succeeded", None)]
+    await fire(server, broken("a", 2))  # and the target's lock was released
+    assert (await decisions(server))[1] == ("succeeded", None)
+
+
+async def _metric_is(server: RemedyClient, name: str, value: float) -> bool:
+    return await metric(server, name) == value

@@ -116,3 +116,66 @@ def test_replay_rejects_a_bad_line_in_one_line(tmp_path: Path) -> None:
     assert result.stderr == (
         "remedy: error: invalid alert: s.ndjson:2.received_at: not an RFC 3339 time\n"
     )
+
+
+TIMED = """
+rules:
+  - name: warm
+    match: {alertname: Slow}
+    for: 1m
+    target: 'svc:{{ labels.svc }}'
+    guards: {cooldown: 5m}
+    actions:
+      - action: http.request
+        params: {url: 'http://127.0.0.1:1/warm'}
+"""
+
+
+def test_timers_fire_at_their_own_time_in_replay(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(TIMED)
+    (tmp_path / "remedy.yaml").write_text("rules: [rules.yaml]\n")
+    lines = [
+        {"received_at": "2026-11-24T05:00:00Z", "starts": "2026-11-24T05:00:00Z"},
+        {"received_at": "2026-11-24T05:10:00Z", "starts": "2026-11-24T05:10:00Z"},
+        {"received_at": "2026-11-24T05:20:00Z", "starts": "2026-11-24T05:20:00Z"},
+    ]
+    stream = "\n".join(
+        json.dumps(
+            {
+                "received_at": line["received_at"],
+                "body": am_payload(am_alert("Slow", labels={"svc": "a"}, starts_at=line["starts"])),
+            }
+        )
+        for line in lines
+    )
+    (tmp_path / "s.ndjson").write_text(stream + "\n")
+
+    def run(*extra: str) -> list[tuple[str, str]]:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "receiver",
+                "replay",
+                "s.ndjson",
+                "--config",
+                "remedy.yaml",
+                "--json",
+                *extra,
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return [(d["decision"], d["at"]) for d in json.loads(result.stdout)["decisions"]]
+
+    # each fires one minute after it arrived, 10 minutes apart: past the 5m cooldown
+    assert run() == [
+        ("would_run", "2026-11-24T05:01:00.000Z"),
+        ("would_run", "2026-11-24T05:11:00.000Z"),
+        ("waiting", "2026-11-24T05:20:00.000Z"),
+    ]
+    assert run("--until", "5m")[-1] == ("would_run", "2026-11-24T05:21:00.000Z")

@@ -30,7 +30,8 @@ class Recorder:
     """Answers every request with ``status`` and keeps a copy of it.
 
     ``statuses`` answers the next requests in turn before falling back to ``status``;
-    ``delay`` slows every answer; ``gate``, when set, holds answers until the test opens it.
+    ``delay`` slows every answer; ``gate``, when set, holds answers (only those to
+    ``gate_path`` when that is set) until the test opens it.
     """
 
     def __init__(self) -> None:
@@ -39,6 +40,7 @@ class Recorder:
         self.statuses: list[int] = []
         self.delay = 0.0
         self.gate: asyncio.Event | None = None
+        self.gate_path: str | None = None
         self.server: TestServer | None = None
 
     def url(self, path: str = "/hook") -> str:
@@ -50,7 +52,7 @@ class Recorder:
         self.received.append(Received(request.method, request.path_qs, dict(request.headers), body))
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.gate is not None:
+        if self.gate is not None and self.gate_path in (None, request.path):
             await self.gate.wait()
         status = self.statuses.pop(0) if self.statuses else self.status
         return web.json_response({"ok": status < 400}, status=status)

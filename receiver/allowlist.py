@@ -1,0 +1,42 @@
+"""Allow-lists per backend (``backends.<name>.allow``): what an action may touch at all.
+
+Checked in the claim, before anything runs: a step outside its backend's
+allow-list makes the remediation ``denied`` and the target is never contacted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from remediations import ParamError, Registry
+
+AllowLists = Mapping[str, tuple[re.Pattern[str], ...]]
+
+
+def compile_allow(patterns: Mapping[str, Sequence[str]]) -> AllowLists:
+    """The config's patterns, compiled once (they were validated when the config loaded)."""
+    return {backend: tuple(re.compile(p) for p in items) for backend, items in patterns.items()}
+
+
+def denial(registry: Registry, allow: AllowLists, steps: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a step falls outside its backend's allow-list, or ``None`` when all are inside.
+
+    A backend without an allow-list admits everything.
+    """
+    for step in steps:
+        backend = step["action"].split(".", 1)[0]
+        patterns = allow.get(backend)
+        if patterns is None:
+            continue
+        try:
+            action = registry.get(step["action"])
+            subject = action.subject(action.parse(step["params"]))
+        except (KeyError, ParamError):
+            return (
+                f"{step['action']}: its params cannot be checked against backends.{backend}.allow"
+            )
+        if not any(pattern.search(subject) for pattern in patterns):
+            return f"{step['action']}: {subject} is outside backends.{backend}.allow"
+    return None
