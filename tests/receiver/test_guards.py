@@ -451,3 +451,36 @@ async def test_a_finish_that_meets_a_busy_store_is_retried(
 
 async def _metric_is(server: RemedyClient, name: str, value: float) -> bool:
     return await metric(server, name) == value
+
+
+async def test_continue_on_error_lets_a_step_fail(remedy: StartRemedy, recorder: Recorder) -> None:
+    recorder.statuses = [500]
+    first = (
+        f"      - {{action: http.request, params: {{url: '{recorder.url('/optional')}'}},"
+        " continue_on_error: true}\n"
+    )
+    rules = rule(recorder.url("/main")).replace("    actions:\n", "    actions:\n" + first)
+    server = await remedy(rules, dry_run=False)
+    await fire(server, broken("a", 1))
+    assert [r.path for r in recorder.received] == ["/optional", "/main"]
+    assert await decisions(server) == [("succeeded", None)]
+    events = [(e["event"], e["action"]) for e in await server.events() if e["action"]]
+    assert events == [
+        ("started", "http.request"),
+        ("failed", "http.request"),
+        ("started", "http.request"),
+        ("succeeded", "http.request"),
+    ]
+
+
+async def test_a_waiting_timer_survives_a_restart(
+    remedy: StartRemedy, recorder: Recorder, db_path: Path
+) -> None:
+    rules = rule(recorder.url()) + "    for: 2s\n"
+    server = await remedy(rules, dry_run=False)
+    await fire(server, am_alert("Broken", labels={"svc": "a"}, starts_at=_now_iso()))
+    assert await decisions(server) == [("waiting", None)]
+    await server.client.close()  # stop; the timer lives in the store
+    restarted = await remedy(rules, dry_run=False)
+    await wait_for(lambda: _state_of(restarted, 1, "succeeded"))
+    assert len(recorder.received) == 1
