@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator
 
+import aiodocker
 import aiohttp
 import structlog
 from aiohttp import web
@@ -98,12 +99,15 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
     service.http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60), headers={"User-Agent": "remedy"}
     )
+    # One Docker client for the process lifetime, only when backends.docker is configured.
+    docker = aiodocker.Docker(url=service.config.docker_url) if service.config.docker_url else None
     service.executor = Executor(
         service.store,
         service.registry,
         service.http,
         service.metrics,
         executor_settings(service.config),
+        docker=docker,
     )
     service.scheduler = Scheduler(service.store, service.executor, service.clock, service.metrics)
     try:
@@ -115,6 +119,8 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         await service.scheduler.stop()
         await service.executor.stop(service.config.shutdown_grace)
         await service.http.close()
+        if docker is not None:
+            await docker.close()
         await service.store.close()
 
 

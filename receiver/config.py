@@ -38,6 +38,7 @@ class Config:
     retry_initial: float = 1.0
     retry_max: float = 30.0
     allow: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    docker_url: str | None = None  # None: backends.docker not configured, docker.* fail
     max_body_bytes: int = DEFAULT_MAX_BODY
     shutdown_grace: float = 25.0
     log_level: str = "info"

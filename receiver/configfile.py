@@ -32,7 +32,9 @@ _TOP_KEYS = (
 )
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry")
-_BACKENDS = ("http",)
+_BACKENDS = ("http", "docker")
+_BACKEND_KEYS = {"http": ("allow",), "docker": ("url", "allow")}
+DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -93,9 +95,9 @@ class _ConfigReader(NodeReader):
         rules = self.optional(fields, "rules", "", self.rule_sources, defaults.rules)
         auth = self.optional(fields, "auth", "", self.auth, None)
         no_guards: dict[str, Any] = {}
-        no_allow: dict[str, tuple[str, ...]] = {}
+        no_backends: tuple[dict[str, tuple[str, ...]], str | None] = ({}, None)
         guards = self.optional(fields, "guards", "", self.guards, no_guards)
-        allow = self.optional(fields, "backends", "", self.backends, no_allow)
+        allow, docker_url = self.optional(fields, "backends", "", self.backends, no_backends)
         return Config(
             host=host,
             port=port,
@@ -104,6 +106,7 @@ class _ConfigReader(NodeReader):
             dry_run=self.optional(fields, "dry_run", "", self.boolean, False),
             auth=auth,
             allow=allow,
+            docker_url=docker_url,
             shutdown_grace=self.optional(fields, "shutdown_grace", "", self.duration, 25.0),
             **guards,
             max_body_bytes=self.optional(
@@ -172,15 +175,26 @@ class _ConfigReader(NodeReader):
             raise Invalid
         return count, per
 
-    def backends(self, node: Node, path: str) -> dict[str, tuple[str, ...]]:
+    def backends(self, node: Node, path: str) -> tuple[dict[str, tuple[str, ...]], str | None]:
         fields = self.mapping(node, path, _BACKENDS)
         allow: dict[str, tuple[str, ...]] = {}
+        docker_url = None
         for name, (_key, value) in fields.items():
             backend_path = join_path(path, name)
-            backend = self.mapping(value, backend_path, ("allow",))
+            backend = self.mapping(value, backend_path, _BACKEND_KEYS[name])
             if "allow" in backend:
                 allow[name] = self.optional(backend, "allow", backend_path, self.patterns, ())
-        return allow
+            if name == "docker":
+                docker_url = self.optional(
+                    backend, "url", backend_path, self.docker_url, DEFAULT_DOCKER_URL
+                )
+        return allow, docker_url
+
+    def docker_url(self, node: Node, path: str) -> str:
+        url = self.string(node, path)
+        if not url.startswith(("unix://", "tcp://", "http://", "https://")):
+            raise self.invalid(node, path, f"expected unix://PATH or tcp://HOST:PORT, got {url!r}")
+        return url
 
     def patterns(self, node: Node, path: str) -> tuple[str, ...]:
         found = []

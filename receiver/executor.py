@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import aiodocker
 import aiohttp
 import stamina
 import structlog
@@ -102,12 +103,15 @@ class Executor:
         http: aiohttp.ClientSession,
         metrics: Metrics,
         settings: ExecutorSettings,
+        *,
+        docker: aiodocker.Docker | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.http = http
         self.metrics = metrics
         self.settings = settings
+        self.docker = docker
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[tuple[str, int]] = set()  # queued, running or deferred here
@@ -358,7 +362,15 @@ class Executor:
             action = self.registry.get(step["action"])
         except KeyError:
             return _Attempt("failed", f"unknown action {step['action']!r}", None, 0.0)
-        ctx = ActionContext(http=self.http, labels=rem.alert.get("labels", {}))
+        patterns = self.settings.allow.get(step["action"].split(".", 1)[0])
+        ctx = ActionContext(
+            http=self.http,
+            labels=rem.alert.get("labels", {}),
+            docker=self.docker,
+            allowed=(lambda subject: any(p.search(subject) for p in patterns))
+            if patterns is not None
+            else (lambda subject: True),
+        )
         attempts = 0
         try:
             params = action.parse(step["params"])

@@ -7,10 +7,11 @@ executor decides retries without knowing any SDK.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
+    import aiodocker
     import aiohttp
 
 
@@ -43,13 +44,25 @@ class TemporaryError(ActionError):
         self.delay = delay
 
 
+def _allow_all(subject: str) -> bool:
+    del subject
+    return True
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ActionContext:
-    """What a running action may use: shared clients and the alert's plain data."""
+    """What a running action may use: shared clients and the alert's plain data.
+
+    ``allowed`` is the action's backend allow-list, for what an action only
+    learns while it runs (the containers a label selection finds); ``docker``
+    is ``None`` when ``backends.docker`` is not configured.
+    """
 
     http: aiohttp.ClientSession
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    allowed: Callable[[str], bool] = _allow_all
+    docker: aiodocker.Docker | None = None
 
 
 class Action(Protocol):

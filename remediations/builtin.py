@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from remediations.docker.restart import DockerRestart
+from remediations.docker.start import DockerStart
+from remediations.docker.stop import DockerStop
 from remediations.http import HttpRequest
 from remediations.registry import Registry
 
 
 def builtin_registry() -> Registry:
     """A new registry holding every built-in action."""
-    return Registry().add(HttpRequest)
+    return Registry().add(HttpRequest, DockerRestart, DockerStart, DockerStop)

@@ -104,6 +104,18 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
         ),
         ("storage: postgresql://db/remedy\n", "remedy.yaml:1: storage: expected sqlite:///PATH"),
         (
+            "backends:\n  docker: {url: /var/run/docker.sock}\n",
+            "remedy.yaml:2: backends.docker.url: expected unix://PATH or tcp://HOST:PORT",
+        ),
+        (
+            "backends:\n  docker: {allow: ['(']}\n",
+            "remedy.yaml:2: backends.docker.allow[0]: invalid regular expression",
+        ),
+        (
+            "backends:\n  kubernetes: {namespaces: [prod]}\n",
+            "remedy.yaml:2: backends: unknown key 'kubernetes'",
+        ),
+        (
             "auth:\n  api_tokens: [{value: x, role: viewer}]\n",
             "remedy.yaml:2: auth: webhook_tokens: at least one token is required",
         ),

@@ -113,7 +113,7 @@ def test_bad_params_name_the_field(params: dict[str, object], field: str) -> Non
 
 def test_registry_is_fresh_and_rejects_twice_registered_names() -> None:
     registry = builtin_registry()
-    assert list(registry.action_names()) == ["http.request"]
+    assert "http.request" in registry.action_names()
     with pytest.raises(ValueError, match="registered twice"):
         registry.register(HttpRequest)
-    assert list(builtin_registry().action_names()) == ["http.request"]
+    assert list(builtin_registry().action_names()) == list(registry.action_names())
