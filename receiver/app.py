@@ -11,12 +11,15 @@ import aiodocker
 import aiohttp
 import structlog
 from aiohttp import web
+from kubernetes_asyncio import client as kube_client
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient
 
 from receiver import api, webhooks
 from receiver.allowlist import compile_allow
 from receiver.auth import Authenticator
 from receiver.clock import Clock, SystemClock
-from receiver.config import Config
+from receiver.config import BackendError, Config, KubernetesConfig
 from receiver.executor import Executor, ExecutorSettings, RetryPolicy
 from receiver.guards import GlobalLimits
 from receiver.metrics import Metrics
@@ -89,6 +92,27 @@ def _on_sighup(service: Service) -> None:
     task.add_done_callback(service.background.discard)
 
 
+async def kubernetes_client(config: KubernetesConfig | None) -> ApiClient | None:
+    """One Kubernetes API client for the process lifetime, when backends.kubernetes is set."""
+    if config is None:
+        return None
+    configuration = kube_client.Configuration()
+    try:
+        if config.in_cluster:
+            kube_config.load_incluster_config(  # type: ignore[no-untyped-call]  # untyped upstream
+                client_configuration=configuration
+            )
+        else:
+            await kube_config.load_kube_config(
+                config_file=config.kubeconfig,
+                context=config.context,
+                client_configuration=configuration,
+            )
+    except (kube_config.ConfigException, OSError) as exc:
+        raise BackendError(f"backends.kubernetes: {exc}") from None
+    return ApiClient(configuration=configuration)
+
+
 @contextlib.asynccontextmanager
 async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Service]:
     """Open the store, the shared HTTP client, the executor and the timers; close in reverse.
@@ -99,6 +123,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
     service.http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60), headers={"User-Agent": "remedy"}
     )
+    kubernetes = await kubernetes_client(service.config.kubernetes)
     # One Docker client for the process lifetime, only when backends.docker is configured.
     docker = aiodocker.Docker(url=service.config.docker_url) if service.config.docker_url else None
     service.executor = Executor(
@@ -108,6 +133,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         service.metrics,
         executor_settings(service.config),
         docker=docker,
+        kubernetes=kubernetes,
     )
     service.scheduler = Scheduler(service.store, service.executor, service.clock, service.metrics)
     try:
@@ -121,6 +147,8 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         await service.http.close()
         if docker is not None:
             await docker.close()
+        if kubernetes is not None:
+            await kubernetes.close()
         await service.store.close()
 
 

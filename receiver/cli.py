@@ -26,7 +26,7 @@ from receiver import logs
 from receiver.api import audit_query
 from receiver.app import build_app, build_service
 from receiver.clock import SystemClock
-from receiver.config import Config
+from receiver.config import BackendError, Config
 from receiver.configfile import ConfigError, load_config
 from receiver.dryrun import describe_alerts
 from receiver.ingest import PayloadError
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             sys.stderr.write(f"{problem}\n")
         return 1
-    except (UsageError, StoreUnavailable, StoreCorrupt, RemoteError) as exc:
+    except (UsageError, StoreUnavailable, StoreCorrupt, RemoteError, BackendError) as exc:
         sys.stderr.write(f"remedy: error: {exc}\n")
         return 1
     except PayloadError as exc:

@@ -22,6 +22,19 @@ class AuthConfig:
     api_tokens: tuple[Token, ...] = ()
 
 
+class BackendError(Exception):
+    """A configured backend cannot be set up (an unreadable kubeconfig, say)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KubernetesConfig:
+    """How to reach the cluster: a kubeconfig (and context), or the pod's service account."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Config:
     """Everything ``remedy serve`` needs; the defaults are the no-config-file defaults."""
@@ -39,6 +52,7 @@ class Config:
     retry_max: float = 30.0
     allow: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     docker_url: str | None = None  # None: backends.docker not configured, docker.* fail
+    kubernetes: KubernetesConfig | None = None  # None: kubernetes.* fail
     max_body_bytes: int = DEFAULT_MAX_BODY
     shutdown_grace: float = 25.0
     log_level: str = "info"

@@ -7,6 +7,7 @@ never what it contains.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from yaml.nodes import Node
 
 from receiver.auth import ROLES, Token
-from receiver.config import DEFAULT_MAX_BODY, AuthConfig, Config
+from receiver.config import DEFAULT_MAX_BODY, AuthConfig, Config, KubernetesConfig
 from rules.yamlnodes import Invalid, NodeReader, Problem, YamlLoader, join_path, parse_document
 
 _TOP_KEYS = (
@@ -32,10 +33,21 @@ _TOP_KEYS = (
 )
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry")
-_BACKENDS = ("http", "docker")
-_BACKEND_KEYS = {"http": ("allow",), "docker": ("url", "allow")}
+_BACKENDS = ("http", "docker", "kubernetes")
+_BACKEND_KEYS = {
+    "http": ("allow",),
+    "docker": ("url", "allow"),
+    "kubernetes": ("kubeconfig", "context", "in_cluster", "namespaces"),
+}
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclasses.dataclass(slots=True)
+class _Backends:
+    allow: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    docker_url: str | None = None
+    kubernetes: KubernetesConfig | None = None
 
 
 class ConfigError(Exception):
@@ -95,9 +107,9 @@ class _ConfigReader(NodeReader):
         rules = self.optional(fields, "rules", "", self.rule_sources, defaults.rules)
         auth = self.optional(fields, "auth", "", self.auth, None)
         no_guards: dict[str, Any] = {}
-        no_backends: tuple[dict[str, tuple[str, ...]], str | None] = ({}, None)
+        no_backends = _Backends()
         guards = self.optional(fields, "guards", "", self.guards, no_guards)
-        allow, docker_url = self.optional(fields, "backends", "", self.backends, no_backends)
+        backends = self.optional(fields, "backends", "", self.backends, no_backends)
         return Config(
             host=host,
             port=port,
@@ -105,8 +117,9 @@ class _ConfigReader(NodeReader):
             rules=rules,
             dry_run=self.optional(fields, "dry_run", "", self.boolean, False),
             auth=auth,
-            allow=allow,
-            docker_url=docker_url,
+            allow=backends.allow,
+            docker_url=backends.docker_url,
+            kubernetes=backends.kubernetes,
             shutdown_grace=self.optional(fields, "shutdown_grace", "", self.duration, 25.0),
             **guards,
             max_body_bytes=self.optional(
@@ -175,20 +188,53 @@ class _ConfigReader(NodeReader):
             raise Invalid
         return count, per
 
-    def backends(self, node: Node, path: str) -> tuple[dict[str, tuple[str, ...]], str | None]:
+    def backends(self, node: Node, path: str) -> _Backends:
         fields = self.mapping(node, path, _BACKENDS)
-        allow: dict[str, tuple[str, ...]] = {}
-        docker_url = None
+        found = _Backends()
         for name, (_key, value) in fields.items():
             backend_path = join_path(path, name)
             backend = self.mapping(value, backend_path, _BACKEND_KEYS[name])
             if "allow" in backend:
-                allow[name] = self.optional(backend, "allow", backend_path, self.patterns, ())
+                found.allow[name] = self.optional(backend, "allow", backend_path, self.patterns, ())
             if name == "docker":
-                docker_url = self.optional(
+                found.docker_url = self.optional(
                     backend, "url", backend_path, self.docker_url, DEFAULT_DOCKER_URL
                 )
-        return allow, docker_url
+            if name == "kubernetes":
+                found.kubernetes = self.kubernetes(backend, backend_path, found.allow)
+        return found
+
+    def kubernetes(
+        self,
+        fields: dict[str, tuple[Node, Node]],
+        path: str,
+        allow: dict[str, tuple[str, ...]],
+    ) -> KubernetesConfig:
+        in_cluster = self.optional(fields, "in_cluster", path, self.boolean, False)
+        kubeconfig = self.optional(fields, "kubeconfig", path, self.string, None)
+        if in_cluster and kubeconfig is not None:
+            self.problem(
+                fields["kubeconfig"][0],
+                join_path(path, "kubeconfig"),
+                "give kubeconfig or in_cluster: true, not both",
+            )
+        if kubeconfig is not None:
+            expanded = Path(kubeconfig).expanduser()
+            kubeconfig = str(expanded if expanded.is_absolute() else self.base / expanded)
+        if "namespaces" in fields:
+            no_names: tuple[str, ...] = ()
+            names = self.optional(fields, "namespaces", path, self.names, no_names)
+            # The allow-list is exact names: a namespace is matched whole.
+            allow["kubernetes"] = tuple(f"^{re.escape(n)}$" for n in names)
+        return KubernetesConfig(
+            kubeconfig=kubeconfig,
+            context=self.optional(fields, "context", path, self.string, None),
+            in_cluster=in_cluster,
+        )
+
+    def names(self, node: Node, path: str) -> tuple[str, ...]:
+        items = self.sequence(node, path, "a list of names")
+        return tuple(self.string(item, join_path(path, i)) for i, item in enumerate(items))
 
     def docker_url(self, node: Node, path: str) -> str:
         url = self.string(node, path)

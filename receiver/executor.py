@@ -20,6 +20,7 @@ import aiodocker
 import aiohttp
 import stamina
 import structlog
+from kubernetes_asyncio.client import ApiClient
 
 from receiver.allowlist import AllowLists, denial
 from receiver.audit import AuditRecord
@@ -105,6 +106,7 @@ class Executor:
         settings: ExecutorSettings,
         *,
         docker: aiodocker.Docker | None = None,
+        kubernetes: ApiClient | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -112,6 +114,7 @@ class Executor:
         self.metrics = metrics
         self.settings = settings
         self.docker = docker
+        self.kubernetes = kubernetes
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[tuple[str, int]] = set()  # queued, running or deferred here
@@ -367,6 +370,7 @@ class Executor:
             http=self.http,
             labels=rem.alert.get("labels", {}),
             docker=self.docker,
+            kubernetes=self.kubernetes,
             allowed=(lambda subject: any(p.search(subject) for p in patterns))
             if patterns is not None
             else (lambda subject: True),

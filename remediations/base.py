@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     import aiodocker
     import aiohttp
+    import kubernetes_asyncio.client
 
 
 class ParamError(ValueError):
@@ -55,7 +56,7 @@ class ActionContext:
 
     ``allowed`` is the action's backend allow-list, for what an action only
     learns while it runs (the containers a label selection finds); ``docker``
-    is ``None`` when ``backends.docker`` is not configured.
+    and ``kubernetes`` are ``None`` when their backend is not configured.
     """
 
     http: aiohttp.ClientSession
@@ -63,6 +64,7 @@ class ActionContext:
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     allowed: Callable[[str], bool] = _allow_all
     docker: aiodocker.Docker | None = None
+    kubernetes: kubernetes_asyncio.client.ApiClient | None = None
 
 
 class Action(Protocol):

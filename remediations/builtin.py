@@ -6,9 +6,22 @@ from remediations.docker.restart import DockerRestart
 from remediations.docker.start import DockerStart
 from remediations.docker.stop import DockerStop
 from remediations.http import HttpRequest
+from remediations.kubernetes.delete_pod import DeletePod
+from remediations.kubernetes.rollout_restart import RolloutRestart
+from remediations.kubernetes.rollout_undo import RolloutUndo
+from remediations.kubernetes.scale import Scale
 from remediations.registry import Registry
 
 
 def builtin_registry() -> Registry:
     """A new registry holding every built-in action."""
-    return Registry().add(HttpRequest, DockerRestart, DockerStart, DockerStop)
+    return Registry().add(
+        HttpRequest,
+        DockerRestart,
+        DockerStart,
+        DockerStop,
+        RolloutRestart,
+        Scale,
+        RolloutUndo,
+        DeletePod,
+    )

@@ -112,8 +112,12 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
             "remedy.yaml:2: backends.docker.allow[0]: invalid regular expression",
         ),
         (
-            "backends:\n  kubernetes: {namespaces: [prod]}\n",
-            "remedy.yaml:2: backends: unknown key 'kubernetes'",
+            "backends:\n  aws: {region: us-east-1}\n",
+            "remedy.yaml:2: backends: unknown key 'aws'",
+        ),
+        (
+            "backends:\n  kubernetes: {kubeconfig: k, in_cluster: true}\n",
+            "remedy.yaml:2: backends.kubernetes.kubeconfig: give kubeconfig or in_cluster",
         ),
         (
             "auth:\n  api_tokens: [{value: x, role: viewer}]\n",

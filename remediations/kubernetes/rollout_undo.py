@@ -1,0 +1,129 @@
+"""``kubernetes.rollout_undo``: what ``kubectl rollout undo deployment/NAME`` does.
+
+It finds the Deployment's ReplicaSets, takes the pod template of the previous
+revision (or ``to_revision``), drops its ``pod-template-hash`` label and
+puts it back as the Deployment's template; the controller then rolls out
+that template as the next revision.
+
+Params:
+    namespace, name: the Deployment
+    to_revision: the revision to go back to (default: the one before the current)
+
+Permissions (RBAC): apps ``deployments``: get, patch; apps ``replicasets``: list.
+
+Example::
+
+    - action: kubernetes.rollout_undo
+      params: {namespace: shop, name: '{{ labels.deployment }}'}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from kubernetes_asyncio import client
+
+from remediations.base import ActionContext, PermanentError
+from remediations.kubernetes.cluster import REVISION, Workload, api, call, parse_workload, plain
+from remediations.params import Fields
+
+TEMPLATE_HASH = "pod-template-hash"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UndoParams:
+    """A validated ``kubernetes.rollout_undo``."""
+
+    workload: Workload
+    to_revision: int | None
+
+
+class RolloutUndo:
+    """Roll a Deployment back to an earlier revision's pod template."""
+
+    name: ClassVar[str] = "kubernetes.rollout_undo"
+
+    def parse(self, params: Mapping[str, Any]) -> UndoParams:
+        """See the module docstring."""
+        fields = Fields(params, ("namespace", "name", "kind", "to_revision"))
+        workload = parse_workload(fields, ("Deployment",))
+        revision = fields.integer("to_revision", minimum=1) if fields.has("to_revision") else None
+        return UndoParams(workload, revision)
+
+    def subject(self, params: UndoParams) -> str:
+        """The namespace ``backends.kubernetes.namespaces`` must list."""
+        return params.workload.namespace
+
+    async def run(self, params: UndoParams, ctx: ActionContext) -> Mapping[str, Any]:
+        """Restore the chosen revision's template; report revisions and images."""
+        api_client = api(ctx)
+        apps = client.AppsV1Api(api_client)
+        workload = params.workload
+        what = f"rollout undo {workload.describe()}"
+        deployment = plain(
+            api_client,
+            await call(
+                what, lambda: apps.read_namespaced_deployment(workload.name, workload.namespace)
+            ),
+        )
+        current = int(deployment["metadata"].get("annotations", {}).get(REVISION, 0))
+        selector = ",".join(
+            f"{k}={v}" for k, v in deployment["spec"]["selector"].get("matchLabels", {}).items()
+        )
+        listed = plain(
+            api_client,
+            await call(
+                what,
+                lambda: apps.list_namespaced_replica_set(
+                    workload.namespace, label_selector=selector
+                ),
+            ),
+        )
+        uid = deployment["metadata"]["uid"]
+        revisions: dict[int, Mapping[str, Any]] = {}
+        for rs in listed.get("items", []):
+            owners = rs["metadata"].get("ownerReferences") or []
+            if any(o.get("uid") == uid and o.get("controller") for o in owners):
+                number = int(rs["metadata"].get("annotations", {}).get(REVISION, 0))
+                revisions[number] = rs
+        wanted = params.to_revision
+        if wanted is None:
+            older = [n for n in revisions if n < current]
+            if not older:
+                raise PermanentError(f"{what}: no previous revision to roll back to")
+            wanted = max(older)
+        if wanted not in revisions:
+            known = ", ".join(str(n) for n in sorted(revisions)) or "none"
+            raise PermanentError(f"{what}: revision {wanted} not found (revisions: {known})")
+        if wanted == current:
+            raise PermanentError(f"{what}: revision {wanted} is the current one")
+        template = dict(revisions[wanted]["spec"]["template"])
+        metadata = dict(template.get("metadata") or {})
+        labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k != TEMPLATE_HASH}
+        template["metadata"] = {**metadata, "labels": labels}
+        patch = [{"op": "replace", "path": "/spec/template", "value": template}]
+        updated = plain(
+            api_client,
+            await call(
+                what,
+                lambda: apps.patch_namespaced_deployment(workload.name, workload.namespace, patch),
+            ),
+        )
+        return {
+            "namespace": workload.namespace,
+            "name": workload.name,
+            "revision": {"before": current, "restored": wanted, "after": _revision(updated)},
+            "images": {"before": _images(deployment), "after": _images(updated)},
+        }
+
+
+def _revision(obj: Mapping[str, Any]) -> int | None:
+    value = (obj.get("metadata") or {}).get("annotations", {}).get(REVISION)
+    return int(value) if value else None
+
+
+def _images(obj: Mapping[str, Any]) -> list[str]:
+    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    return [str(c.get("image")) for c in containers]
