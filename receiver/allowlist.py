@@ -13,6 +13,12 @@ from typing import Any
 from remediations import ParamError, Registry
 
 AllowLists = Mapping[str, tuple[re.Pattern[str], ...]]
+SETTING = {"kubernetes": "namespaces"}  # the config key of each backend's allow-list
+
+
+def setting(backend: str) -> str:
+    """Where the config holds a backend's allow-list, for messages: backends.docker.allow."""
+    return f"backends.{backend}.{SETTING.get(backend, 'allow')}"
 
 
 def compile_allow(patterns: Mapping[str, Sequence[str]]) -> AllowLists:
@@ -38,5 +44,5 @@ def denial(registry: Registry, allow: AllowLists, steps: Sequence[Mapping[str, A
                 f"{step['action']}: its params cannot be checked against backends.{backend}.allow"
             )
         if not any(pattern.search(subject) for pattern in patterns):
-            return f"{step['action']}: {subject} is outside backends.{backend}.allow"
+            return f"{step['action']}: {subject} is outside {setting(backend)}"
     return None

@@ -22,7 +22,7 @@ from remediations import builtin_registry
 from rules.index import RuleSet
 from rules.loader import load_rules_text
 
-pytest_plugins = ["tests.support.recorder", "tests.support.podman"]
+pytest_plugins = ["tests.support.recorder", "tests.support.podman", "tests.support.kube"]
 
 
 @pytest.fixture(autouse=True)

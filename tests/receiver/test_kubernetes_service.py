@@ -1,0 +1,96 @@
+"""Kubernetes actions through the whole service: an Alertmanager webhook in, the audit out."""
+
+from __future__ import annotations
+
+from receiver.config import KubernetesConfig
+from tests.conftest import StartRemedy, am_alert, am_payload
+from tests.support.kube import FakeKube
+
+RULES = """
+rules:
+  - name: restart-crashing
+    match: {alertname: ServiceDown}
+    target: 'deployment:{{ labels.namespace }}/{{ labels.deployment }}'
+    actions:
+      - action: kubernetes.rollout_restart
+        params: {namespace: '{{ labels.namespace }}', name: '{{ labels.deployment }}'}
+  - name: scale-out
+    match: {alertname: SlowResponseTime}
+    target: 'deployment:{{ labels.namespace }}/{{ labels.deployment }}'
+    guards: {cooldown: 10m}
+    actions:
+      - action: kubernetes.scale
+        params: {namespace: '{{ labels.namespace }}', name: '{{ labels.deployment }}',
+                 delta: 2, max: 5}
+"""
+
+
+def labels(namespace: str = "shop", deployment: str = "web") -> dict[str, str]:
+    return {"namespace": namespace, "deployment": deployment}
+
+
+async def test_service_down_rolls_the_deployment_out_again(
+    remedy: StartRemedy, fake_kube: FakeKube
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2)
+    server = await remedy(
+        RULES,
+        dry_run=False,
+        kubernetes=KubernetesConfig(kubeconfig=str(fake_kube.kubeconfig)),
+        allow={"kubernetes": ("^shop$",)},
+    )
+    status, _ = await server.post_alerts(am_payload(am_alert(labels=labels())))
+    assert status == 200
+    await server.settle()
+    (succeeded,) = await server.events(outcome="succeeded")
+    result = succeeded["result"]
+    assert result["restarted_at"]["before"] is None
+    assert result["restarted_at"]["after"] is not None
+    assert len(fake_kube.replicasets("shop", "web")) == 2
+
+
+async def test_scale_out_with_before_and_after_and_a_cooldown(
+    remedy: StartRemedy, fake_kube: FakeKube
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2)
+    server = await remedy(
+        RULES, dry_run=False, kubernetes=KubernetesConfig(kubeconfig=str(fake_kube.kubeconfig))
+    )
+    first = am_alert("SlowResponseTime", labels=labels(), starts_at="2026-11-24T05:00:00Z")
+    second = am_alert("SlowResponseTime", labels=labels(), starts_at="2026-11-24T05:05:00Z")
+    for alert in (first, second):
+        await server.post_alerts(am_payload(alert))
+        await server.settle()
+    (succeeded,) = await server.events(outcome="succeeded")
+    assert succeeded["result"]["replicas"] == {"before": 2, "after": 4}
+    assert (await server.events(outcome="cooldown"))[0]["event"] == "skipped"
+    assert fake_kube.deployment("shop", "web")["spec"]["replicas"] == 4
+
+
+async def test_a_namespace_outside_the_allow_list_is_denied_before_any_request(
+    remedy: StartRemedy, fake_kube: FakeKube
+) -> None:
+    fake_kube.add_deployment("payments", "web")
+    server = await remedy(
+        RULES,
+        dry_run=False,
+        kubernetes=KubernetesConfig(kubeconfig=str(fake_kube.kubeconfig)),
+        allow={"kubernetes": ("^shop$",)},
+    )
+    await server.post_alerts(am_payload(am_alert(labels=labels("payments"))))
+    await server.settle()
+    (denied,) = await server.events(outcome="denied")
+    assert "payments is outside backends.kubernetes.namespaces" in denied["error"]
+    assert fake_kube.requests == []
+
+
+async def test_a_missing_deployment_fails_with_the_apis_message(
+    remedy: StartRemedy, fake_kube: FakeKube
+) -> None:
+    server = await remedy(
+        RULES, dry_run=False, kubernetes=KubernetesConfig(kubeconfig=str(fake_kube.kubeconfig))
+    )
+    await server.post_alerts(am_payload(am_alert(labels=labels(deployment="gone"))))
+    await server.settle()
+    (failed,) = await server.events(outcome="failed")
+    assert 'deployments.apps "gone" not found' in failed["error"]

@@ -1,0 +1,156 @@
+"""The Kubernetes actions through the real kubernetes-asyncio client, against the fake API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client, config
+
+from remediations import ActionContext, PermanentError, TemporaryError
+from remediations.kubernetes.cluster import RESTARTED_AT, REVISION
+from remediations.kubernetes.delete_pod import DeletePod
+from remediations.kubernetes.rollout_restart import RolloutRestart
+from remediations.kubernetes.rollout_undo import RolloutUndo
+from remediations.kubernetes.scale import Scale
+from tests.support.kube import FakeKube
+
+
+@pytest.fixture
+async def ctx(fake_kube: FakeKube) -> AsyncIterator[ActionContext]:
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=str(fake_kube.kubeconfig), client_configuration=configuration
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        client.ApiClient(configuration=configuration) as api,
+    ):
+        yield ActionContext(http=session, kubernetes=api)
+
+
+async def test_rollout_restart_rolls_out_a_new_revision(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2)
+    action = RolloutRestart()
+    result = await action.run(action.parse({"namespace": "shop", "name": "web"}), ctx)
+    stored = fake_kube.deployment("shop", "web")
+    annotation = stored["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT]
+    assert result["restarted_at"] == {"before": None, "after": annotation}
+    assert [
+        rs["metadata"]["annotations"][REVISION] for rs in fake_kube.replicasets("shop", "web")
+    ] == ["1", "2"]
+    (patch,) = fake_kube.writes
+    assert patch.content_type == "application/strategic-merge-patch+json"
+    assert patch.body == {
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: annotation}}}}
+    }
+
+
+async def test_rollout_restart_of_a_statefulset(fake_kube: FakeKube, ctx: ActionContext) -> None:
+    fake_kube.add_statefulset("shop", "db", replicas=1)
+    action = RolloutRestart()
+    await action.run(action.parse({"namespace": "shop", "name": "db", "kind": "StatefulSet"}), ctx)
+    template = fake_kube.statefulset("shop", "db")["spec"]["template"]
+    assert RESTARTED_AT in template["metadata"]["annotations"]
+
+
+async def test_scale_by_delta_is_clamped_by_max(fake_kube: FakeKube, ctx: ActionContext) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=3)
+    action = Scale()
+    params = action.parse({"namespace": "shop", "name": "web", "delta": 5, "max": 6})
+    result = await action.run(params, ctx)
+    assert result["replicas"] == {"before": 3, "after": 6}
+    assert fake_kube.deployment("shop", "web")["spec"]["replicas"] == 6
+    assert fake_kube.writes[0].path.endswith("/deployments/web/scale")
+    again = await action.run(params, ctx)  # already at max: nothing written
+    assert again["replicas"] == {"before": 6, "after": 6}
+    assert len(fake_kube.writes) == 1
+
+
+async def test_scale_of_a_missing_deployment_fails_with_the_apis_message(
+    ctx: ActionContext,
+) -> None:
+    action = Scale()
+    params = action.parse({"namespace": "shop", "name": "nope", "replicas": 2, "max": 4})
+    with pytest.raises(PermanentError) as caught:
+        await action.run(params, ctx)
+    assert 'deployments.apps "nope" not found' in str(caught.value)
+    assert "404" in str(caught.value)
+
+
+async def test_rollout_undo_restores_the_previous_template(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", image="shop/web:1.0")
+    apps = client.AppsV1Api(ctx.kubernetes)
+    new_image = {
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "web", "image": "shop/web:2.0-bad"}]}}
+        }
+    }
+    await apps.patch_namespaced_deployment("web", "shop", new_image)
+    assert _images(fake_kube.deployment("shop", "web")) == ["shop/web:2.0-bad"]
+    action = RolloutUndo()
+    result = await action.run(action.parse({"namespace": "shop", "name": "web"}), ctx)
+    assert result["revision"]["before"] == 2
+    assert result["revision"]["restored"] == 1
+    assert result["images"] == {"before": ["shop/web:2.0-bad"], "after": ["shop/web:1.0"]}
+    assert _images(fake_kube.deployment("shop", "web")) == ["shop/web:1.0"]
+    # as with kubectl, the old ReplicaSet is reused as the next revision
+    revisions = {
+        rs["metadata"]["annotations"][REVISION]: _images(rs)
+        for rs in fake_kube.replicasets("shop", "web")
+    }
+    assert revisions == {"2": ["shop/web:2.0-bad"], "3": ["shop/web:1.0"]}
+
+
+async def test_rollout_undo_without_history_fails(fake_kube: FakeKube, ctx: ActionContext) -> None:
+    fake_kube.add_deployment("shop", "web")
+    action = RolloutUndo()
+    with pytest.raises(PermanentError, match="no previous revision"):
+        await action.run(action.parse({"namespace": "shop", "name": "web"}), ctx)
+
+
+async def test_conflicts_are_retried_then_temporary(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web")
+    action = RolloutRestart()
+    params = action.parse({"namespace": "shop", "name": "web"})
+    fake_kube.inject_conflicts("Deployment", "shop", "web", count=2)
+    await action.run(params, ctx)  # two 409s, then it goes through
+    assert [w.status for w in fake_kube.writes] == [409, 409, 200]
+    fake_kube.inject_conflicts("Deployment", "shop", "web", count=10)
+    with pytest.raises(TemporaryError, match="conflict"):
+        await action.run(params, ctx)
+
+
+async def test_a_forbidden_namespace_is_permanent(fake_kube: FakeKube, ctx: ActionContext) -> None:
+    fake_kube.add_deployment("other", "web")
+    fake_kube.allowed_namespaces = {"shop"}
+    action = RolloutRestart()
+    with pytest.raises(PermanentError) as caught:
+        await action.run(action.parse({"namespace": "other", "name": "web"}), ctx)
+    assert "is forbidden" in str(caught.value)
+    assert "403" in str(caught.value)
+
+
+async def test_delete_pods_by_selector_within_max(fake_kube: FakeKube, ctx: ActionContext) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=3, labels={"app": "web"})
+    before = {p["metadata"]["name"] for p in fake_kube.pods("shop", "app=web")}
+    action = DeletePod()
+    with pytest.raises(PermanentError, match="3 pods in shop match app=web, more than max 2"):
+        await action.run(action.parse({"namespace": "shop", "selector": "app=web", "max": 2}), ctx)
+    assert {p["metadata"]["name"] for p in fake_kube.pods("shop", "app=web")} == before
+    (one,) = sorted(before)[:1]
+    result = await action.run(action.parse({"namespace": "shop", "name": one}), ctx)
+    assert result["deleted"] == [one]
+    assert one not in {p["metadata"]["name"] for p in fake_kube.pods("shop", "app=web")}
+
+
+def _images(obj: dict[str, object]) -> list[str]:
+    spec = obj["spec"]["template"]["spec"]  # type: ignore[index]
+    return [c["image"] for c in spec["containers"]]
