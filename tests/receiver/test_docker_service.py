@@ -61,3 +61,30 @@ async def test_a_missing_container_fails_with_the_engines_reason(
     (failed,) = await server.events(outcome="failed")
     assert failed["error"].startswith("container prod-gone: ")
     assert "404" in failed["error"]
+
+
+COMPOSE = """
+rules:
+  - name: restart-compose-service
+    match: {alertname: ServiceDown}
+    target: 'compose:{{ labels.project }}/{{ labels.service }}'
+    actions:
+      - action: docker.restart
+        params: {service: '{{ labels.service }}', project: '{{ labels.project }}', timeout: 1s}
+"""
+
+
+async def test_service_down_restarts_a_compose_service(
+    remedy: StartRemedy, podman_engine: Podman
+) -> None:
+    project = f"shop{uuid.uuid4().hex[:8]}"
+    compose = {"com.docker.compose.project": project, "com.docker.compose.service": "web"}
+    name = podman_engine.run(labels=compose)
+    before = podman_engine.inspect(name)["StartedAt"]
+    server = await remedy(COMPOSE, dry_run=False, docker_url=podman_engine.url)
+    alert = am_alert(labels={"project": project, "service": "web"})
+    await server.post_alerts(am_payload(alert))
+    await server.settle()
+    (succeeded,) = await server.events(outcome="succeeded")
+    assert [c["after"]["name"] for c in succeeded["result"]["containers"]] == [name]
+    assert podman_engine.inspect(name)["StartedAt"] != before

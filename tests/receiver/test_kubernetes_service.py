@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kubernetes_asyncio import client, config
+
 from receiver.config import KubernetesConfig
 from tests.conftest import StartRemedy, am_alert, am_payload
 from tests.support.kube import FakeKube
@@ -94,3 +96,48 @@ async def test_a_missing_deployment_fails_with_the_apis_message(
     await server.settle()
     (failed,) = await server.events(outcome="failed")
     assert 'deployments.apps "gone" not found' in failed["error"]
+
+
+UNDO = """
+rules:
+  - name: roll-back-bad-deploy
+    match: {alertname: HighErrorRate}
+    target: 'deployment:{{ labels.namespace }}/{{ labels.deployment }}'
+    actions:
+      - action: kubernetes.rollout_undo
+        params: {namespace: '{{ labels.namespace }}', name: '{{ labels.deployment }}'}
+        retries: 0
+"""
+
+
+async def set_image(fake_kube: FakeKube, namespace: str, name: str, image: str) -> None:
+    """``kubectl set image``, through the real client: the deployment's next revision."""
+    configuration = client.Configuration()
+    await config.load_kube_config(
+        config_file=str(fake_kube.kubeconfig), client_configuration=configuration
+    )
+    async with client.ApiClient(configuration=configuration) as api:
+        body = {"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}}
+        await client.AppsV1Api(api).patch_namespaced_deployment(name, namespace, body)
+
+
+async def test_high_error_rate_rolls_back_through_conflicts(
+    remedy: StartRemedy, fake_kube: FakeKube
+) -> None:
+    fake_kube.add_deployment("shop", "web", image="shop/web:1.0")
+    await set_image(fake_kube, "shop", "web", "shop/web:2.0-bad")
+    fake_kube.inject_conflicts("Deployment", "shop", "web", count=2)
+    server = await remedy(
+        UNDO, dry_run=False, kubernetes=KubernetesConfig(kubeconfig=str(fake_kube.kubeconfig))
+    )
+    await server.post_alerts(am_payload(am_alert("HighErrorRate", labels=labels())))
+    await server.settle()
+    (succeeded,) = await server.events(outcome="succeeded")
+    assert succeeded["result"]["images"] == {
+        "before": ["shop/web:2.0-bad"],
+        "after": ["shop/web:1.0"],
+    }
+    assert succeeded["result"]["revision"]["restored"] == 1
+    containers = fake_kube.deployment("shop", "web")["spec"]["template"]["spec"]["containers"]
+    assert [c["image"] for c in containers] == ["shop/web:1.0"]
+    assert [w.status for w in fake_kube.writes if w.method == "PATCH"][-3:] == [409, 409, 200]
