@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import aiohttp
     import kubernetes_asyncio.client
 
+    from remediations.aws.session import AwsSession
+
 
 class ParamError(ValueError):
     """A parameter is wrong; ``field`` is its path inside ``params``."""
@@ -56,7 +58,7 @@ class ActionContext:
 
     ``allowed`` is the action's backend allow-list, for what an action only
     learns while it runs (the containers a label selection finds); ``docker``
-    and ``kubernetes`` are ``None`` when their backend is not configured.
+    ``kubernetes`` and ``aws`` are ``None`` when their backend is not configured.
     """
 
     http: aiohttp.ClientSession
@@ -65,6 +67,7 @@ class ActionContext:
     allowed: Callable[[str], bool] = _allow_all
     docker: aiodocker.Docker | None = None
     kubernetes: kubernetes_asyncio.client.ApiClient | None = None
+    aws: AwsSession | None = None
 
 
 class Action(Protocol):

@@ -1,0 +1,1 @@
+"""AWS actions on aiobotocore: DLQ redrive, Lambda concurrency, ECS redeploy."""
