@@ -13,12 +13,24 @@ from typing import Any
 from remediations import ParamError, Registry
 
 AllowLists = Mapping[str, tuple[re.Pattern[str], ...]]
-SETTING = {"kubernetes": "namespaces"}  # the config key of each backend's allow-list
+SETTING = {  # where the config holds each allow-list, by backend or by action
+    "kubernetes": "backends.kubernetes.namespaces",
+    "aws.sqs_redrive": "backends.aws.allow_queues",
+    "aws.lambda_concurrency": "backends.aws.allow_functions",
+    "aws.ecs_redeploy": "backends.aws.allow_services",
+}
 
 
-def setting(backend: str) -> str:
-    """Where the config holds a backend's allow-list, for messages: backends.docker.allow."""
-    return f"backends.{backend}.{SETTING.get(backend, 'allow')}"
+def setting(key: str) -> str:
+    """Where the config holds an allow-list, for messages: backends.docker.allow."""
+    return SETTING.get(key, f"backends.{key}.allow")
+
+
+def patterns_for(allow: AllowLists, action: str) -> tuple[re.Pattern[str], ...] | None:
+    """The allow-list an action answers to: its own (AWS), else its backend's."""
+    if action in allow:
+        return allow[action]
+    return allow.get(action.split(".", 1)[0])
 
 
 def compile_allow(patterns: Mapping[str, Sequence[str]]) -> AllowLists:
@@ -32,17 +44,15 @@ def denial(registry: Registry, allow: AllowLists, steps: Sequence[Mapping[str, A
     A backend without an allow-list admits everything.
     """
     for step in steps:
-        backend = step["action"].split(".", 1)[0]
-        patterns = allow.get(backend)
+        key = step["action"] if step["action"] in allow else step["action"].split(".", 1)[0]
+        patterns = allow.get(key)
         if patterns is None:
             continue
         try:
             action = registry.get(step["action"])
             subject = action.subject(action.parse(step["params"]))
         except (KeyError, ParamError):
-            return (
-                f"{step['action']}: its params cannot be checked against backends.{backend}.allow"
-            )
+            return f"{step['action']}: its params cannot be checked against {setting(key)}"
         if not any(pattern.search(subject) for pattern in patterns):
-            return f"{step['action']}: {subject} is outside {setting(backend)}"
+            return f"{step['action']}: {subject} is outside {setting(key)}"
     return None

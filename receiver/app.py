@@ -22,6 +22,7 @@ from receiver.clock import Clock, SystemClock
 from receiver.config import BackendError, Config, KubernetesConfig
 from receiver.executor import Executor, ExecutorSettings, RetryPolicy
 from receiver.guards import GlobalLimits
+from receiver.ingest.sns_signature import CertificateCache, http_fetcher
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context
 from receiver.planner import Planner
@@ -31,6 +32,7 @@ from receiver.service import SERVICE, Service
 from receiver.store.base import Store
 from receiver.store.sqlite import SQLiteStore
 from remediations import Registry, builtin_registry
+from remediations.aws.session import AwsSession
 from rules import RuleLoadError
 from rules.index import RuleSet
 
@@ -123,6 +125,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
     service.http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60), headers={"User-Agent": "remedy"}
     )
+    service.certificates = CertificateCache(http_fetcher(service.http))
     kubernetes = await kubernetes_client(service.config.kubernetes)
     # One Docker client for the process lifetime, only when backends.docker is configured.
     docker = aiodocker.Docker(url=service.config.docker_url) if service.config.docker_url else None
@@ -134,6 +137,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         executor_settings(service.config),
         docker=docker,
         kubernetes=kubernetes,
+        aws=AwsSession(aws.region, aws.endpoint_url) if (aws := service.config.aws) else None,
     )
     service.scheduler = Scheduler(service.store, service.executor, service.clock, service.metrics)
     try:
@@ -190,6 +194,7 @@ def build_app(service: Service) -> web.Application:
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_closing)
     app.router.add_post("/webhook/alertmanager", webhooks.alertmanager)
+    app.router.add_post("/webhook/sns", webhooks.sns)
     app.router.add_get("/api/v1/audit", api.audit)
     app.router.add_get("/api/v1/audit/verify", api.audit_verify)
     app.router.add_get("/api/v1/audit/stream", api.audit_stream)

@@ -36,6 +36,27 @@ class KubernetesConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SnsConfig:
+    """How ``POST /webhook/sns`` trusts what it receives."""
+
+    verify_signature: bool = True
+    allowed_topics: tuple[str, ...] = ()  # empty: any topic
+    cert_url_pattern: str = (
+        r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/SimpleNotificationService-[a-f0-9]+\.pem$"
+    )
+    max_age: float | None = 3600.0
+    insufficient_data: str = "ignore"  # ignore | firing | resolved
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AwsConfig:
+    """Where the AWS actions go: a region, and an endpoint (moto, a VPC endpoint) if not AWS's."""
+
+    region: str
+    endpoint_url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Config:
     """Everything ``remedy serve`` needs; the defaults are the no-config-file defaults."""
 
@@ -53,6 +74,8 @@ class Config:
     allow: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     docker_url: str | None = None  # None: backends.docker not configured, docker.* fail
     kubernetes: KubernetesConfig | None = None  # None: kubernetes.* fail
+    aws: AwsConfig | None = None  # None: aws.* fail
+    sns: SnsConfig = dataclasses.field(default_factory=SnsConfig)
     max_body_bytes: int = DEFAULT_MAX_BODY
     shutdown_grace: float = 25.0
     log_level: str = "info"

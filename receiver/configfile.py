@@ -16,7 +16,15 @@ from typing import Any
 from yaml.nodes import Node
 
 from receiver.auth import ROLES, Token
-from receiver.config import DEFAULT_MAX_BODY, AuthConfig, Config, KubernetesConfig
+from receiver.config import (
+    DEFAULT_MAX_BODY,
+    AuthConfig,
+    AwsConfig,
+    Config,
+    KubernetesConfig,
+    SnsConfig,
+)
+from rules.yamlnodes import NULL as NULL_TAG
 from rules.yamlnodes import Invalid, NodeReader, Problem, YamlLoader, join_path, parse_document
 
 _TOP_KEYS = (
@@ -30,14 +38,28 @@ _TOP_KEYS = (
     "guards",
     "backends",
     "shutdown_grace",
+    "sns",
+)
+_SNS_KEYS = (
+    "verify_signature",
+    "allowed_topics",
+    "cert_url_pattern",
+    "max_age",
+    "insufficient_data",
 )
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry")
-_BACKENDS = ("http", "docker", "kubernetes")
+_BACKENDS = ("http", "docker", "kubernetes", "aws")
+_AWS_ALLOW = {
+    "allow_queues": "aws.sqs_redrive",
+    "allow_functions": "aws.lambda_concurrency",
+    "allow_services": "aws.ecs_redeploy",
+}
 _BACKEND_KEYS = {
     "http": ("allow",),
     "docker": ("url", "allow"),
     "kubernetes": ("kubeconfig", "context", "in_cluster", "namespaces"),
+    "aws": ("region", "endpoint_url", *_AWS_ALLOW),
 }
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -48,6 +70,7 @@ class _Backends:
     allow: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     docker_url: str | None = None
     kubernetes: KubernetesConfig | None = None
+    aws: AwsConfig | None = None
 
 
 class ConfigError(Exception):
@@ -120,6 +143,8 @@ class _ConfigReader(NodeReader):
             allow=backends.allow,
             docker_url=backends.docker_url,
             kubernetes=backends.kubernetes,
+            aws=backends.aws,
+            sns=self.optional(fields, "sns", "", self.sns, SnsConfig()),
             shutdown_grace=self.optional(fields, "shutdown_grace", "", self.duration, 25.0),
             **guards,
             max_body_bytes=self.optional(
@@ -202,7 +227,64 @@ class _ConfigReader(NodeReader):
                 )
             if name == "kubernetes":
                 found.kubernetes = self.kubernetes(backend, backend_path, found.allow)
+            if name == "aws":
+                found.aws = self.aws(backend, backend_path, value, found.allow)
         return found
+
+    def aws(
+        self,
+        fields: dict[str, tuple[Node, Node]],
+        path: str,
+        node: Node,
+        allow: dict[str, tuple[str, ...]],
+    ) -> AwsConfig | None:
+        for key, action in _AWS_ALLOW.items():
+            if key in fields:
+                allow[action] = self.optional(fields, key, path, self.patterns, ())
+        if "region" not in fields:
+            self.problem(node, path, "region is required")
+            return None
+        return AwsConfig(
+            region=self.optional(fields, "region", path, self.string, "us-east-1"),
+            endpoint_url=self.optional(fields, "endpoint_url", path, self.url, None),
+        )
+
+    def url(self, node: Node, path: str) -> str | None:
+        if node.tag == NULL_TAG:
+            return None
+        value = self.string(node, path)
+        if not value.startswith(("http://", "https://")):
+            raise self.invalid(node, path, f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    def sns(self, node: Node, path: str) -> SnsConfig:
+        fields = self.mapping(node, path, _SNS_KEYS)
+        defaults = SnsConfig()
+        no_topics: tuple[str, ...] = ()
+        pattern = self.optional(
+            fields, "cert_url_pattern", path, self.pattern, defaults.cert_url_pattern
+        )
+        return SnsConfig(
+            verify_signature=self.optional(fields, "verify_signature", path, self.boolean, True),
+            allowed_topics=self.optional(fields, "allowed_topics", path, self.names, no_topics),
+            cert_url_pattern=pattern,
+            max_age=self.optional(fields, "max_age", path, self.duration, defaults.max_age),
+            insufficient_data=self.optional(
+                fields,
+                "insufficient_data",
+                path,
+                lambda n, p: self.choice(n, p, ("ignore", "firing", "resolved")),
+                "ignore",
+            ),
+        )
+
+    def pattern(self, node: Node, path: str) -> str:
+        text = self.string(node, path)
+        try:
+            re.compile(text)
+        except re.error as exc:
+            raise self.invalid(node, path, f"invalid regular expression: {exc}") from None
+        return text
 
     def kubernetes(
         self,

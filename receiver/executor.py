@@ -22,7 +22,7 @@ import stamina
 import structlog
 from kubernetes_asyncio.client import ApiClient
 
-from receiver.allowlist import AllowLists, denial
+from receiver.allowlist import AllowLists, denial, patterns_for
 from receiver.audit import AuditRecord
 from receiver.guards import GlobalLimits
 from receiver.metrics import Metrics
@@ -44,6 +44,7 @@ from remediations import (
     Registry,
     TemporaryError,
 )
+from remediations.aws.session import AwsSession
 
 log = structlog.get_logger("remedy.executor")
 
@@ -107,6 +108,7 @@ class Executor:
         *,
         docker: aiodocker.Docker | None = None,
         kubernetes: ApiClient | None = None,
+        aws: AwsSession | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -115,6 +117,7 @@ class Executor:
         self.settings = settings
         self.docker = docker
         self.kubernetes = kubernetes
+        self.aws = aws
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[tuple[str, int]] = set()  # queued, running or deferred here
@@ -365,12 +368,13 @@ class Executor:
             action = self.registry.get(step["action"])
         except KeyError:
             return _Attempt("failed", f"unknown action {step['action']!r}", None, 0.0)
-        patterns = self.settings.allow.get(step["action"].split(".", 1)[0])
+        patterns = patterns_for(self.settings.allow, step["action"])
         ctx = ActionContext(
             http=self.http,
             labels=rem.alert.get("labels", {}),
             docker=self.docker,
             kubernetes=self.kubernetes,
+            aws=self.aws,
             allowed=(lambda subject: any(p.search(subject) for p in patterns))
             if patterns is not None
             else (lambda subject: True),

@@ -12,6 +12,7 @@ from receiver.auth import Authenticator
 from receiver.clock import Clock
 from receiver.config import Config
 from receiver.executor import Executor
+from receiver.ingest.sns_signature import CertificateCache
 from receiver.metrics import Metrics
 from receiver.planner import Planner
 from receiver.scheduler import Scheduler
@@ -33,6 +34,7 @@ class Service:
     http: aiohttp.ClientSession | None = None
     executor: Executor | None = None
     scheduler: Scheduler | None = None
+    certificates: CertificateCache | None = None
     background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
     closing: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -42,6 +44,13 @@ class Service:
         if self.executor is None:
             raise RuntimeError("the service has not started")
         return self.executor
+
+    @property
+    def running_certificates(self) -> CertificateCache:
+        """The SNS signing certificates' cache, which exists once the app has started."""
+        if self.certificates is None:
+            raise RuntimeError("the service has not started")
+        return self.certificates
 
     @property
     def running_scheduler(self) -> Scheduler:

@@ -8,14 +8,20 @@ Alertmanager retries.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from receiver.audit import AuditRecord
 from receiver.ingest import Overloaded, PayloadError
 from receiver.ingest.alertmanager import parse_webhook
+from receiver.ingest.cloudwatch import is_alarm, parse_alarm
+from receiver.ingest.sns_signature import SignatureError, verify
 from receiver.middleware import access
 from receiver.service import SERVICE, Service
 from receiver.store.base import Due, IngestResult
@@ -49,7 +55,9 @@ async def read_json(request: web.Request, source: str) -> object:
         raise PayloadError("", "the body is nested too deeply") from None
 
 
-async def ingest_alerts(service: Service, alerts: Sequence[Alert]) -> IngestResult:
+async def ingest_alerts(
+    service: Service, alerts: Sequence[Alert], message_id: str | None = None
+) -> IngestResult:
     """Plan, store durably, and hand ready work to the executor: the one ingest path.
 
     The webhooks and ``remedy replay`` both come through here.
@@ -58,7 +66,7 @@ async def ingest_alerts(service: Service, alerts: Sequence[Alert]) -> IngestResu
     if executor.overloaded:
         service.metrics.webhook_rejected.labels("any", "overloaded").inc()
         raise Overloaded(f"{executor.queue_depth} remediations are queued")
-    result = await service.store.ingest(service.planner.plan_all(alerts))
+    result = await service.store.ingest(service.planner.plan_all(alerts), message_id)
     executor.handle(Due(result.queued, (), result.finished))
     if result.waiting:
         service.running_scheduler.wake()
@@ -102,3 +110,141 @@ async def alertmanager(request: web.Request) -> web.Response:
             "remediations": len(result.queued),
         }
     )
+
+
+SNS_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
+
+
+@access("webhook")
+async def sns(request: web.Request) -> web.Response:
+    """``POST /webhook/sns``: SNS deliveries of CloudWatch alarms, signatures verified.
+
+    ``Type`` is read from the body (the ``x-amz-sns-message-type`` header may be
+    absent). A raw CloudWatch body (raw message delivery) carries no signature:
+    it is taken only when webhook auth vouches for the sender, or when signature
+    verification is off.
+    """
+    service = request.app[SERVICE]
+    settings = service.config.sns
+    body = await read_json(request, "sns")
+    if is_alarm(body) and isinstance(body, Mapping) and "Type" not in body:
+        if settings.verify_signature and not service.auth.enabled:
+            return await _sns_rejected(
+                service,
+                403,
+                "unsigned",
+                "a raw delivery carries no signature: configure webhook "
+                "auth, or turn sns.verify_signature off",
+            )
+        return await _sns_alarm(service, body, None)
+    if not isinstance(body, Mapping) or body.get("Type") not in SNS_TYPES:
+        return await _sns_rejected(
+            service, 400, "malformed", f"Type must be one of {', '.join(SNS_TYPES)}"
+        )
+    topic = body.get("TopicArn")
+    if settings.allowed_topics and topic not in settings.allowed_topics:
+        return await _sns_rejected(service, 403, "topic", f"topic {topic} is not allowed")
+    if settings.verify_signature:
+        try:
+            await verify(
+                body,
+                certificates=service.running_certificates,
+                cert_url_pattern=re.compile(settings.cert_url_pattern),
+                now=service.clock.now(),
+                max_age=settings.max_age,
+            )
+        except SignatureError as exc:
+            # A certificate that could not be fetched is worth a retry: SNS retries 5xx.
+            status = {"malformed": 400, "cert_fetch": 503}.get(exc.reason, 403)
+            return await _sns_rejected(service, status, exc.reason, str(exc))
+    kind = body["Type"]
+    if kind == "SubscriptionConfirmation":
+        return await _sns_confirm(service, body)
+    if kind == "UnsubscribeConfirmation":
+        await service.store.record(
+            [
+                AuditRecord(
+                    "received",
+                    reason="sns_unsubscribed",
+                    error=f"topic {topic} unsubscribed remedy",
+                )
+            ]
+        )
+        return web.json_response({"status": "recorded"})
+    try:
+        message = json.loads(body.get("Message") or "")
+    except (ValueError, TypeError, RecursionError):
+        return await _sns_rejected(service, 400, "malformed", "Message is not JSON")
+    if not is_alarm(message):
+        return await _sns_rejected(service, 400, "malformed", "Message is not a CloudWatch alarm")
+    return await _sns_alarm(service, message, str(body.get("MessageId") or "") or None)
+
+
+async def _sns_alarm(
+    service: Service, message: Mapping[str, Any], message_id: str | None
+) -> web.Response:
+    try:
+        alert = parse_alarm(message, service.config.sns.insufficient_data)  # type: ignore[arg-type]
+    except PayloadError:
+        service.metrics.webhook_rejected.labels("sns", "malformed").inc()
+        raise
+    if alert is None:
+        await service.store.record(
+            [
+                AuditRecord(
+                    "skipped",
+                    reason="insufficient_data",
+                    error=f"alarm {message.get('AlarmName')} has insufficient data"
+                    " (sns.insufficient_data: ignore)",
+                )
+            ]
+        )
+        return web.json_response({"status": "ignored", "reason": "insufficient_data"})
+    result = await ingest_alerts(service, [alert], message_id)
+    service.metrics.alerts_received.labels("cloudwatch", alert.status).inc()
+    if result.duplicates:
+        service.metrics.alerts_duplicate.labels("cloudwatch").inc(result.duplicates)
+    return web.json_response(
+        {
+            "status": "accepted",
+            "stored": result.stored,
+            "duplicates": result.duplicates,
+            "remediations": len(result.queued),
+        }
+    )
+
+
+async def _sns_confirm(service: Service, body: Mapping[str, Any]) -> web.Response:
+    """Confirm a subscription by fetching its SubscribeURL (signature and topic passed)."""
+    url = body.get("SubscribeURL")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        return await _sns_rejected(service, 400, "malformed", "SubscribeURL is missing")
+    http = service.http
+    assert http is not None  # the service is running
+    try:
+        async with http.get(
+            url, timeout=aiohttp.ClientTimeout(total=5), allow_redirects=False
+        ) as response:
+            confirmed = response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        confirmed = False
+    topic = body.get("TopicArn")
+    await service.store.record(
+        [
+            AuditRecord(
+                "received",
+                reason="sns_subscription_confirmed" if confirmed else "sns_subscription_failed",
+                error=None if confirmed else f"confirming the subscription to {topic} failed",
+            )
+        ]
+    )
+    if not confirmed:
+        return web.json_response({"error": "could not confirm the subscription"}, status=502)
+    return web.json_response({"status": "confirmed", "topic": topic})
+
+
+async def _sns_rejected(service: Service, status: int, reason: str, message: str) -> web.Response:
+    service.metrics.webhook_rejected.labels("sns", reason).inc()
+    log.warning("sns.rejected", reason=reason, detail=message)
+    await service.store.record([AuditRecord("skipped", reason=f"sns_{reason}", error=message)])
+    return web.json_response({"error": message, "reason": reason}, status=status)

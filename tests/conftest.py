@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from receiver.app import build_app, build_service
+from receiver.clock import Clock
 from receiver.config import Config
 from receiver.service import SERVICE, Service
 from receiver.store.base import Store
@@ -22,7 +23,12 @@ from remediations import builtin_registry
 from rules.index import RuleSet
 from rules.loader import load_rules_text
 
-pytest_plugins = ["tests.support.recorder", "tests.support.podman", "tests.support.kube"]
+pytest_plugins = [
+    "tests.support.recorder",
+    "tests.support.podman",
+    "tests.support.kube",
+    "tests.support.sns",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -58,17 +64,21 @@ StartRemedy = Callable[..., Awaitable["RemedyClient"]]
 async def remedy(config: Config) -> AsyncIterator[StartRemedy]:
     """Start remedy's real app on a loopback port: ``await remedy(rules_text, **config)``.
 
-    ``store=`` hands it a store of the test's making; other keywords change the config.
+    ``store=`` and ``clock=`` hand it a store or clock of the test's making; other
+    keywords change the config.
     """
     clients: list[TestClient[web.Request, web.Application]] = []
 
     async def start(
-        rules_text: str = "rules: []\n", store: Store | None = None, **changes: Any
+        rules_text: str = "rules: []\n",
+        store: Store | None = None,
+        clock: Clock | None = None,
+        **changes: Any,
     ) -> RemedyClient:
         cfg = dataclasses.replace(config, **changes)
         # rules= in the config means: load them from those files, as serve does
         loaded = None if "rules" in changes else ruleset(rules_text)
-        service = build_service(cfg, rules=loaded, store=store)
+        service = build_service(cfg, rules=loaded, store=store, clock=clock)
         client: TestClient[web.Request, web.Application] = TestClient(
             TestServer(build_app(service))
         )

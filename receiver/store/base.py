@@ -191,7 +191,9 @@ class Store(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def ingest(self, alerts: Sequence[IncomingAlert]) -> IngestResult: ...
+    async def ingest(
+        self, alerts: Sequence[IncomingAlert], message_id: str | None = None
+    ) -> IngestResult: ...
 
     async def claim(
         self,

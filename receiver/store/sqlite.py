@@ -44,6 +44,7 @@ from receiver.store.base import (
     StoreUnavailable,
 )
 from receiver.store.writer import AuditChain, GroupWriter
+from rules.alert import Alert
 
 T = TypeVar("T")
 log = structlog.get_logger("remedy.store")
@@ -104,6 +105,10 @@ CREATE TABLE IF NOT EXISTS breakers (
     opened_at TEXT NOT NULL,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deliveries (
+    message_id TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS breaker_resets (
     name TEXT PRIMARY KEY,
     at TEXT NOT NULL
@@ -143,6 +148,19 @@ _REMEDIATION_COLUMNS = (
     " due_at, followup"
 )
 DRY_RUN_BREAKER_PREFIX = "dry-run/"
+
+
+def _select(conn: sqlite3.Connection, where: str, args: Sequence[Any] = ()) -> list[Remediation]:
+    """Remediations matching a WHERE clause of constant text with placeholders."""
+    rows = conn.execute(f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE {where}", args)
+    return [_remediation(row) for row in rows.fetchall()]
+
+
+def _about(event: str, rem: Remediation, **fields: Any) -> AuditRecord:
+    """An audit record about one remediation (its alert, rule, target and id)."""
+    return AuditRecord(
+        event, rem.alert, rule=rem.rule, target=rem.target, remediation=rem.id, **fields
+    )
 
 
 def _remediation(row: Sequence[Any]) -> Remediation:
@@ -397,11 +415,14 @@ class SQLiteStore:
             raise StoreUnavailable("the store's writer is not running")
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    async def ingest(self, alerts: Sequence[IncomingAlert]) -> IngestResult:
+    async def ingest(
+        self, alerts: Sequence[IncomingAlert], message_id: str | None = None
+    ) -> IngestResult:
         """Store alerts, their remediations and audit events in one transaction.
 
         A resolved alert cancels what still waits for its occurrence and
-        verifies what waited for it to resolve.
+        verifies what waited for it to resolve. With ``message_id`` (SNS), a
+        delivery seen before stores nothing and records its alerts as duplicates.
         """
 
         def job(tx: _Tx) -> IngestResult:
@@ -410,8 +431,29 @@ class SQLiteStore:
             queued: list[Remediation] = []
             stored = duplicates = skipped = waiting = 0
             finished: list[tuple[str, str, str | None]] = []
+            if (
+                message_id is not None
+                and conn.execute(
+                    "INSERT INTO deliveries (message_id, received_at) VALUES (?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (message_id, now),
+                ).rowcount
+                == 0
+            ):
+                tx.audit(
+                    [
+                        AuditRecord(
+                            "skipped",
+                            i.alert.summary(),
+                            reason="duplicate",
+                            error=f"message {message_id} was delivered before",
+                        )
+                        for i in alerts
+                    ]
+                )
+                return IngestResult(0, len(alerts), [], 0)
             for incoming in alerts:
-                alert = incoming.alert
+                alert = _episode(conn, incoming.alert)
                 summary = alert.summary()
                 occurrence = "|".join(alert.occurrence)
                 cur = conn.execute(
@@ -692,15 +734,7 @@ class SQLiteStore:
             if state == "succeeded" and within and not rem.on_resolved_alert:
                 if _resolved(conn, rem.occurrence):
                     final = "verified"
-                    more.append(
-                        AuditRecord(
-                            "verified",
-                            rem.alert,
-                            rule=rem.rule,
-                            target=rem.target,
-                            remediation=rem.id,
-                        )
-                    )
+                    more.append(_about("verified", rem))
                 else:
                     final, due_at = VERIFYING, _later(moment, within)
             self._move(conn, rem.id, now, final, due_at=due_at, followup=followup, expect=RUNNING)
@@ -942,36 +976,22 @@ class SQLiteStore:
 
         def job(tx: _Tx) -> Due:
             conn, now = tx.conn, tx.now
-            running = [
-                _remediation(r)
-                for r in conn.execute(
-                    f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = ?", (RUNNING,)
-                ).fetchall()
-            ]
+            running = _select(conn, "state = ?", (RUNNING,))
             records = []
             finished = []
             for rem in running:
                 self._move(conn, rem.id, now, "interrupted", followup=bool(rem.on_failure))
                 conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
                 records.append(
-                    AuditRecord(
+                    _about(
                         "interrupted",
-                        rem.alert,
-                        rule=rem.rule,
-                        target=rem.target,
-                        remediation=rem.id,
+                        rem,
                         reason="the process stopped while it ran",
                     )
                 )
                 finished.append((rem.rule, "interrupted", None))
             tx.audit(records)
-            queued = [
-                _remediation(r)
-                for r in conn.execute(
-                    f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = ? ORDER BY id",
-                    (QUEUED,),
-                ).fetchall()
-            ]
+            queued = _select(conn, "state = ? ORDER BY id", (QUEUED,))
             # An on_failure run that had started is reported, never run again.
             for r in conn.execute(
                 f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = ?",
@@ -982,24 +1002,14 @@ class SQLiteStore:
                 conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
                 tx.audit(
                     [
-                        AuditRecord(
+                        _about(
                             "interrupted",
-                            rem.alert,
-                            rule=rem.rule,
-                            target=rem.target,
-                            remediation=rem.id,
+                            rem,
                             reason="on_failure",
                         )
                     ]
                 )
-            followups = [
-                _remediation(r)
-                for r in conn.execute(
-                    f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = ?"
-                    " ORDER BY id",
-                    (FOLLOWUP_PENDING,),
-                ).fetchall()
-            ]
+            followups = _select(conn, "followup = ? ORDER BY id", (FOLLOWUP_PENDING,))
             return Due(queued, followups, finished)
 
         due = await self._write(job)
@@ -1185,6 +1195,24 @@ class SQLiteStore:
                 conn.execute("COMMIT")
 
         return await self._read(read)
+
+
+def _episode(conn: sqlite3.Connection, alert: Alert) -> Alert:
+    """A CloudWatch OK, tied to the ALARM it ends.
+
+    CloudWatch's OK carries the time it resolved, not when the alarm began;
+    the latest firing episode of the same alarm is the occurrence it resolves.
+    """
+    if alert.source != "cloudwatch" or alert.status != "resolved":
+        return alert
+    row = conn.execute(
+        "SELECT starts_at FROM alerts WHERE source = ? AND fingerprint = ? AND status = 'firing'"
+        " AND starts_at <= ? ORDER BY starts_at DESC LIMIT 1",
+        (alert.source, alert.fingerprint, alert.starts_at.isoformat()),
+    ).fetchone()
+    if row is None:
+        return alert
+    return dataclasses.replace(alert, starts_at=datetime.fromisoformat(row[0]))
 
 
 def _with_state(rem: Remediation, state: str) -> Remediation:

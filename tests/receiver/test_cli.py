@@ -112,8 +112,16 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
             "remedy.yaml:2: backends.docker.allow[0]: invalid regular expression",
         ),
         (
-            "backends:\n  aws: {region: us-east-1}\n",
-            "remedy.yaml:2: backends: unknown key 'aws'",
+            "backends:\n  command: {enabled: true}\n",
+            "remedy.yaml:2: backends: unknown key 'command'",
+        ),
+        (
+            "backends:\n  aws: {allow_queues: ['-dlq$']}\n",
+            "remedy.yaml:2: backends.aws: region is required",
+        ),
+        (
+            "sns:\n  insufficient_data: panic\n",
+            "remedy.yaml:2: sns.insufficient_data: expected one of ignore, firing, resolved",
         ),
         (
             "backends:\n  kubernetes: {kubeconfig: k, in_cluster: true}\n",

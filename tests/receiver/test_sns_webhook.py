@@ -1,0 +1,198 @@
+"""``POST /webhook/sns``: CloudWatch alarms delivered by SNS, through the whole service."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from receiver.auth import Token
+from receiver.clock import SimulatedClock, timestamp
+from receiver.config import AuthConfig, SnsConfig
+from tests.conftest import RemedyClient, StartRemedy
+from tests.support.cloudwatch import alarm
+from tests.support.recorder import Recorder
+from tests.support.sns import AWS_CERT, FIXTURES, CertServer, Signer, signed
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:alarms"
+UNSIGNED = SnsConfig(verify_signature=False, allowed_topics=(TOPIC,))
+RULE = """
+rules:
+  - name: redrive-dlq
+    match:
+      source: cloudwatch
+      alertname: orders-dlq-depth
+      matchers: ['QueueName=~".+-dlq"']
+    target: 'sqs:{{ labels.region }}/{{ labels.QueueName }}'
+    actions:
+      - action: http.request
+        params: {url: 'http://127.0.0.1:1/redrive/{{ labels.QueueName }}'}
+"""
+
+
+def notification(
+    message: dict[str, Any],
+    *,
+    topic: str = TOPIC,
+    message_id: str | None = None,
+    kind: str = "Notification",
+) -> dict[str, Any]:
+    """An SNS HTTP delivery, as SNS posts it (unsigned here: verification is off)."""
+    return {
+        "Type": kind,
+        "MessageId": message_id or str(uuid.uuid4()),
+        "TopicArn": topic,
+        "Subject": 'ALARM: "orders-dlq-depth" in US East (N. Virginia)',
+        "Message": json.dumps(message),
+        "Timestamp": "2026-11-24T05:00:01.000Z",
+        "SignatureVersion": "1",
+        "Signature": "",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-x.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+    }
+
+
+async def post(
+    server: RemedyClient, body: Any, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """POST as SNS does: JSON, with the content type ``text/plain``."""
+    response = await server.client.post(
+        "/webhook/sns",
+        data=json.dumps(body),
+        headers={"Content-Type": "text/plain; charset=UTF-8", **(headers or {})},
+    )
+    return response.status, await response.json()
+
+
+async def test_an_alarm_is_matched_like_any_alert(remedy: StartRemedy) -> None:
+    server = await remedy(RULE, sns=UNSIGNED)
+    status, body = await post(server, notification(alarm()))
+    assert (status, body["stored"], body["remediations"]) == (200, 1, 1)
+    await server.settle()
+    (dry,) = await server.events(outcome="dry_run")
+    assert dry["target"] == "sqs:us-east-1/orders-dlq"
+    assert dry["alert"]["source"] == "cloudwatch"
+
+
+async def test_a_message_delivered_again_is_a_duplicate(remedy: StartRemedy) -> None:
+    server = await remedy(RULE, sns=UNSIGNED)
+    delivery = notification(alarm(), message_id="m-1")
+    await post(server, delivery)
+    status, body = await post(server, delivery)
+    assert (status, body["duplicates"], body["stored"]) == (200, 1, 0)
+
+
+async def test_ok_cancels_what_waits_for_the_alarm(remedy: StartRemedy) -> None:
+    server = await remedy(RULE + "    for: 1h\n", sns=UNSIGNED)
+    await post(server, notification(alarm(changed=_now())))
+    _, listed = await server.get_json("/api/v1/remediations")
+    assert [r["state"] for r in listed["remediations"]] == ["waiting"]
+    await post(server, notification(alarm(state="OK", changed=_now())))
+    _, listed = await server.get_json("/api/v1/remediations")
+    assert [(r["state"], r["reason"]) for r in listed["remediations"]] == [("skipped", "cancelled")]
+
+
+async def test_a_topic_outside_the_allow_list_is_refused(remedy: StartRemedy) -> None:
+    server = await remedy(RULE, sns=UNSIGNED)
+    other = "arn:aws:sns:us-east-1:999999999999:elsewhere"
+    status, body = await post(server, notification(alarm(), topic=other))
+    assert (status, body["reason"]) == (403, "topic")
+    (event,) = await server.events()
+    assert (event["event"], event["reason"]) == ("skipped", "sns_topic")
+
+
+async def test_a_subscription_is_confirmed_only_for_an_allowed_topic(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    server = await remedy(RULE, sns=UNSIGNED)
+    confirm = {
+        **notification({}, kind="SubscriptionConfirmation"),
+        "SubscribeURL": recorder.url("/confirm?Token=t"),
+        "Token": "t",
+        "Message": "You have chosen to subscribe",
+    }
+    refused, _ = await post(server, {**confirm, "TopicArn": "arn:aws:sns:us-east-1:9:x"})
+    assert refused == 403
+    assert recorder.received == []
+    status, body = await post(server, confirm)
+    assert (status, body["status"]) == (200, "confirmed")
+    assert [r.path for r in recorder.received] == ["/confirm?Token=t"]
+
+
+async def test_raw_delivery_needs_auth_when_signatures_are_checked(
+    remedy: StartRemedy, tmp_path: Path
+) -> None:
+    signed = SnsConfig(allowed_topics=(TOPIC,))
+    server = await remedy(RULE, sns=signed)
+    status, body = await post(server, alarm())
+    assert (status, body["reason"]) == (403, "unsigned")
+    auth = AuthConfig(webhook_tokens=(Token("sns", "s3cret", username="sns"),))
+    trusted = await remedy(RULE, sns=signed, auth=auth, storage=f"sqlite:///{tmp_path}/2.db")
+
+    basic = "Basic " + base64.b64encode(b"sns:s3cret").decode()
+    status, body = await post(trusted, alarm(), headers={"Authorization": basic})
+    assert (status, body["stored"]) == (200, 1)
+
+
+async def test_insufficient_data_and_bad_bodies(remedy: StartRemedy) -> None:
+    server = await remedy(RULE, sns=UNSIGNED)
+    status, body = await post(server, notification(alarm(state="INSUFFICIENT_DATA")))
+    assert (status, body["status"]) == (200, "ignored")
+    status, body = await post(server, {**notification(alarm()), "Type": "Gossip"})
+    assert status == 400
+    status, body = await post(server, {**notification(alarm()), "Message": "not json"})
+    assert (status, body["error"]) == (400, "Message is not JSON")
+    broken = {**alarm(), "AlarmArn": "nope"}
+    status, body = await post(server, notification(broken))
+    assert (status, body["field"]) == (400, "Message.AlarmArn")
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+async def test_a_signed_alarm_is_verified_and_a_tampered_one_refused(
+    remedy: StartRemedy, cert_server: CertServer, signer: Signer
+) -> None:
+    checked = SnsConfig(allowed_topics=(TOPIC,), cert_url_pattern=cert_server.pattern.pattern)
+    server = await remedy(RULE, sns=checked)
+    delivery = {
+        **notification(alarm()),
+        "Timestamp": timestamp(datetime.now(UTC)),
+        "SigningCertURL": cert_server.url(signer.name),
+    }
+    good = signed(delivery, signer)
+    status, body = await post(server, good)
+    assert (status, body["stored"]) == (200, 1)
+    tampered = {**signed({**delivery, "MessageId": "m-2"}, signer), "Subject": "OK: all fine"}
+    status, body = await post(server, tampered)
+    assert (status, body["reason"]) == (403, "bad_signature")
+    elsewhere = signed(
+        {**delivery, "MessageId": "m-3", "SigningCertURL": "https://example.com/cert.pem"}, signer
+    )
+    requests_before = len(cert_server.requests)
+    status, body = await post(server, elsewhere)
+    assert (status, body["reason"]) == (403, "cert_url")
+    assert len(cert_server.requests) == requests_before  # refused before any fetch
+    assert len(await server.events(outcome="received")) == 1
+
+
+async def test_a_real_aws_message_verifies_through_the_service(
+    remedy: StartRemedy, cert_server: CertServer
+) -> None:
+    vector = json.loads((FIXTURES / "notification-v2.json").read_text())
+    vector["SigningCertURL"] = cert_server.url(AWS_CERT)  # not part of the signed string
+    at_the_time = SimulatedClock(datetime(2026, 3, 6, 20, 5, tzinfo=UTC))
+    pattern = cert_server.pattern.pattern
+    server = await remedy(RULE, sns=SnsConfig(cert_url_pattern=pattern), clock=at_the_time)
+    status, body = await post(server, vector)
+    # the signature holds; the message is plain text, not an alarm, so it is refused for that
+    assert (status, body["error"]) == (400, "Message is not JSON")
+    vector["Message"] = vector["Message"] + " (changed)"
+    status, body = await post(server, vector)
+    assert (status, body["reason"]) == (403, "bad_signature")
