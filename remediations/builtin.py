@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from remediations.aws.ecs_redeploy import EcsRedeploy
+from remediations.aws.lambda_concurrency import LambdaConcurrency
+from remediations.aws.sqs_redrive import SqsRedrive
 from remediations.docker.restart import DockerRestart
 from remediations.docker.start import DockerStart
 from remediations.docker.stop import DockerStop
@@ -24,4 +27,7 @@ def builtin_registry() -> Registry:
         Scale,
         RolloutUndo,
         DeletePod,
+        SqsRedrive,
+        LambdaConcurrency,
+        EcsRedeploy,
     )

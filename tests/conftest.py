@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.support.podman",
     "tests.support.kube",
     "tests.support.sns",
+    "tests.support.moto",
 ]
 
 

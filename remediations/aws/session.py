@@ -11,7 +11,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+
+from remediations.base import ActionContext, PermanentError
+
+# One attempt and no retries: for a probe whose failure only means "use another way".
+NO_RETRIES = AioConfig(retries={"total_max_attempts": 1})
 
 
 class AwsSession:
@@ -23,9 +29,20 @@ class AwsSession:
         self._session = get_session()
 
     @contextlib.asynccontextmanager
-    async def client(self, service: str) -> AsyncIterator[Any]:
-        """An API client for ``service`` (``sqs``, ``lambda``, ``ecs``), closed after use."""
+    async def client(self, service: str, config: Any = None) -> AsyncIterator[Any]:
+        """An API client for ``service`` (``sqs``, ``lambda``, ``ecs``), closed after use.
+
+        ``config`` is an ``AioConfig`` for this client (such as :data:`NO_RETRIES`);
+        by default botocore's own retries apply.
+        """
         async with self._session.create_client(
-            service, region_name=self.region, endpoint_url=self.endpoint_url
+            service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
         ) as api:
             yield api
+
+
+def aws_session(ctx: ActionContext) -> AwsSession:
+    """The service's AWS session; a permanent error when ``backends.aws`` is not configured."""
+    if ctx.aws is None:
+        raise PermanentError("backends.aws is not configured in remedy.yaml")
+    return ctx.aws
