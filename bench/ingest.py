@@ -237,6 +237,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="req/s for the latency run (default: half of remedy's matching ingest rate)",
+    )
     args = parser.parse_args()
     counter = itertools.count()
     python = sys.executable
@@ -281,7 +287,7 @@ async def main() -> None:
                     await hammer(url, 1, args.concurrency, counter)
                     rates[name] = await hammer(url, args.seconds, args.concurrency, counter)
             async with serving(python, work, "live.yaml", "live.db") as url:
-                rate = rates["dry"] / 2
+                rate = args.latency_rate or rates["dry"] / 2
                 delays = await latency(url, rate, args.seconds, counter, arrivals)
         finally:
             await runner.cleanup()
