@@ -27,10 +27,19 @@ def setting(key: str) -> str:
 
 
 def patterns_for(allow: AllowLists, action: str) -> tuple[re.Pattern[str], ...] | None:
-    """The allow-list an action answers to: its own (AWS), else its backend's."""
+    """The allow-list an action answers to: its own (AWS), else its backend's.
+
+    When a backend has allow-lists for some of its actions only, the others
+    admit nothing: configuring one list must not leave its siblings open.
+    """
     if action in allow:
         return allow[action]
-    return allow.get(action.split(".", 1)[0])
+    backend = action.split(".", 1)[0]
+    if backend in allow:
+        return allow[backend]
+    if any(key.startswith(backend + ".") for key in allow):
+        return ()
+    return None
 
 
 def compile_allow(patterns: Mapping[str, Sequence[str]]) -> AllowLists:
@@ -45,7 +54,7 @@ def denial(registry: Registry, allow: AllowLists, steps: Sequence[Mapping[str, A
     """
     for step in steps:
         key = step["action"] if step["action"] in allow else step["action"].split(".", 1)[0]
-        patterns = allow.get(key)
+        patterns = patterns_for(allow, step["action"])
         if patterns is None:
             continue
         try:
@@ -53,6 +62,10 @@ def denial(registry: Registry, allow: AllowLists, steps: Sequence[Mapping[str, A
             subject = action.subject(action.parse(step["params"]))
         except (KeyError, ParamError):
             return f"{step['action']}: its params cannot be checked against {setting(key)}"
+        if subject is None:
+            continue  # known only at run time: the action checks ctx.allowed itself
+        if not patterns:
+            return f"{step['action']}: no allow-list admits it while others of its backend are set"
         if not any(pattern.search(subject) for pattern in patterns):
             return f"{step['action']}: {subject} is outside {setting(key)}"
     return None

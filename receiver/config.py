@@ -40,12 +40,15 @@ class SnsConfig:
     """How ``POST /webhook/sns`` trusts what it receives."""
 
     verify_signature: bool = True
-    allowed_topics: tuple[str, ...] = ()  # empty: any topic
+    allowed_topics: tuple[str, ...] = ()  # empty: no topic at all until configured
     cert_url_pattern: str = (
         r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/SimpleNotificationService-[a-f0-9]+\.pem$"
     )
     max_age: float | None = 3600.0
     insufficient_data: str = "ignore"  # ignore | firing | resolved
+    subscribe_url_pattern: str = (
+        r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/\?Action=ConfirmSubscription&"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ _SNS_KEYS = (
     "cert_url_pattern",
     "max_age",
     "insufficient_data",
+    "subscribe_url_pattern",
 )
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry")
@@ -268,6 +269,13 @@ class _ConfigReader(NodeReader):
             verify_signature=self.optional(fields, "verify_signature", path, self.boolean, True),
             allowed_topics=self.optional(fields, "allowed_topics", path, self.names, no_topics),
             cert_url_pattern=pattern,
+            subscribe_url_pattern=self.optional(
+                fields,
+                "subscribe_url_pattern",
+                path,
+                self.pattern,
+                defaults.subscribe_url_pattern,
+            ),
             max_age=self.optional(fields, "max_age", path, self.duration, defaults.max_age),
             insufficient_data=self.optional(
                 fields,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -127,6 +128,10 @@ async def sns(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     settings = service.config.sns
     body = await read_json(request, "sns")
+    if not settings.allowed_topics:
+        return await _sns_rejected(
+            service, 403, "topic", "sns.allowed_topics is empty: no topic is trusted yet"
+        )
     if is_alarm(body) and isinstance(body, Mapping) and "Type" not in body:
         if settings.verify_signature and not service.auth.enabled:
             return await _sns_rejected(
@@ -136,14 +141,19 @@ async def sns(request: web.Request) -> web.Response:
                 "a raw delivery carries no signature: configure webhook "
                 "auth, or turn sns.verify_signature off",
             )
-        return await _sns_alarm(service, body, None)
+        raw_topic = request.headers.get("x-amz-sns-topic-arn")
+        if raw_topic not in settings.allowed_topics:
+            return await _sns_rejected(
+                service, 403, "topic", f"topic {_shown(raw_topic)} is not allowed"
+            )
+        return await _sns_alarm(service, body, request.headers.get("x-amz-sns-message-id"))
     if not isinstance(body, Mapping) or body.get("Type") not in SNS_TYPES:
         return await _sns_rejected(
             service, 400, "malformed", f"Type must be one of {', '.join(SNS_TYPES)}"
         )
     topic = body.get("TopicArn")
-    if settings.allowed_topics and topic not in settings.allowed_topics:
-        return await _sns_rejected(service, 403, "topic", f"topic {topic} is not allowed")
+    if topic not in settings.allowed_topics:
+        return await _sns_rejected(service, 403, "topic", f"topic {_shown(topic)} is not allowed")
     if settings.verify_signature:
         try:
             await verify(
@@ -166,7 +176,7 @@ async def sns(request: web.Request) -> web.Response:
                 AuditRecord(
                     "received",
                     reason="sns_unsubscribed",
-                    error=f"topic {topic} unsubscribed remedy",
+                    error=f"topic {_shown(topic)} unsubscribed remedy",
                 )
             ]
         )
@@ -215,10 +225,25 @@ async def _sns_alarm(
 
 
 async def _sns_confirm(service: Service, body: Mapping[str, Any]) -> web.Response:
-    """Confirm a subscription by fetching its SubscribeURL (signature and topic passed)."""
+    """Confirm a subscription by fetching its SubscribeURL (signature and topic passed).
+
+    Only with signatures verified, and only a URL that looks like SNS's own
+    confirmation for this very topic: remedy never fetches an address a
+    sender made up.
+    """
+    settings = service.config.sns
     url = body.get("SubscribeURL")
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        return await _sns_rejected(service, 400, "malformed", "SubscribeURL is missing")
+    if not settings.verify_signature:
+        return await _sns_rejected(
+            service, 403, "unsigned", "subscriptions are confirmed only with signatures verified"
+        )
+    if not isinstance(url, str) or not re.match(settings.subscribe_url_pattern, url):
+        return await _sns_rejected(
+            service, 400, "malformed", "SubscribeURL is not an SNS confirmation URL"
+        )
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    if query.get("TopicArn") != [body.get("TopicArn")]:
+        return await _sns_rejected(service, 400, "malformed", "SubscribeURL confirms another topic")
     http = service.http
     assert http is not None  # the service is running
     try:
@@ -241,6 +266,12 @@ async def _sns_confirm(service: Service, body: Mapping[str, Any]) -> web.Respons
     if not confirmed:
         return web.json_response({"error": "could not confirm the subscription"}, status=502)
     return web.json_response({"status": "confirmed", "topic": topic})
+
+
+def _shown(value: object) -> str:
+    """A sender's value as logs and the audit may show it: a string, cut short."""
+    text = value if isinstance(value, str) else repr(value)
+    return text[:200] + ("..." if len(text) > 200 else "")
 
 
 async def _sns_rejected(service: Service, status: int, reason: str, message: str) -> web.Response:

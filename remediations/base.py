@@ -84,8 +84,12 @@ class Action(Protocol):
 
     def parse(self, params: Mapping[str, Any]) -> Any: ...
 
-    def subject(self, params: Any) -> str:
-        """What its backend's allow-list is matched against (a URL, a container name...)."""
+    def subject(self, params: Any) -> str | None:
+        """What its backend's allow-list is matched against (a URL, a container name...).
+
+        ``None`` when that is known only at run time; the action then checks
+        ``ActionContext.allowed`` itself before it touches anything.
+        """
         ...
 
     async def run(self, params: Any, ctx: ActionContext) -> Mapping[str, Any]: ...

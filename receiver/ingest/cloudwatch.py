@@ -42,8 +42,10 @@ def parse_alarm(message: object, insufficient_data: InsufficientData = "ignore")
         raise PayloadError("Message.NewStateValue", f"unknown alarm state {state!r}")
     arn = _text(message, "AlarmArn")
     region, account = _arn_parts(arn)
-    labels = {"alertname": name, "region": region, "account": account}
-    labels.update(_trigger_labels(message.get("Trigger")))
+    # The trigger's labels first: a dimension called region or alertname must not
+    # override what the alarm itself says.
+    labels = _trigger_labels(message.get("Trigger"))
+    labels.update({"alertname": name, "region": region, "account": account})
     changed = _time(_text(message, "StateChangeTime"))
     annotations = {
         key: str(message[field])
@@ -77,6 +79,8 @@ def _trigger_labels(trigger: object) -> dict[str, str]:
             stat = item.get("MetricStat") if isinstance(item, Mapping) else None
             if isinstance(stat, Mapping) and isinstance(stat.get("Metric"), Mapping):
                 metrics.append(stat["Metric"])
+    elif "Metrics" in trigger:
+        raise PayloadError("Message.Trigger.Metrics", "must be a list")
     else:
         metrics.append(trigger)
     labels: dict[str, str] = {}
@@ -84,7 +88,8 @@ def _trigger_labels(trigger: object) -> dict[str, str]:
         for key in ("Namespace", "MetricName"):
             if isinstance(metric.get(key), str) and key not in labels:
                 labels[key] = metric[key]
-        for dimension in metric.get("Dimensions") or []:
+        dimensions = metric.get("Dimensions")
+        for dimension in dimensions if isinstance(dimensions, list) else []:
             if not isinstance(dimension, Mapping):
                 continue
             # CloudWatch spells dimensions {"name", "value"} in notifications, and

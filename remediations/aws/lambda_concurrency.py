@@ -66,7 +66,13 @@ class ConcurrencyParams:
                 f"unreserved pool), so there is nothing to add a delta to; give reserved"
             )
         else:
-            wanted = current + (self.delta or 0)
+            delta = self.delta or 0
+            wanted = max(self.minimum, min(self.maximum, current + delta))
+            # A delta never moves against its direction (a function already past max
+            # is not scaled down by "add 5").
+            if (delta > 0 and wanted < current) or (delta < 0 and wanted > current):
+                return current
+            return wanted
         return max(self.minimum, min(self.maximum, wanted))
 
 

@@ -183,6 +183,11 @@ class SqsRedrive:
                 destination = await describe_queue(sqs, await _source(sqs, dlq))
             if destination.arn == dlq.arn:
                 raise PermanentError(f"queue {dlq.name}: the destination is the queue itself")
+            if not ctx.allowed(destination.name):
+                raise PermanentError(
+                    f"queue {dlq.name}: destination {destination.name} is outside "
+                    "backends.aws.allow_queues"
+                )
             if destination.fifo != dlq.fifo:
                 kinds = {True: "FIFO", False: "standard"}
                 raise PermanentError(

@@ -134,9 +134,14 @@ class ContainerAction:
         """``container``, or ``labels`` / ``service`` + ``project``, and ``timeout``."""
         return parse_selection(params)
 
-    def subject(self, params: Selection) -> str:
-        """The container name (or label selection) ``backends.docker.allow`` must admit."""
-        return params.describe()
+    def subject(self, params: Selection) -> str | None:
+        """The container name ``backends.docker.allow`` must admit.
+
+        ``None`` for a label selection: the names are known only when the
+        engine answers, and each found container is checked then, before it
+        is touched.
+        """
+        return params.container
 
     async def operate(self, container: DockerContainer, selection: Selection) -> None:
         """The engine call on one container."""

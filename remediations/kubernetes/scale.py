@@ -44,9 +44,18 @@ class ScaleParams:
     maximum: int
 
     def target(self, current: int) -> int:
-        """The replicas to set from the current count, clamped to [min, max]."""
-        wanted = self.replicas if self.replicas is not None else current + (self.delta or 0)
-        return max(self.minimum, min(self.maximum, wanted))
+        """The replicas to set from the current count, clamped to [min, max].
+
+        A delta never moves against its own direction: scaling up a workload
+        already above ``max`` (or down one below ``min``) leaves it as it is.
+        """
+        if self.replicas is not None:
+            return max(self.minimum, min(self.maximum, self.replicas))
+        delta = self.delta or 0
+        wanted = max(self.minimum, min(self.maximum, current + delta))
+        if (delta > 0 and wanted < current) or (delta < 0 and wanted > current):
+            return current
+        return wanted
 
 
 class Scale:

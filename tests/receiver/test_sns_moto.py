@@ -56,7 +56,7 @@ async def test_an_alarm_published_to_sns_redrives_the_dlq(
             RULE,
             dry_run=False,
             aws=AwsConfig(REGION, moto_server),
-            allow={"aws.sqs_redrive": ("-dlq$",)},
+            allow={"aws.sqs_redrive": ("-dlq$", "^orders$")},  # the DLQ and where it goes
             sns=SnsConfig(verify_signature=False, allowed_topics=(topic,)),
             auth=AuthConfig(
                 webhook_tokens=(Token("sns", "s3cret", username="sns"),),

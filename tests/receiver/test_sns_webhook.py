@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,10 @@ async def test_an_alarm_is_matched_like_any_alert(remedy: StartRemedy) -> None:
 
 async def test_a_message_delivered_again_is_a_duplicate(remedy: StartRemedy) -> None:
     server = await remedy(RULE, sns=UNSIGNED)
-    delivery = notification(alarm(), message_id="m-1")
-    await post(server, delivery)
-    status, body = await post(server, delivery)
+    await post(server, notification(alarm(), message_id="m-1"))
+    # same MessageId, another alarm time: only the MessageId says it is the same delivery
+    again = notification(alarm(changed="2026-11-24T05:03:00.000+0000"), message_id="m-1")
+    status, body = await post(server, again)
     assert (status, body["duplicates"], body["stored"]) == (200, 1, 0)
 
 
@@ -90,7 +92,8 @@ async def test_ok_cancels_what_waits_for_the_alarm(remedy: StartRemedy) -> None:
     await post(server, notification(alarm(changed=_now())))
     _, listed = await server.get_json("/api/v1/remediations")
     assert [r["state"] for r in listed["remediations"]] == ["waiting"]
-    await post(server, notification(alarm(state="OK", changed=_now())))
+    # CloudWatch's OK carries the time it resolved, five minutes on
+    await post(server, notification(alarm(state="OK", changed=_now(300))))
     _, listed = await server.get_json("/api/v1/remediations")
     assert [(r["state"], r["reason"]) for r in listed["remediations"]] == [("skipped", "cancelled")]
 
@@ -104,22 +107,59 @@ async def test_a_topic_outside_the_allow_list_is_refused(remedy: StartRemedy) ->
     assert (event["event"], event["reason"]) == ("skipped", "sns_topic")
 
 
-async def test_a_subscription_is_confirmed_only_for_an_allowed_topic(
-    remedy: StartRemedy, recorder: Recorder
+async def test_a_subscription_is_confirmed_only_when_signed_and_for_its_topic(
+    remedy: StartRemedy, recorder: Recorder, cert_server: CertServer, signer: Signer
+) -> None:
+    confirm_url = recorder.url("/?Action=ConfirmSubscription")
+    checked = SnsConfig(
+        allowed_topics=(TOPIC,),
+        cert_url_pattern=cert_server.pattern.pattern,
+        subscribe_url_pattern=f"^{re.escape(confirm_url)}&",
+    )
+    server = await remedy(RULE, sns=checked)
+    base = {
+        **notification({}, kind="SubscriptionConfirmation"),
+        "Message": "You have chosen to subscribe to the topic",
+        "Token": "t0k3n",
+        "Timestamp": timestamp(datetime.now(UTC)),
+        "SigningCertURL": cert_server.url(signer.name),
+        "SubscribeURL": f"{confirm_url}&TopicArn={TOPIC}&Token=t0k3n",
+    }
+    del base["Subject"]
+    other_topic = "arn:aws:sns:us-east-1:999999999999:elsewhere"
+    refusals = [
+        (signed({**base, "TopicArn": other_topic}, signer), 403),  # a topic not allowed
+        ({**signed(base, signer), "Token": "changed"}, 403),  # a bad signature
+        (signed({**base, "SubscribeURL": recorder.url("/internal?x=1")}, signer), 400),
+        (signed({**base, "SubscribeURL": f"{confirm_url}&TopicArn={other_topic}"}, signer), 400),
+    ]
+    for message, expected in refusals:
+        status, _ = await post(server, message)
+        assert status == expected
+    assert recorder.received == []  # nothing was fetched for any of them
+    status, body = await post(server, signed(base, signer))
+    assert (status, body["status"]) == (200, "confirmed")
+    assert len(recorder.received) == 1
+    assert recorder.received[0].path.startswith("/?Action=ConfirmSubscription&TopicArn=")
+
+
+async def test_nothing_is_confirmed_without_signatures_or_taken_without_topics(
+    remedy: StartRemedy, recorder: Recorder, tmp_path: Path
 ) -> None:
     server = await remedy(RULE, sns=UNSIGNED)
     confirm = {
         **notification({}, kind="SubscriptionConfirmation"),
-        "SubscribeURL": recorder.url("/confirm?Token=t"),
         "Token": "t",
-        "Message": "You have chosen to subscribe",
+        "SubscribeURL": recorder.url(f"/?Action=ConfirmSubscription&TopicArn={TOPIC}"),
     }
-    refused, _ = await post(server, {**confirm, "TopicArn": "arn:aws:sns:us-east-1:9:x"})
-    assert refused == 403
-    assert recorder.received == []
     status, body = await post(server, confirm)
-    assert (status, body["status"]) == (200, "confirmed")
-    assert [r.path for r in recorder.received] == ["/confirm?Token=t"]
+    assert (status, body["reason"]) == (403, "unsigned")
+    assert recorder.received == []
+    closed = await remedy(
+        RULE, sns=SnsConfig(verify_signature=False), storage=f"sqlite:///{tmp_path}/2.db"
+    )
+    status, body = await post(closed, notification(alarm()))
+    assert (status, body["reason"]) == (403, "topic")
 
 
 async def test_raw_delivery_needs_auth_when_signatures_are_checked(
@@ -134,6 +174,9 @@ async def test_raw_delivery_needs_auth_when_signatures_are_checked(
 
     basic = "Basic " + base64.b64encode(b"sns:s3cret").decode()
     status, body = await post(trusted, alarm(), headers={"Authorization": basic})
+    assert (status, body["reason"]) == (403, "topic")  # raw deliveries name their topic
+    headers = {"Authorization": basic, "x-amz-sns-topic-arn": TOPIC}
+    status, body = await post(trusted, alarm(), headers=headers)
     assert (status, body["stored"]) == (200, 1)
 
 
@@ -150,10 +193,9 @@ async def test_insufficient_data_and_bad_bodies(remedy: StartRemedy) -> None:
     assert (status, body["field"]) == (400, "Message.AlarmArn")
 
 
-def _now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+def _now(later: float = 0) -> str:
+    moment = datetime.now(UTC) + timedelta(seconds=later)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 async def test_a_signed_alarm_is_verified_and_a_tampered_one_refused(
@@ -189,7 +231,10 @@ async def test_a_real_aws_message_verifies_through_the_service(
     vector["SigningCertURL"] = cert_server.url(AWS_CERT)  # not part of the signed string
     at_the_time = SimulatedClock(datetime(2026, 3, 6, 20, 5, tzinfo=UTC))
     pattern = cert_server.pattern.pattern
-    server = await remedy(RULE, sns=SnsConfig(cert_url_pattern=pattern), clock=at_the_time)
+    topics = (vector["TopicArn"],)
+    server = await remedy(
+        RULE, sns=SnsConfig(cert_url_pattern=pattern, allowed_topics=topics), clock=at_the_time
+    )
     status, body = await post(server, vector)
     # the signature holds; the message is plain text, not an alarm, so it is refused for that
     assert (status, body["error"]) == (400, "Message is not JSON")

@@ -40,9 +40,10 @@ def test_bad_params_name_the_field(action: object, params: dict[str, object], fi
 
 def test_scale_clamps_to_its_bounds() -> None:
     up = Scale().parse({"namespace": "s", "name": "w", "delta": 3, "min": 2, "max": 5})
-    assert [up.target(n) for n in (0, 1, 2, 4, 9)] == [3, 4, 5, 5, 5]
+    # ...and never moves against its delta: above max, "up" leaves it where it is
+    assert [up.target(n) for n in (0, 1, 2, 4, 9)] == [3, 4, 5, 5, 9]
     down = Scale().parse({"namespace": "s", "name": "w", "delta": -2, "min": 2, "max": 5})
-    assert [down.target(n) for n in (5, 3, 1)] == [3, 2, 2]
+    assert [down.target(n) for n in (5, 3, 1)] == [3, 2, 1]
 
 
 def test_the_subject_is_the_namespace() -> None:
