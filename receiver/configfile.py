@@ -50,7 +50,7 @@ _SNS_KEYS = (
 )
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry")
-_BACKENDS = ("http", "docker", "kubernetes", "aws")
+_BACKENDS = ("http", "docker", "kubernetes", "aws", "command")
 _AWS_ALLOW = {
     "allow_queues": "aws.sqs_redrive",
     "allow_functions": "aws.lambda_concurrency",
@@ -61,6 +61,7 @@ _BACKEND_KEYS = {
     "docker": ("url", "allow"),
     "kubernetes": ("kubeconfig", "context", "in_cluster", "namespaces"),
     "aws": ("region", "endpoint_url", *_AWS_ALLOW),
+    "command": ("enabled",),
 }
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -230,6 +231,14 @@ class _ConfigReader(NodeReader):
                 found.kubernetes = self.kubernetes(backend, backend_path, found.allow)
             if name == "aws":
                 found.aws = self.aws(backend, backend_path, value, found.allow)
+            if name == "command" and self.optional(
+                backend, "enabled", backend_path, self.boolean, False
+            ):
+                self.problem(
+                    backend["enabled"][0],
+                    join_path(backend_path, "enabled"),
+                    "command.run is not available in this version of remedy",
+                )
         return found
 
     def aws(

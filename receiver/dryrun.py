@@ -13,6 +13,7 @@ from receiver.config import Config
 from receiver.guards import GlobalLimits
 from receiver.ingest import PayloadError
 from receiver.ingest.alertmanager import parse_webhook
+from receiver.ingest.cloudwatch import is_alarm, parse_alarm
 from receiver.metrics import Metrics
 from receiver.planner import Planner
 from receiver.store.base import Plan
@@ -36,13 +37,13 @@ async def describe_alerts(
         raise PayloadError("", f"the alert file is not valid JSON: {exc}") from None
     except RecursionError:
         raise PayloadError("", "the alert file is nested too deeply") from None
-    message = parse_webhook(payload)
+    alerts = _alerts(payload, config)
     registry = builtin_registry()
     planner = Planner(ruleset, registry, Metrics(), dry_run=config.dry_run)
     limits = GlobalLimits(max_actions=config.max_actions)
     allow = compile_allow(config.allow)
     report = []
-    for incoming in planner.plan_all(message.alerts):
+    for incoming in planner.plan_all(alerts):
         alert = incoming.alert
         matches = []
         for plan in incoming.plans:
@@ -61,6 +62,20 @@ async def describe_alerts(
             )
         report.append({"alert": alert.summary(), "matches": matches})
     return {"rules_version": ruleset.version, "alerts": report}
+
+
+def _alerts(payload: object, config: Config) -> list[Alert]:
+    """The alerts in an Alertmanager webhook body, an SNS delivery or a raw CloudWatch alarm."""
+    if isinstance(payload, dict) and payload.get("Type") == "Notification":
+        try:
+            payload = json.loads(payload.get("Message") or "")
+        except (ValueError, TypeError, RecursionError):
+            raise PayloadError("Message", "is not JSON") from None
+    if is_alarm(payload):
+        insufficient = config.sns.insufficient_data
+        alert = parse_alarm(payload, insufficient)  # type: ignore[arg-type]  # checked at load
+        return [alert] if alert is not None else []
+    return list(parse_webhook(payload).alerts)
 
 
 async def _decision(

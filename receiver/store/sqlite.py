@@ -482,7 +482,18 @@ class SQLiteStore:
                 records.append(AuditRecord("received", summary))
                 if alert.status == "resolved":
                     records += self._on_resolved(conn, now, occurrence, finished)
-                for plan in incoming.plans:
+                plans = incoming.plans
+                if _stale(conn, alert):
+                    plans = ()
+                    records.append(
+                        AuditRecord(
+                            "skipped",
+                            summary,
+                            reason="cancelled",
+                            error="the alarm had already returned to OK when this ALARM arrived",
+                        )
+                    )
+                for plan in plans:
                     steps, on_failure = list(plan.steps), list(plan.on_failure)
                     spec = plan.guards
                     state, due_at = QUEUED, None
@@ -1195,6 +1206,18 @@ class SQLiteStore:
                 conn.execute("COMMIT")
 
         return await self._read(read)
+
+
+def _stale(conn: sqlite3.Connection, alert: Alert) -> bool:
+    """A CloudWatch ALARM that SNS delivered after the OK that ended it."""
+    if alert.source != "cloudwatch" or alert.status != "firing":
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM alerts WHERE source = ? AND fingerprint = ? AND status = 'resolved'"
+        " AND COALESCE(ends_at, starts_at) > ? LIMIT 1",
+        (alert.source, alert.fingerprint, alert.starts_at.isoformat()),
+    ).fetchone()
+    return row is not None
 
 
 def _episode(conn: sqlite3.Connection, alert: Alert) -> Alert:

@@ -15,6 +15,7 @@ import pytest
 from receiver.audit import AuditRecord
 from receiver.store.sqlite import SQLiteStore
 from tests.conftest import am_alert, am_payload
+from tests.support.cloudwatch import alarm
 
 
 def remedy(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -113,7 +114,7 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
         ),
         (
             "backends:\n  command: {enabled: true}\n",
-            "remedy.yaml:2: backends: unknown key 'command'",
+            "remedy.yaml:2: backends.command.enabled: command.run is not available",
         ),
         (
             "backends:\n  aws: {allow_queues: ['-dlq$']}\n",
@@ -326,3 +327,33 @@ def test_pause_and_resume_a_running_server(tmp_path: Path) -> None:
     listing = remedy("audit", "--outcome", "paused", "--json", cwd=tmp_path)
     (event,) = [json.loads(line) for line in listing.stdout.splitlines()]
     assert (event["actor"], event["reason"]) == ("oncall", "deploy")
+
+
+def test_test_reads_an_sns_delivered_cloudwatch_alarm(tmp_path: Path) -> None:
+    write(
+        tmp_path / "rules.yaml",
+        (
+            "rules:\n"
+            "  - name: redrive\n"
+            "    match: {source: cloudwatch, alertname: orders-dlq-depth}\n"
+            "    target: 'sqs:{{ labels.QueueName }}'\n"
+            "    actions:\n"
+            "      - action: http.request\n"
+            "        params: {url: 'http://127.0.0.1:1/redrive/{{ labels.QueueName }}'}\n"
+        ),
+    )
+    write(tmp_path / "remedy.yaml", "rules: [rules.yaml]\n")
+    delivery = {"Type": "Notification", "MessageId": "m", "Message": json.dumps(alarm())}
+    result = remedy(
+        "test",
+        "--alert",
+        "-",
+        "--config",
+        "remedy.yaml",
+        "--json",
+        cwd=tmp_path,
+        stdin=json.dumps(delivery),
+    )
+    assert result.returncode == 0, result.stderr
+    (match,) = json.loads(result.stdout)["alerts"][0]["matches"]
+    assert (match["rule"], match["target"]) == ("redrive", "sqs:orders-dlq")

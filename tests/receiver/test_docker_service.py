@@ -88,3 +88,27 @@ async def test_service_down_restarts_a_compose_service(
     (succeeded,) = await server.events(outcome="succeeded")
     assert [c["after"]["name"] for c in succeeded["result"]["containers"]] == [name]
     assert podman_engine.inspect(name)["StartedAt"] != before
+
+
+async def test_a_label_selection_is_checked_against_the_allow_list_when_found(
+    remedy: StartRemedy, podman_engine: Podman
+) -> None:
+    project = f"shop{uuid.uuid4().hex[:8]}"
+    compose = {"com.docker.compose.project": project, "com.docker.compose.service": "web"}
+    podman_engine.run(name=f"prod-{uuid.uuid4().hex[:8]}", labels=compose)
+    server = await remedy(
+        COMPOSE, dry_run=False, docker_url=podman_engine.url, allow={"docker": ("^prod-",)}
+    )
+    await server.post_alerts(am_payload(am_alert(labels={"project": project, "service": "web"})))
+    await server.settle()
+    assert len(await server.events(outcome="succeeded")) == 1
+    stray = podman_engine.run(name=f"dev-{uuid.uuid4().hex[:8]}", labels=compose)
+    before = podman_engine.inspect(stray)["StartedAt"]
+    again = am_alert(
+        labels={"project": project, "service": "web"}, starts_at="2026-11-24T06:00:00Z"
+    )
+    await server.post_alerts(am_payload(again))
+    await server.settle()
+    (failed,) = await server.events(outcome="failed")
+    assert f"container {stray} is outside backends.docker.allow" in failed["error"]
+    assert podman_engine.inspect(stray)["StartedAt"] == before

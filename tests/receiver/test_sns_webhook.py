@@ -98,6 +98,16 @@ async def test_ok_cancels_what_waits_for_the_alarm(remedy: StartRemedy) -> None:
     assert [(r["state"], r["reason"]) for r in listed["remediations"]] == [("skipped", "cancelled")]
 
 
+async def test_an_alarm_delivered_after_its_ok_starts_nothing(remedy: StartRemedy) -> None:
+    server = await remedy(RULE, sns=UNSIGNED)
+    # SNS does not keep order: the OK of 05:05 arrives before the ALARM of 05:00
+    await post(server, notification(alarm(state="OK", changed="2026-11-24T05:05:00.000+0000")))
+    status, body = await post(server, notification(alarm(changed="2026-11-24T05:00:00.000+0000")))
+    assert (status, body["remediations"]) == (200, 0)
+    (skipped,) = await server.events(outcome="cancelled")
+    assert skipped["error"] == "the alarm had already returned to OK when this ALARM arrived"
+
+
 async def test_a_topic_outside_the_allow_list_is_refused(remedy: StartRemedy) -> None:
     server = await remedy(RULE, sns=UNSIGNED)
     other = "arn:aws:sns:us-east-1:999999999999:elsewhere"
