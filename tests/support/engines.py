@@ -19,7 +19,7 @@ def missing(reason: str) -> None:
     """Fail (engines required) or skip with ``reason``, which names what to install."""
     if REQUIRE:
         pytest.fail(reason)
-    pytest.skip(reason)
+    pytest.skip(reason)  # only without REMEDY_REQUIRE_ENGINES=1 (CI fails instead)
 
 
 def ensure_debian_packages(commands: dict[str, str]) -> None:
