@@ -6,6 +6,7 @@ independent, and an action's own params (``timeout: 10s``) are its business.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -90,3 +91,45 @@ def parse_seconds(value: object) -> float | None:
         total = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
         return total if total > 0 else None
     return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BoundedChange:
+    """A count to set, or a delta to apply, within a required ``[min, max]``.
+
+    What ``kubernetes.scale`` and ``aws.lambda_concurrency`` share: a storm of
+    alerts never takes the count past ``max``, and a delta never moves against
+    its own direction (adding to a count already above ``max`` leaves it).
+    """
+
+    absolute: int | None
+    delta: int | None
+    minimum: int
+    maximum: int
+
+    @classmethod
+    def parse(cls, fields: Fields, absolute: str) -> BoundedChange:
+        """``absolute`` (the key: replicas, reserved) or ``delta``; ``max`` and ``min`` (1)."""
+        if fields.has(absolute) == fields.has("delta"):
+            raise ParamError(absolute, f"give exactly one of {absolute} or delta")
+        maximum = fields.integer("max", minimum=0)
+        minimum = fields.integer("min", 1, minimum=0)
+        if minimum > maximum:
+            raise ParamError("min", f"min ({minimum}) is above max ({maximum})")
+        value = fields.integer(absolute, minimum=0) if fields.has(absolute) else None
+        if value is not None and not minimum <= value <= maximum:
+            raise ParamError(absolute, f"{value} is outside [{minimum}, {maximum}]")
+        delta = fields.integer("delta") if fields.has("delta") else None
+        if delta == 0:
+            raise ParamError("delta", "must not be 0")
+        return cls(value, delta, minimum, maximum)
+
+    def target(self, current: int) -> int:
+        """The count to set, from the current one."""
+        if self.absolute is not None:
+            return self.absolute
+        delta = self.delta or 0
+        wanted = max(self.minimum, min(self.maximum, current + delta))
+        if (delta > 0 and wanted < current) or (delta < 0 and wanted > current):
+            return current
+        return wanted

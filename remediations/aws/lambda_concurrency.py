@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 from remediations.aws.errors import translated
 from remediations.aws.session import aws_session
 from remediations.base import ActionContext, ParamError, PermanentError
-from remediations.params import Fields
+from remediations.params import BoundedChange, Fields
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME, or the partial ACCOUNT:function:NAME
@@ -51,29 +51,16 @@ class ConcurrencyParams:
 
     function: str  # as given: the API takes a name or an ARN
     name: str
-    reserved: int | None
-    delta: int | None
-    minimum: int
-    maximum: int
+    change: BoundedChange
 
     def target(self, current: int | None) -> int:
-        """The reservation to put from the current one, clamped to [min, max]."""
-        if self.reserved is not None:
-            wanted = self.reserved
-        elif current is None:
+        """The reservation to put from the current one (see :class:`BoundedChange`)."""
+        if current is None and self.change.absolute is None:
             raise PermanentError(
                 f"function {self.name} has no reserved concurrency (it uses the account's "
                 f"unreserved pool), so there is nothing to add a delta to; give reserved"
             )
-        else:
-            delta = self.delta or 0
-            wanted = max(self.minimum, min(self.maximum, current + delta))
-            # A delta never moves against its direction (a function already past max
-            # is not scaled down by "add 5").
-            if (delta > 0 and wanted < current) or (delta < 0 and wanted > current):
-                return current
-            return wanted
-        return max(self.minimum, min(self.maximum, wanted))
+        return self.change.target(current or 0)
 
 
 def parse_function(value: str) -> str:
@@ -101,19 +88,7 @@ class LambdaConcurrency:
         fields = Fields(params, ("function", "reserved", "delta", "min", "max"))
         function = fields.string("function")
         name = parse_function(function)
-        if fields.has("reserved") == fields.has("delta"):
-            raise ParamError("reserved", "give exactly one of reserved or delta")
-        maximum = fields.integer("max", minimum=0)
-        minimum = fields.integer("min", 1, minimum=0)
-        if minimum > maximum:
-            raise ParamError("min", f"min ({minimum}) is above max ({maximum})")
-        reserved = fields.integer("reserved", minimum=0) if fields.has("reserved") else None
-        if reserved is not None and not minimum <= reserved <= maximum:
-            raise ParamError("reserved", f"{reserved} is outside [{minimum}, {maximum}]")
-        delta = fields.integer("delta") if fields.has("delta") else None
-        if delta == 0:
-            raise ParamError("delta", "must not be 0")
-        return ConcurrencyParams(function, name, reserved, delta, minimum, maximum)
+        return ConcurrencyParams(function, name, BoundedChange.parse(fields, "reserved"))
 
     def subject(self, params: ConcurrencyParams) -> str:
         """The function's name, what ``backends.aws.allow_functions`` must admit."""
@@ -135,7 +110,7 @@ class LambdaConcurrency:
             }
             if target == before:
                 result["unchanged"] = (
-                    f"already at {before} (bounds {params.minimum}..{params.maximum})"
+                    f"already at {before} (bounds {params.change.minimum}..{params.change.maximum})"
                 )
                 return result
             with translated(what):

@@ -26,36 +26,33 @@ from typing import Any, ClassVar
 
 from kubernetes_asyncio import client
 
-from remediations.base import ActionContext, ParamError
+from remediations.base import ActionContext
 from remediations.kubernetes.cluster import Workload, api, call, parse_workload
-from remediations.params import Fields
+from remediations.params import BoundedChange, Fields
 
 SCALABLE = ("Deployment", "StatefulSet")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ScaleParams:
-    """A validated ``kubernetes.scale``."""
+    """A validated ``kubernetes.scale``: the workload and its bounded change."""
 
     workload: Workload
-    replicas: int | None
-    delta: int | None
-    minimum: int
-    maximum: int
+    change: BoundedChange
+
+    @property
+    def minimum(self) -> int:
+        """The lower bound."""
+        return self.change.minimum
+
+    @property
+    def maximum(self) -> int:
+        """The upper bound."""
+        return self.change.maximum
 
     def target(self, current: int) -> int:
-        """The replicas to set from the current count, clamped to [min, max].
-
-        A delta never moves against its own direction: scaling up a workload
-        already above ``max`` (or down one below ``min``) leaves it as it is.
-        """
-        if self.replicas is not None:
-            return max(self.minimum, min(self.maximum, self.replicas))
-        delta = self.delta or 0
-        wanted = max(self.minimum, min(self.maximum, current + delta))
-        if (delta > 0 and wanted < current) or (delta < 0 and wanted > current):
-            return current
-        return wanted
+        """The replicas to set from the current count (see :class:`BoundedChange`)."""
+        return self.change.target(current)
 
 
 class Scale:
@@ -67,19 +64,7 @@ class Scale:
         """See the module docstring."""
         fields = Fields(params, ("namespace", "name", "kind", "replicas", "delta", "min", "max"))
         workload = parse_workload(fields, SCALABLE)
-        if fields.has("replicas") == fields.has("delta"):
-            raise ParamError("replicas", "give exactly one of replicas or delta")
-        maximum = fields.integer("max", minimum=0)
-        minimum = fields.integer("min", 1, minimum=0)
-        if minimum > maximum:
-            raise ParamError("min", f"min ({minimum}) is above max ({maximum})")
-        replicas = fields.integer("replicas", minimum=0) if fields.has("replicas") else None
-        if replicas is not None and not minimum <= replicas <= maximum:
-            raise ParamError("replicas", f"{replicas} is outside [{minimum}, {maximum}]")
-        delta = fields.integer("delta") if fields.has("delta") else None
-        if delta == 0:
-            raise ParamError("delta", "must not be 0")
-        return ScaleParams(workload, replicas, delta, minimum, maximum)
+        return ScaleParams(workload, BoundedChange.parse(fields, "replicas"))
 
     def subject(self, params: ScaleParams) -> str:
         """The namespace ``backends.kubernetes.namespaces`` must list."""
