@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from kubernetes_asyncio import client
 
-from remediations.base import ActionContext, ParamError, PermanentError
+from remediations.base import ActionContext, ParamError, PermanentError, TemporaryError
 from remediations.kubernetes.cluster import api, call
 from remediations.params import Fields
 
@@ -82,7 +82,16 @@ class DeletePod:
                     f"{len(names)} pods in {params.namespace} match {selector}, more than "
                     f"max {params.maximum}: none deleted"
                 )
+        deleted: list[str] = []
         for name in names:
             delete = functools.partial(core.delete_namespaced_pod, name, params.namespace)
-            await call(f"pod {name} in {params.namespace}", delete)
-        return {"namespace": params.namespace, "deleted": names}
+            try:
+                await call(f"pod {name} in {params.namespace}", delete)
+            except TemporaryError as exc:
+                if not deleted:
+                    raise
+                # A retry would list the pods again, replacements included, and could
+                # delete up to max once more: a partial run is final.
+                raise PermanentError(f"{exc} (after deleting {', '.join(deleted)})") from None
+            deleted.append(name)
+        return {"namespace": params.namespace, "deleted": deleted}
