@@ -1,0 +1,460 @@
+"""The deploy files: real promtool and amtool on the Prometheus and Alertmanager
+samples, remedy's own ``check`` on the configs it ships, and the Kubernetes
+manifests read against what the code needs (RBAC from the actions' docstrings).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from receiver.configfile import load_config
+from tests.support.engines import ensure_debian_packages
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUBE = DEPLOY / "kubernetes"
+PROMETHEUS = DEPLOY / "prometheus"
+ALERTMANAGER_YML = DEPLOY / "alertmanager" / "alertmanager.yml"
+SHIPPED_RULES = ROOT / "rules" / "defaults" / "web.yaml"
+
+# (API group, resource, verb) the shipped Kubernetes actions need: nothing more.
+EXPECTED_RBAC = {
+    ("apps", "deployments", "get"),
+    ("apps", "deployments", "patch"),
+    ("apps", "statefulsets", "get"),
+    ("apps", "statefulsets", "patch"),
+    ("apps", "daemonsets", "get"),
+    ("apps", "daemonsets", "patch"),
+    ("apps", "deployments/scale", "get"),
+    ("apps", "deployments/scale", "patch"),
+    ("apps", "statefulsets/scale", "get"),
+    ("apps", "statefulsets/scale", "patch"),
+    ("apps", "replicasets", "list"),
+    ("", "pods", "get"),
+    ("", "pods", "list"),
+    ("", "pods", "delete"),
+}
+
+Triple = tuple[str, str, str]
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, check=False, timeout=120, env=env
+    )
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_all(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def manifests() -> list[dict[str, Any]]:
+    return [doc for path in sorted(KUBE.glob("*.yaml")) for doc in load_all(path)]
+
+
+def only(kind: str) -> dict[str, Any]:
+    found = [doc for doc in manifests() if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """A YAML loader that takes CloudFormation's short tags (!Ref, !GetAtt, !Sub...)."""
+
+
+def _any_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    return {f"!{suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _any_tag)
+
+
+def rbac_from_docstrings() -> dict[str, set[Triple]]:
+    """Each Kubernetes action module's ``Permissions (RBAC):`` line, as triples.
+
+    The line reads like ``apps ``deployments``/``statefulsets``: get, patch;
+    core ``pods``: get, list, delete.`` — clauses split by ``;``, each a group
+    (``core`` is the empty group), the resources in double backquotes, and
+    the verbs after the last colon.
+    """
+    found: dict[str, set[Triple]] = {}
+    for path in sorted((ROOT / "remediations" / "kubernetes").glob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        match = re.search(r"^Permissions \(RBAC\):(.*)$", doc, re.MULTILINE)
+        if match is None:
+            continue
+        triples: set[Triple] = set()
+        for clause in match.group(1).strip().rstrip(".").split(";"):
+            head, _, verbs = clause.rpartition(":")
+            group = head.split()[0]
+            resources = re.findall(r"``([a-z/]+)``", head)
+            assert resources, f"{path.name}: no resources in {clause!r}"
+            for resource in resources:
+                for verb in verbs.split(","):
+                    triples.add(("" if group == "core" else group, resource, verb.strip()))
+        found[path.stem] = triples
+    return found
+
+
+def role_triples(role: dict[str, Any]) -> set[Triple]:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+# -- Prometheus and Alertmanager, with the real tools -------------------------
+
+
+@pytest.fixture(scope="module")
+def tools() -> None:
+    """promtool and amtool from Debian (installed once per machine when missing)."""
+    ensure_debian_packages({"promtool": "prometheus", "amtool": "prometheus-alertmanager"})
+
+
+@pytest.mark.usefixtures("tools")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["promtool", "check", "rules", "deploy/prometheus/rules.yml"],
+        ["promtool", "test", "rules", "deploy/prometheus/rules_test.yml"],
+        # rule_files in prometheus.yml are relative to it: promtool resolves them so.
+        ["promtool", "check", "config", "deploy/prometheus/prometheus.yml"],
+        ["amtool", "check-config", "deploy/alertmanager/alertmanager.yml"],
+    ],
+    ids=["check-rules", "test-rules", "check-config", "amtool-check-config"],
+)
+def test_tool_accepts(argv: list[str]) -> None:
+    result = run(argv)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.usefixtures("tools")
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        (["alertname=ServiceDown", "job=web"], "remedy,default"),
+        (["alertname=HighErrorRate", "job=web"], "remedy,default"),
+        (["alertname=SlowResponseTime", "job=web"], "remedy,default"),
+        (["alertname=LowCacheHitRate", "instance=web-1:8080"], "remedy,default"),
+        (["alertname=DiskFull"], "default"),
+    ],
+)
+def test_alertmanager_routes(labels: list[str], receivers: str) -> None:
+    result = run(
+        ["amtool", "config", "routes", "test", f"--config.file={ALERTMANAGER_YML}", *labels]
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == receivers
+
+
+def test_prometheus_rules_fit_the_shipped_rules() -> None:
+    """Every shipped rule's alert exists, with the labels and annotations it templates."""
+    alerts = {r["alert"]: r for g in load(PROMETHEUS / "rules.yml")["groups"] for r in g["rules"]}
+    assert set(alerts) == {"ServiceDown", "HighErrorRate", "SlowResponseTime", "LowCacheHitRate"}
+    for alert in alerts.values():
+        assert alert["labels"]["severity"] in {"critical", "warning"}
+        assert {"summary", "description"} <= set(alert["annotations"])
+
+    # The labels each alert carries when it fires, from the unit tests' expectations.
+    firing: dict[str, set[str]] = {}
+    silent: set[str] = set()
+    for test in load(PROMETHEUS / "rules_test.yml")["tests"]:
+        for case in test["alert_rule_test"]:
+            if case["exp_alerts"]:
+                for exp in case["exp_alerts"]:
+                    firing.setdefault(case["alertname"], set()).update(exp["exp_labels"])
+            else:
+                silent.add(case["alertname"])
+    assert set(firing) == set(alerts), "every rule has a firing test"
+    assert silent == set(alerts), "every rule has a not-firing test"
+
+    shipped = load(SHIPPED_RULES)["rules"]
+    for rule in shipped:
+        name = rule["match"]["alertname"]
+        assert name in alerts, f"rule {rule['name']}: no Prometheus alert {name}"
+        text = yaml.safe_dump(rule)
+        for annotation in re.findall(r"annotations\.(\w+)", text):
+            assert annotation in alerts[name]["annotations"], (rule["name"], annotation)
+        for label in re.findall(r"labels\.(\w+)", text):
+            assert label in firing[name], (rule["name"], label)
+
+
+def test_alertmanager_sends_every_alert_to_remedy() -> None:
+    config = load(ALERTMANAGER_YML)
+    alerts = {r["alert"] for g in load(PROMETHEUS / "rules.yml")["groups"] for r in g["rules"]}
+    (route,) = [r for r in config["route"]["routes"] if r["receiver"] == "remedy"]
+    (matcher,) = route["matchers"]
+    assert re.fullmatch(r'alertname=~"[A-Za-z|]+"', matcher)
+    assert set(matcher.split('"')[1].split("|")) == alerts
+    (receiver,) = [r for r in config["receivers"] if r["name"] == "remedy"]
+    (hook,) = receiver["webhook_configs"]
+    assert hook["url"] == "http://remedy:9095/webhook/alertmanager"
+    assert hook["send_resolved"] is True
+    assert hook["max_alerts"] == 0
+    assert hook["http_config"]["authorization"]["credentials_file"]
+
+
+# -- Kubernetes ---------------------------------------------------------------
+
+
+def test_every_manifest_parses() -> None:
+    docs = manifests()
+    assert {d["kind"] for d in docs} >= {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "PodDisruptionBudget",
+        "PersistentVolumeClaim",
+    }
+    for doc in docs:
+        assert doc["apiVersion"] and doc["metadata"]["name"] and doc["metadata"]["namespace"]
+
+
+def test_docstrings_name_the_rbac_we_expect() -> None:
+    per_action = rbac_from_docstrings()
+    assert set(per_action) == {"rollout_restart", "scale", "rollout_undo", "delete_pod"}
+    assert set().union(*per_action.values()) == EXPECTED_RBAC
+
+
+def test_role_grants_exactly_what_the_actions_need() -> None:
+    kinds = {doc["kind"] for doc in manifests()}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+    role = only("Role")
+    assert role_triples(role) == EXPECTED_RBAC
+    assert role_triples(role) == set().union(*rbac_from_docstrings().values())
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames, no URLs
+
+
+def test_rbac_binds_the_pods_service_account_in_the_allowed_namespaces() -> None:
+    account, role, binding = only("ServiceAccount"), only("Role"), only("RoleBinding")
+    deployment = only("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": account["metadata"]["namespace"],
+        }
+    ]
+    assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]
+    remedy_yaml = yaml.safe_load(only("ConfigMap")["data"]["remedy.yaml"])
+    assert remedy_yaml["backends"]["kubernetes"]["namespaces"] == [role["metadata"]["namespace"]]
+
+
+def test_deployment_is_one_non_root_read_only_writer() -> None:
+    deployment = only("Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["args"] == ["serve", "--config", "/etc/remedy/remedy.yaml"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path
+        assert ports.get(get["port"], get["port"]) == 9095
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claim = only("PersistentVolumeClaim")["metadata"]["name"]
+    assert volumes[mounts["/var/lib/remedy"]]["persistentVolumeClaim"]["claimName"] == claim
+    assert "projected" in volumes[mounts["/etc/remedy"]]
+    (env,) = [e for e in container["env"] if e["name"] == "REMEDY_WEBHOOK_TOKEN"]
+    assert env["valueFrom"]["secretKeyRef"]["name"] == "remedy-tokens"
+
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    service = only("Service")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert [(p["port"], ports.get(p["targetPort"])) for p in service["spec"]["ports"]] == [
+        (9095, 9095)
+    ]
+    pdb = only("PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """/etc/remedy as deployment.yaml projects it: ConfigMap keys and Secret items."""
+    data = only("ConfigMap")["data"]
+    deployment = only("Deployment")
+    (config,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "projected" in v]
+    for source in config["projected"]["sources"]:
+        for kind, ref in source.items():
+            for item in ref["items"]:
+                target = tmp_path / item["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                content = data[item["key"]] if kind == "configMap" else "test-" + item["key"]
+                target.write_text(content, encoding="utf-8")
+    monkeypatch.setenv("REMEDY_WEBHOOK_TOKEN", "test-webhook-token")
+    yield tmp_path
+
+
+def test_configmap_passes_remedy_check(config_dir: Path) -> None:
+    """``remedy check`` on the projected config: its rules, params and token sources.
+
+    ``backends.kubernetes.in_cluster: true`` stays in: ``check`` validates the
+    config and never opens the cluster client, so it passes outside a cluster.
+    """
+    result = run(
+        [sys.executable, "-m", "receiver", "check", "--config", str(config_dir / "remedy.yaml")],
+        env=dict(os.environ),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: 4 rules")
+
+    config = load_config(config_dir / "remedy.yaml")
+    assert config.sqlite_path == Path("/var/lib/remedy/remedy.db")
+    assert (config.host, config.port) == ("0.0.0.0", 9095)  # noqa: S104 - in a pod, all
+    assert config.kubernetes is not None and config.kubernetes.in_cluster
+    assert config.allow["kubernetes"] == ("^shop\\-prod$",)
+    assert config.auth is not None
+    assert [t.secret for t in config.auth.webhook_tokens] == ["test-webhook-token"]
+    assert [(t.role, t.secret) for t in config.auth.api_tokens] == [("operator", "test-ops-token")]
+    assert config.rules == (str(config_dir / "rules" / "*.yaml"),)
+
+
+def test_configmap_rules_use_only_the_granted_actions() -> None:
+    rules = yaml.safe_load(only("ConfigMap")["data"]["rules-kubernetes.yaml"])["rules"]
+    actions = {step["action"] for rule in rules for step in rule["actions"]}
+    assert actions == {f"kubernetes.{name}" for name in rbac_from_docstrings()}
+
+
+# -- Docker, compose, AWS -----------------------------------------------------
+
+
+def test_dockerfile() -> None:
+    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
+    assert "pip install ." in text
+    assert "PYTHONDONTWRITEBYTECODE=1" in text
+    (user,) = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    assert user.split(":")[0] not in {"0", "root"}
+    assert user.split(":")[0].isdigit(), "numeric, so runAsNonRoot can verify it"
+    assert re.search(r"^EXPOSE 9095$", text, re.MULTILINE)
+    assert re.search(r'^VOLUME \["/var/lib/remedy"\]$', text, re.MULTILINE)
+    assert re.search(r'^ENTRYPOINT \["remedy"\]$', text, re.MULTILINE)
+    assert re.search(
+        r'^CMD \["serve", "--config", "/etc/remedy/remedy.yaml"\]$', text, re.MULTILINE
+    )
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
+        for name in source.split():
+            assert (ROOT / name).exists(), f"COPY {name}: not in the build context"
+
+
+def test_compose_stack() -> None:
+    compose = load(DEPLOY / "docker-compose.yml")
+    services = compose["services"]
+    assert set(services) == {"prometheus", "alertmanager", "remedy"}
+    build = services["remedy"]["build"]
+    context = (DEPLOY / build["context"]).resolve()
+    assert context == ROOT
+    assert (context / build["dockerfile"]) == DEPLOY / "Dockerfile"
+    assert services["remedy"]["read_only"] is True
+    named = set(compose["volumes"])
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith("."):
+                assert (DEPLOY / source).is_file(), f"{name}: {source} does not exist"
+            else:
+                assert source in named, f"{name}: volume {source} is not declared"
+            if name == "remedy" and not source.startswith("."):
+                assert target == "/var/lib/remedy"
+    # Alertmanager's token file is the compose secret it mounts.
+    (secret,) = services["alertmanager"]["secrets"]
+    assert secret in compose["secrets"]
+    hook = next(r for r in load(ALERTMANAGER_YML)["receivers"] if r["name"] == "remedy")
+    credentials = hook["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"]
+    assert credentials == f"/run/secrets/{secret}"
+    assert compose["secrets"][secret]["environment"] == "REMEDY_WEBHOOK_TOKEN"
+
+
+def test_compose_remedy_config_passes_check() -> None:
+    env = {**os.environ, "REMEDY_WEBHOOK_TOKEN": "t1", "REMEDY_OPS_TOKEN": "t2"}
+    result = run(
+        [sys.executable, "-m", "receiver", "check", "--config", "deploy/compose/remedy.yaml"],
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: 4 rules")
+
+
+def test_cloudformation_template() -> None:
+    text = (DEPLOY / "aws" / "sns-subscription.yaml").read_text(encoding="utf-8")
+    template = yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    resources = template["Resources"]
+    by_type: dict[str, list[str]] = {}
+    for name, resource in resources.items():
+        by_type.setdefault(resource["Type"], []).append(name)
+    (topic,) = by_type["AWS::SNS::Topic"]
+    (subscription,) = by_type["AWS::SNS::Subscription"]
+    (alarm,) = by_type["AWS::CloudWatch::Alarm"]
+    assert len(by_type["AWS::SQS::Queue"]) == 2
+
+    sub = resources[subscription]["Properties"]
+    assert sub["Protocol"] == "https"
+    assert sub["TopicArn"] == {"!Ref": topic}
+    (param,) = [p for p in template["Parameters"] if sub["Endpoint"] == {"!Ref": p}]
+    assert "/webhook/sns" in template["Parameters"][param]["AllowedPattern"]
+
+    queues = [resources[q]["Properties"] for q in by_type["AWS::SQS::Queue"]]
+    (work,) = [q for q in queues if "RedrivePolicy" in q]
+    dlq_name = work["RedrivePolicy"]["deadLetterTargetArn"]["!GetAtt"].split(".")[0]
+    assert dlq_name in by_type["AWS::SQS::Queue"]
+
+    props = resources[alarm]["Properties"]
+    assert (props["Namespace"], props["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert props["ComparisonOperator"] == "GreaterThanThreshold"
+    assert props["Threshold"] == 1
+    assert props["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"!GetAtt": f"{dlq_name}.QueueName"}}
+    ]
+    assert props["AlarmActions"] == props["OKActions"] == [{"!Ref": topic}]
