@@ -106,7 +106,12 @@ class _FileReader(NodeReader):
             return []
         try:
             fields = self.mapping(
-                root, "", ("rules",), ("rules",), "a mapping with the key 'rules'"
+                root,
+                "",
+                ("rules",),
+                ("rules",),
+                "a mapping with the key 'rules'",
+                extensions=True,
             )
             if "rules" not in fields:
                 return []

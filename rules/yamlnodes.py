@@ -150,13 +150,18 @@ class NodeReader:
         allowed: Sequence[str] | None,
         required: Sequence[str] = (),
         what: str = "a mapping",
+        *,
+        extensions: bool = False,
     ) -> dict[str, tuple[Node, Node]]:
         """The (key node, value node) of each field, after rejecting unknown and repeated keys.
 
-        ``allowed=None`` admits any string key (action params).
+        ``allowed=None`` admits any string key (action params). ``extensions``
+        admits, and leaves out of the result, keys starting with ``x-``: a
+        place for YAML anchors, as in docker-compose files.
         """
         if not isinstance(node, MappingNode):
             raise self.invalid(node, path, f"expected {what}, got {self.describe(node)}")
+        own = {id(key) for key, _ in node.value}  # written here, not merged in
         try:
             self.loader.flatten_mapping(node)  # applies ``<<: *anchor`` merge keys
         except yaml.MarkedYAMLError as exc:
@@ -170,7 +175,15 @@ class NodeReader:
                 continue
             key = str(key_node.value)
             if key in fields:
-                self.problem(key_node, path, f"duplicate key {key!r}")
+                # YAML merge: a key written here overrides a merged one, and a later
+                # merged mapping an earlier one (flatten_mapping orders them so).
+                # Only a key written twice here is a mistake.
+                if id(key_node) in own and id(fields[key][0]) in own:
+                    self.problem(key_node, path, f"duplicate key {key!r}")
+                else:
+                    fields[key] = (key_node, value_node)
+            elif extensions and key.startswith("x-"):
+                continue
             elif allowed is not None and key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"

@@ -113,6 +113,15 @@ class RemedyClient:
         )
         return response.status, await response.json()
 
+    async def post_sns(self, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """POST to ``/webhook/sns`` as SNS does: JSON, with the content type ``text/plain``."""
+        response = await self.client.post(
+            "/webhook/sns",
+            data=json.dumps(body),
+            headers={"Content-Type": "text/plain; charset=UTF-8", **(headers or {})},
+        )
+        return response.status, await response.json()
+
     async def get_json(self, path: str, **kwargs: Any) -> tuple[int, Any]:
         response = await self.client.get(path, **kwargs)
         return response.status, await response.json()

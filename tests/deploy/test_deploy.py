@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,11 @@ import pytest
 import yaml
 
 from receiver.configfile import load_config
+from receiver.ingest.cloudwatch import parse_alarm
+from remediations import builtin_registry
+from rules import DEFAULT_RULES_DIR, load_rules, render_params
+from rules.alert import Alert, fingerprint_of
+from tests.support.cloudwatch import metric_alarm
 from tests.support.engines import ensure_debian_packages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +31,6 @@ DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"
 PROMETHEUS = DEPLOY / "prometheus"
 ALERTMANAGER_YML = DEPLOY / "alertmanager" / "alertmanager.yml"
-SHIPPED_RULES = ROOT / "rules" / "defaults" / "web.yaml"
 
 # (API group, resource, verb) the shipped Kubernetes actions need: nothing more.
 EXPECTED_RBAC = {
@@ -166,7 +171,11 @@ def test_tool_accepts(argv: list[str]) -> None:
         (["alertname=HighErrorRate", "job=web"], "remedy,default"),
         (["alertname=SlowResponseTime", "job=web"], "remedy,default"),
         (["alertname=LowCacheHitRate", "instance=web-1:8080"], "remedy,default"),
+        (["alertname=HighMemoryUsage", "container=shop-web-1"], "remedy,default"),
         (["alertname=DiskFull"], "default"),
+        # a page remedy raises goes to people only, even under a name remedy handles
+        (["alertname=ServiceDown", "paged_by=remedy"], "default"),
+        (["alertname=orders-db-cpu", "paged_by=remedy"], "default"),
     ],
 )
 def test_alertmanager_routes(labels: list[str], receivers: str) -> None:
@@ -177,41 +186,80 @@ def test_alertmanager_routes(labels: list[str], receivers: str) -> None:
     assert result.stdout.strip() == receivers
 
 
-def test_prometheus_rules_fit_the_shipped_rules() -> None:
-    """Every shipped rule's alert exists, with the labels and annotations it templates."""
-    alerts = {r["alert"]: r for g in load(PROMETHEUS / "rules.yml")["groups"] for r in g["rules"]}
-    assert set(alerts) == {"ServiceDown", "HighErrorRate", "SlowResponseTime", "LowCacheHitRate"}
-    for alert in alerts.values():
-        assert alert["labels"]["severity"] in {"critical", "warning"}
-        assert {"summary", "description"} <= set(alert["annotations"])
+def shipped_count() -> int:
+    """How many rules the shipped set has."""
+    return len(load_rules([DEFAULT_RULES_DIR], builtin_registry()))
 
-    # The labels each alert carries when it fires, from the unit tests' expectations.
-    firing: dict[str, set[str]] = {}
+
+def prometheus_alerts() -> list[dict[str, Any]]:
+    """The alerting rules of deploy/prometheus/rules.yml (not the recording rules)."""
+    groups = load(PROMETHEUS / "rules.yml")["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def fired_in_unit_tests() -> tuple[list[Alert], set[str]]:
+    """The alerts rules_test.yml expects to fire, and the names it expects silent somewhere."""
+    fired: list[Alert] = []
     silent: set[str] = set()
     for test in load(PROMETHEUS / "rules_test.yml")["tests"]:
         for case in test["alert_rule_test"]:
-            if case["exp_alerts"]:
-                for exp in case["exp_alerts"]:
-                    firing.setdefault(case["alertname"], set()).update(exp["exp_labels"])
-            else:
-                silent.add(case["alertname"])
-    assert set(firing) == set(alerts), "every rule has a firing test"
-    assert silent == set(alerts), "every rule has a not-firing test"
+            name = case["alertname"]
+            if not case["exp_alerts"]:
+                silent.add(name)
+            for exp in case["exp_alerts"]:
+                labels = {"alertname": name, **exp["exp_labels"]}
+                fired.append(
+                    Alert(
+                        source="alertmanager",
+                        name=name,
+                        status="firing",
+                        labels=labels,
+                        annotations=exp.get("exp_annotations", {}),
+                        starts_at=datetime(2026, 11, 24, tzinfo=UTC),
+                        ends_at=None,
+                        fingerprint=fingerprint_of(labels),
+                    )
+                )
+    return fired, silent
 
-    shipped = load(SHIPPED_RULES)["rules"]
+
+def test_every_prometheus_alert_is_unit_tested() -> None:
+    alerts = prometheus_alerts()
+    names = {alert["alert"] for alert in alerts}
+    assert names == {
+        "ServiceDown",
+        "HighErrorRate",
+        "SlowResponseTime",
+        "LowCacheHitRate",
+        "HighMemoryUsage",
+    }
+    for alert in alerts:
+        assert alert["labels"]["severity"] in {"critical", "warning"}
+        assert {"summary", "description"} <= set(alert["annotations"])
+    fired, silent = fired_in_unit_tests()
+    assert {alert.name for alert in fired} == names, "every alert has a firing test"
+    assert silent == names, "every alert has a not-firing test"
+
+
+def test_every_shipped_alertmanager_rule_is_fired_by_a_prometheus_alert() -> None:
+    """Each shipped rule for Alertmanager alerts matches an alert that rules.yml fires in
+    its unit tests, and finds there every label and annotation it templates."""
+    fired, _ = fired_in_unit_tests()
+    shipped = load_rules([DEFAULT_RULES_DIR], builtin_registry())
     for rule in shipped:
-        name = rule["match"]["alertname"]
-        assert name in alerts, f"rule {rule['name']}: no Prometheus alert {name}"
-        text = yaml.safe_dump(rule)
-        for annotation in re.findall(r"annotations\.(\w+)", text):
-            assert annotation in alerts[name]["annotations"], (rule["name"], annotation)
-        for label in re.findall(r"labels\.(\w+)", text):
-            assert label in firing[name], (rule["name"], label)
+        if rule.source == "cloudwatch":
+            continue
+        matching = [alert for alert in fired if rule in shipped.match(alert)]
+        assert matching, f"rule {rule.name}: no alert in rules_test.yml fires it"
+        for alert in matching:
+            rule.target.render(alert)  # raises TemplateError naming a missing label
+            for step in (*rule.actions, *rule.on_failure):
+                render_params(step.params, alert)
 
 
 def test_alertmanager_sends_every_alert_to_remedy() -> None:
     config = load(ALERTMANAGER_YML)
-    alerts = {r["alert"] for g in load(PROMETHEUS / "rules.yml")["groups"] for r in g["rules"]}
+    alerts = {alert["alert"] for alert in prometheus_alerts()}
     (route,) = [r for r in config["route"]["routes"] if r["receiver"] == "remedy"]
     (matcher,) = route["matchers"]
     assert re.fullmatch(r'alertname=~"[A-Za-z|]+"', matcher)
@@ -345,7 +393,7 @@ def test_configmap_passes_remedy_check(config_dir: Path) -> None:
         env=dict(os.environ),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("OK: 4 rules")
+    assert result.stdout.startswith(f"OK: {shipped_count()} rules")
 
     config = load_config(config_dir / "remedy.yaml")
     assert config.sqlite_path == Path("/var/lib/remedy/remedy.db")
@@ -355,12 +403,13 @@ def test_configmap_passes_remedy_check(config_dir: Path) -> None:
     assert config.auth is not None
     assert [t.secret for t in config.auth.webhook_tokens] == ["test-webhook-token"]
     assert [(t.role, t.secret) for t in config.auth.api_tokens] == [("operator", "test-ops-token")]
-    assert config.rules == (str(config_dir / "rules" / "*.yaml"),)
+    assert config.rules == (str(DEFAULT_RULES_DIR),)  # the shipped set
 
 
-def test_configmap_rules_use_only_the_granted_actions() -> None:
-    rules = yaml.safe_load(only("ConfigMap")["data"]["rules-kubernetes.yaml"])["rules"]
-    actions = {step["action"] for rule in rules for step in rule["actions"]}
+def test_the_shipped_rules_use_exactly_the_granted_kubernetes_actions() -> None:
+    shipped = load_rules([DEFAULT_RULES_DIR], builtin_registry())
+    steps = [step for rule in shipped for step in (*rule.actions, *rule.on_failure)]
+    actions = {step.action for step in steps if step.action.startswith("kubernetes.")}
     assert actions == {f"kubernetes.{name}" for name in rbac_from_docstrings()}
 
 
@@ -421,7 +470,7 @@ def test_compose_remedy_config_passes_check() -> None:
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("OK: 4 rules")
+    assert result.stdout.startswith(f"OK: {shipped_count()} rules")
 
 
 def test_cloudformation_template() -> None:
@@ -458,3 +507,21 @@ def test_cloudformation_template() -> None:
         {"Name": "QueueName", "Value": {"!GetAtt": f"{dlq_name}.QueueName"}}
     ]
     assert props["AlarmActions"] == props["OKActions"] == [{"!Ref": topic}]
+
+
+def test_the_sample_dlq_alarm_reaches_the_shipped_redrive_rule() -> None:
+    text = (DEPLOY / "aws" / "sns-subscription.yaml").read_text(encoding="utf-8")
+    template = yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    work_queue = template["Parameters"]["QueueName"]["Default"]
+    dlq = template["Resources"]["DeadLetterQueue"]["Properties"]["QueueName"]["!Sub"]
+    props = template["Resources"]["DeadLetterQueueAlarm"]["Properties"]
+    message = metric_alarm(
+        "orders-dlq-not-empty",
+        props["Namespace"],
+        props["MetricName"],
+        {"QueueName": dlq.replace("${QueueName}", work_queue)},
+    )
+    alert = parse_alarm(message)
+    assert alert is not None
+    shipped = load_rules([DEFAULT_RULES_DIR], builtin_registry())
+    assert [rule.name for rule in shipped.match(alert)] == ["dlq-depth-redrive"]

@@ -14,6 +14,8 @@ import pytest
 
 from receiver.audit import AuditRecord
 from receiver.store.sqlite import SQLiteStore
+from remediations import builtin_registry
+from rules import DEFAULT_RULES_DIR, load_rules
 from tests.conftest import am_alert, am_payload
 from tests.support.cloudwatch import alarm
 
@@ -49,7 +51,8 @@ rules:
 def test_check_accepts_the_shipped_defaults(tmp_path: Path) -> None:
     result = remedy("check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("OK: 4 rules")
+    shipped = load_rules([DEFAULT_RULES_DIR], builtin_registry())
+    assert result.stdout.startswith(f"OK: {len(shipped)} rules")
 
 
 @pytest.mark.parametrize(

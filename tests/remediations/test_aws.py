@@ -6,10 +6,8 @@ small SQS endpoint in this file that speaks the same JSON protocol.
 
 from __future__ import annotations
 
-import io
 import json
 import socket
-import zipfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -30,7 +28,13 @@ from remediations.aws.sqs_redrive import (
     listed_sources,
     scanned_sources,
 )
-from tests.support.moto import REGION
+from tests.support.moto import (
+    REGION,
+    count,
+    make_function,
+    make_queue,
+    reserved_concurrency,
+)
 
 ACCOUNT = "123456789012"
 
@@ -47,25 +51,6 @@ async def ctx(aws: AwsSession) -> AsyncIterator[ActionContext]:
 
 
 # --- SQS helpers: what an operator would do with the CLI -------------------------------
-
-
-async def make_queue(aws: AwsSession, name: str, dlq: str | None = None) -> str:
-    """A queue (FIFO when the name says so), sending to ``dlq`` after one receive."""
-    attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
-    async with aws.client("sqs") as sqs:
-        if dlq is not None:
-            target = await queue_arn(aws, dlq)
-            policy = {"deadLetterTargetArn": target, "maxReceiveCount": 1}
-            attributes["RedrivePolicy"] = json.dumps(policy)
-        answer = await sqs.create_queue(QueueName=name, Attributes=attributes)
-    return str(answer["QueueUrl"])
-
-
-async def queue_arn(aws: AwsSession, name: str) -> str:
-    async with aws.client("sqs") as sqs:
-        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
-        answer = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-    return str(answer["Attributes"]["QueueArn"])
 
 
 async def put(aws: AwsSession, name: str, count: int, group: str | None = None) -> None:
@@ -116,20 +101,6 @@ async def drain(aws: AwsSession, name: str) -> list[dict[str, Any]]:
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
             ]
             await sqs.delete_message_batch(QueueUrl=url, Entries=entries)
-
-
-async def count(aws: AwsSession, name: str) -> int:
-    """Visible plus in-flight messages (moto's counts are exact)."""
-    async with aws.client("sqs") as sqs:
-        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
-        answer = await sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-            ],
-        )
-    return sum(int(v) for v in answer["Attributes"].values())
 
 
 def orders(messages: list[dict[str, Any]]) -> list[int]:
@@ -493,46 +464,6 @@ async def test_a_move_task_already_running_is_a_temporary_error() -> None:
 
 
 # --- aws.lambda_concurrency --------------------------------------------------------------
-
-
-async def make_function(aws: AwsSession, name: str, reserved: int | None = None) -> str:
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    async with aws.client("iam") as iam:
-        role = await iam.create_role(
-            RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust)
-        )
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("handler.py", "def handler(event, context):\n    return event\n")
-    async with aws.client("lambda") as api:
-        created = await api.create_function(
-            FunctionName=name,
-            Runtime="python3.11",
-            Role=role["Role"]["Arn"],
-            Handler="handler.handler",
-            Code={"ZipFile": archive.getvalue()},
-        )
-        if reserved is not None:
-            await api.put_function_concurrency(
-                FunctionName=name, ReservedConcurrentExecutions=reserved
-            )
-    return str(created["FunctionArn"])
-
-
-async def reserved_concurrency(aws: AwsSession, name: str) -> int | None:
-    async with aws.client("lambda") as api:
-        answer = await api.get_function_concurrency(FunctionName=name)
-    value = answer.get("ReservedConcurrentExecutions")
-    return None if value is None else int(value)
 
 
 async def test_concurrency_delta_is_clamped_by_max(aws: AwsSession, ctx: ActionContext) -> None:

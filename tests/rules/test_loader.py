@@ -190,6 +190,47 @@ def test_yaml_anchors_and_merge_keys_work() -> None:
     assert b.guards.dry_run and not a.guards.dry_run
 
 
+def test_a_key_written_beside_a_merge_overrides_the_merged_one() -> None:
+    ruleset = load_rules_text(
+        textwrap.dedent(
+            """\
+            x-step: &step
+              action: noop
+              params: &params {url: 'http://a', method: GET}
+              timeout: 10s
+            rules:
+              - name: a
+                target: x
+                actions:
+                  - <<: *step
+                    params: {<<: *params, method: POST}
+                    timeout: 20s
+            """
+        ),
+        "merge.yaml",
+        HttpCatalog(),
+    )
+    (step,) = ruleset.rules[0].actions
+    assert render_params(step.params, make_alert()) == {"url": "http://a", "method": "POST"}
+    assert step.timeout == 20.0
+
+
+def test_extension_keys_are_only_admitted_at_the_top() -> None:
+    assert problems(
+        """\
+        x-anything: {a: 1}
+        rules:
+          - name: a
+            target: x
+            x-note: nope
+            actions: [{action: noop}]
+        """
+    ) == [
+        "r.yaml:5: rule a: unknown key 'x-note' (allowed: name, description, match, for,"
+        " target, guards, actions, verify, on_failure)"
+    ]
+
+
 def test_empty_rule_list_is_valid() -> None:
     assert len(load_rules_text("rules: []\n", "e.yaml", HttpCatalog())) == 0
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 ACCOUNT = "123456789012"
+TOPIC = f"arn:aws:sns:us-east-1:{ACCOUNT}:alarms"
 
 
 def alarm(
@@ -16,9 +19,33 @@ def alarm(
     region: str = "us-east-1",
 ) -> dict[str, Any]:
     """An alarm on ``ApproximateNumberOfMessagesVisible`` of an SQS queue."""
+    return metric_alarm(
+        name,
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": queue},
+        state=state,
+        changed=changed,
+        region=region,
+        description=f"{queue} has messages",
+    )
+
+
+def metric_alarm(
+    name: str,
+    namespace: str,
+    metric: str,
+    dimensions: dict[str, str],
+    *,
+    state: str = "ALARM",
+    changed: str = "2026-11-24T05:00:00.000+0000",
+    region: str = "us-east-1",
+    description: str = "",
+) -> dict[str, Any]:
+    """An alarm on one metric, with the trigger CloudWatch writes for it."""
     return {
         "AlarmName": name,
-        "AlarmDescription": f"{queue} has messages",
+        "AlarmDescription": description or None,
         "AWSAccountId": ACCOUNT,
         "AlarmConfigurationUpdatedTimestamp": "2026-11-01T00:00:00.000+0000",
         "NewStateValue": state,
@@ -31,12 +58,12 @@ def alarm(
         "AlarmActions": [f"arn:aws:sns:{region}:{ACCOUNT}:alarms"],
         "InsufficientDataActions": [],
         "Trigger": {
-            "MetricName": "ApproximateNumberOfMessagesVisible",
-            "Namespace": "AWS/SQS",
+            "MetricName": metric,
+            "Namespace": namespace,
             "StatisticType": "Statistic",
             "Statistic": "MAXIMUM",
             "Unit": None,
-            "Dimensions": [{"value": queue, "name": "QueueName"}],
+            "Dimensions": [{"value": value, "name": key} for key, value in dimensions.items()],
             "Period": 60,
             "EvaluationPeriods": 1,
             "ComparisonOperator": "GreaterThanThreshold",
@@ -85,3 +112,25 @@ def metric_math_alarm(function: str = "checkout") -> dict[str, Any]:
         "EvaluationPeriods": 1,
     }
     return base
+
+
+def sns_notification(
+    message: dict[str, Any],
+    *,
+    topic: str = TOPIC,
+    message_id: str | None = None,
+    kind: str = "Notification",
+) -> dict[str, Any]:
+    """An SNS HTTP delivery of ``message``, as SNS posts it (unsigned: verification off)."""
+    return {
+        "Type": kind,
+        "MessageId": message_id or str(uuid.uuid4()),
+        "TopicArn": topic,
+        "Subject": f'{message.get("NewStateValue", "ALARM")}: "{message.get("AlarmName")}"',
+        "Message": json.dumps(message),
+        "Timestamp": "2026-11-24T05:00:01.000Z",
+        "SignatureVersion": "1",
+        "Signature": "",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-x.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+    }

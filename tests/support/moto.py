@@ -12,12 +12,16 @@ fixtures into a test module).
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 
 import pytest
 
+from remediations.aws.session import AwsSession
 from tests.support.engines import missing
 
 REGION = "us-east-1"
@@ -74,6 +78,82 @@ def moto_server_fixture(moto_process: str, aws_credentials: None) -> str:
     with opener.open(reset, timeout=10) as answer:
         assert answer.status == 200
     return moto_process
+
+
+# --- what an operator would do with the AWS CLI ------------------------------------------
+
+
+async def make_queue(aws: AwsSession, name: str, dlq: str | None = None) -> str:
+    """A queue (FIFO when the name says so), sending to ``dlq`` after one receive."""
+    attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+    async with aws.client("sqs") as sqs:
+        if dlq is not None:
+            target = await queue_arn(aws, dlq)
+            policy = {"deadLetterTargetArn": target, "maxReceiveCount": 1}
+            attributes["RedrivePolicy"] = json.dumps(policy)
+        answer = await sqs.create_queue(QueueName=name, Attributes=attributes)
+    return str(answer["QueueUrl"])
+
+
+async def queue_arn(aws: AwsSession, name: str) -> str:
+    async with aws.client("sqs") as sqs:
+        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        answer = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(answer["Attributes"]["QueueArn"])
+
+
+async def count(aws: AwsSession, name: str) -> int:
+    """Visible plus in-flight messages (moto's counts are exact)."""
+    async with aws.client("sqs") as sqs:
+        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        answer = await sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )
+    return sum(int(v) for v in answer["Attributes"].values())
+
+
+async def make_function(aws: AwsSession, name: str, reserved: int | None = None) -> str:
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    async with aws.client("iam") as iam:
+        role = await iam.create_role(
+            RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust)
+        )
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    async with aws.client("lambda") as api:
+        created = await api.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role["Role"]["Arn"],
+            Handler="handler.handler",
+            Code={"ZipFile": archive.getvalue()},
+        )
+        if reserved is not None:
+            await api.put_function_concurrency(
+                FunctionName=name, ReservedConcurrentExecutions=reserved
+            )
+    return str(created["FunctionArn"])
+
+
+async def reserved_concurrency(aws: AwsSession, name: str) -> int | None:
+    async with aws.client("lambda") as api:
+        answer = await api.get_function_concurrency(FunctionName=name)
+    value = answer.get("ReservedConcurrentExecutions")
+    return None if value is None else int(value)
 
 
 def _apply(values: dict[str, str | None]) -> None:
