@@ -7,6 +7,7 @@ that template as the next revision.
 
 Params:
     namespace, name: the Deployment
+    kind: Deployment (the default, and the only kind it rolls back)
     to_revision: the revision to go back to (default: the one before the current)
 
 Permissions (RBAC): apps ``deployments``: get, patch; apps ``replicasets``: list.
