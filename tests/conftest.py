@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.support.kube",
     "tests.support.sns",
     "tests.support.moto",
+    "tests.support.prometheus",
 ]
 
 

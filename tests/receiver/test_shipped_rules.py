@@ -7,6 +7,7 @@ tests/e2e; paging through a real Alertmanager is at the end of this file.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +25,11 @@ from tests.rules.support import make_alert
 from tests.support.cloudwatch import TOPIC, alarm, metric_alarm, sns_notification
 from tests.support.kube import FakeKube
 from tests.support.moto import REGION, count, make_function, make_queue, reserved_concurrency
+from tests.support.prometheus import Monitoring
 from tests.support.recorder import Recorder
 
 SHIPPED = load_rules([DEFAULT_RULES_DIR], builtin_registry())
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PAGE_ONLY = {"lambda-errors-page", "apigateway-errors-page", "rds-cpu-page"}
 
 COMPOSE = {"job": "web", "instance": "web-1:8080", "compose_project": "shop"}
@@ -283,3 +286,41 @@ async def test_a_cold_cache_is_asked_to_warm_up(remedy: StartRemedy, recorder: R
     assert (request.method, request.path) == ("POST", "/cache/warm")
     assert request.json()["reason"] == "LowCacheHitRate"
     assert (await server.events(outcome="succeeded"))[0]["target"] == f"cache:{instance}"
+
+
+@pytest.mark.parametrize(
+    ("rule", "alarm_of"),
+    [
+        (
+            "rds-cpu-page",
+            metric_alarm(
+                "orders-db-cpu", "AWS/RDS", "CPUUtilization", {"DBInstanceIdentifier": "orders-db"}
+            ),
+        ),
+        (
+            "lambda-errors-page",
+            metric_alarm("resize-errors", "AWS/Lambda", "Errors", {"FunctionName": "resize"}),
+        ),
+    ],
+)
+async def test_a_page_reaches_the_people_on_call_through_alertmanager(
+    remedy: StartRemedy, monitoring: Monitoring, rule: str, alarm_of: dict[str, Any]
+) -> None:
+    config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    alertmanager = await monitoring.alertmanager(config)
+    text = shipped(rule).replace("http://alertmanager:9093", alertmanager.url)
+    server = await remedy(
+        text, dry_run=False, sns=SnsConfig(verify_signature=False, allowed_topics=(TOPIC,))
+    )
+    status, _ = await server.post_sns(sns_notification(alarm_of))
+    assert status == 200
+    await server.settle()
+    (paged,) = await server.events(outcome="succeeded")
+    assert paged["rule"] == rule
+
+    (alert,) = await alertmanager.get_json("/api/v2/alerts", filter='paged_by="remedy"')
+    assert alert["labels"]["alertname"] == alarm_of["AlarmName"]
+    assert alert["labels"]["severity"] == "page"
+    assert alarm_of["AlarmName"] in alert["annotations"]["description"]
+    # deploy/alertmanager/alertmanager.yml sends it to people, never back to remedy
+    assert [r["name"] for r in alert["receivers"]] == ["default"]

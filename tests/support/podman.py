@@ -13,7 +13,7 @@ import subprocess
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -35,13 +35,39 @@ class Podman:
 
     def run(self, name: str | None = None, labels: Mapping[str, str] | None = None) -> str:
         """Start a long-running container; its name (made unique when not given)."""
+        return self.run_command([BUSYBOX, "sleep", "100000"], name=name, labels=labels)
+
+    def run_command(
+        self,
+        command: Sequence[str],
+        *,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        network: str = "none",
+    ) -> str:
+        """Start a container running ``command`` on ``network``; its name.
+
+        ``network="host"`` shares the host's network namespace, so a server in
+        the container listens on the host's loopback like any local process.
+        """
         name = name or f"remedy-test-{uuid.uuid4().hex[:8]}"
-        argv = [*PODMAN, "run", "-d", "--name", name, "--network", "none", *LIMITS]
+        argv = ["run", "-d", "--name", name, "--network", network, *LIMITS]
         for key, value in (labels or {}).items():
             argv += ["--label", f"{key}={value}"]
-        _podman([*argv[1:], IMAGE, BUSYBOX, "sleep", "100000"])
-        self.created.append(name)
+        self.created.append(name)  # removed after the session even if the start fails
+        _podman([*argv, IMAGE, *command])
         return name
+
+    def stop(self, name: str) -> None:
+        """Stop a container at once (SIGKILL, no grace period): a crash, as a service sees it."""
+        _podman(["stop", "--time", "0", name])
+
+    def logs(self, name: str) -> str:
+        """What a container wrote to stdout and stderr (empty when it cannot be read)."""
+        result = subprocess.run(
+            [*PODMAN, "logs", name], capture_output=True, text=True, check=False, timeout=30
+        )
+        return result.stdout + result.stderr
 
     def inspect(self, name: str) -> dict[str, object]:
         """``podman inspect``'s State of a container: Status, StartedAt..."""

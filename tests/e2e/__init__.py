@@ -1,0 +1,1 @@
+"""End-to-end tests: remedy between real Prometheus, Alertmanager and container engine."""
