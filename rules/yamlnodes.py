@@ -23,6 +23,7 @@ from rules.template import Template, TemplateSyntaxError
 T = TypeVar("T")
 
 TAG = "tag:yaml.org,2002:"
+MERGE = TAG + "merge"
 STR, INT, FLOAT, BOOL, NULL = (
     TAG + "str",
     TAG + "int",
@@ -161,39 +162,80 @@ class NodeReader:
         """
         if not isinstance(node, MappingNode):
             raise self.invalid(node, path, f"expected {what}, got {self.describe(node)}")
-        own = {id(key) for key, _ in node.value}  # written here, not merged in
-        try:
-            self.loader.flatten_mapping(node)  # applies ``<<: *anchor`` merge keys
-        except yaml.MarkedYAMLError as exc:
-            raise self.invalid(node, path, f"invalid merge: {exc.problem}") from None
+        merged, own = self.entries(node, path)
         fields: dict[str, tuple[Node, Node]] = {}
-        for key_node, value_node in node.value:
-            if not (isinstance(key_node, ScalarNode) and key_node.tag == STR):
-                self.problem(
-                    key_node, path, f"expected a string key, got {self.describe(key_node)}"
-                )
+        written: set[str] = set()
+        # Merged entries first, then the mapping's own: a key written here
+        # overrides a merged one, as YAML's merge key defines.
+        for key_node, value_node, is_own in [
+            *((key, value, False) for key, value in merged),
+            *((key, value, True) for key, value in own),
+        ]:
+            key = self.key(key_node, path)
+            if key is None or (is_own and self.repeated(key_node, key, written, path)):
                 continue
-            key = str(key_node.value)
-            if key in fields:
-                # YAML merge: a key written here overrides a merged one, and a later
-                # merged mapping an earlier one (flatten_mapping orders them so).
-                # Only a key written twice here is a mistake.
-                if id(key_node) in own and id(fields[key][0]) in own:
-                    self.problem(key_node, path, f"duplicate key {key!r}")
-                else:
-                    fields[key] = (key_node, value_node)
-            elif extensions and key.startswith("x-"):
+            if not is_own and key in fields:
+                continue  # an earlier merged mapping wins over a later one
+            if extensions and key.startswith("x-"):
                 continue
-            elif allowed is not None and key not in allowed:
+            if allowed is not None and key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
                 self.problem(key_node, path, f"unknown key {key!r} ({hint})")
-            else:
-                fields[key] = (key_node, value_node)
+                continue
+            fields[key] = (key_node, value_node)
         for key in required:
             if key not in fields:
                 self.problem(node, path, f"missing required key {key!r}")
         return fields
+
+    def entries(
+        self, node: MappingNode, path: str, active: frozenset[int] = frozenset()
+    ) -> tuple[list[tuple[Node, Node]], list[tuple[Node, Node]]]:
+        """The entries ``<<`` merge keys bring into ``node``, and its own entries.
+
+        Merged entries come in precedence order (an earlier mapping of
+        ``<<: [*a, *b]`` before a later one). Nothing is modified, unlike
+        PyYAML's ``flatten_mapping``: an anchored mapping may be merged into
+        many places and read again as itself. A mapping merged in is checked
+        for keys written twice in it, since it is never read on its own.
+        """
+        merged: list[tuple[Node, Node]] = []
+        own: list[tuple[Node, Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != MERGE:
+                own.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, MappingNode) or id(source) in active | {id(node)}:
+                    raise self.invalid(
+                        source, path, "invalid merge: expected a mapping or a list of mappings"
+                    )
+                inner, inner_own = self.entries(source, path, active | {id(node)})
+                written: set[str] = set()
+                for key_node_, _ in inner_own:
+                    key = self.key(key_node_, path)
+                    if key is not None:
+                        self.repeated(key_node_, key, written, path)
+                merged.extend(inner_own)
+                merged.extend(inner)
+        return merged, own
+
+    def key(self, node: Node, path: str) -> str | None:
+        """A mapping key, which must be a string; ``None`` (and a problem) otherwise."""
+        if isinstance(node, ScalarNode) and node.tag == STR:
+            return str(node.value)
+        self.problem(node, path, f"expected a string key, got {self.describe(node)}")
+        return None
+
+    def repeated(self, node: Node, key: str, written: set[str], path: str) -> bool:
+        """Whether ``key`` was already written in the same mapping (a problem if so)."""
+        if key in written:
+            self.problem(node, path, f"duplicate key {key!r}")
+            return True
+        written.add(key)
+        return False
 
     def sequence(self, node: Node, path: str, what: str) -> list[Node]:
         """The item nodes of a list."""

@@ -10,7 +10,8 @@ such a function is a permanent error that says so; give ``reserved`` to
 set the first reservation.
 
 Params:
-    function: the function's name or ARN (no version or alias: the reservation is per function)
+    function: the function's name or ARN (no version or alias: the reservation is per
+        function; an ARN in another region than ``backends.aws.region`` is refused)
     reserved: the reservation to set, or
     delta: how much to add to the current reservation (negative to lower it)
     max: the upper bound, required: a storm of alerts never reserves past it
@@ -42,7 +43,11 @@ from remediations.params import BoundedChange, Fields
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME, or the partial ACCOUNT:function:NAME
-_ARN = re.compile(r"(?:arn:[a-z-]+:lambda:[a-z0-9-]+:)?\d{12}:function:(?P<name>[^:]+)(?P<q>:.*)?")
+# (AWS checks the account; a rule's templated ARN is checked with placeholders.)
+_ARN = re.compile(
+    r"(?:arn:[a-z-]+:lambda:(?P<region>[a-z0-9-]+):[^:]+|\d{12})"
+    r":function:(?P<name>[^:]+)(?P<q>:.*)?"
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class ConcurrencyParams:
 
     function: str  # as given: the API takes a name or an ARN
     name: str
+    region: str | None  # from an ARN; None for a name (this region)
     change: BoundedChange
 
     def target(self, current: int | None) -> int:
@@ -63,8 +69,8 @@ class ConcurrencyParams:
         return self.change.target(current or 0)
 
 
-def parse_function(value: str) -> str:
-    """The function's name, from a name or a (partial) ARN without a qualifier."""
+def parse_function(value: str) -> tuple[str, str | None]:
+    """The function's name and region, from a name or a (partial) ARN without a qualifier."""
     found = _ARN.fullmatch(value)
     name = found.group("name") if found else value
     if found and found.group("q"):
@@ -75,7 +81,7 @@ def parse_function(value: str) -> str:
         )
     if not _NAME.fullmatch(name):
         raise ParamError("function", f"expected a function name or ARN, got {value!r}")
-    return name
+    return name, found.group("region") if found else None
 
 
 class LambdaConcurrency:
@@ -87,8 +93,8 @@ class LambdaConcurrency:
         """See the module docstring."""
         fields = Fields(params, ("function", "reserved", "delta", "min", "max"))
         function = fields.string("function")
-        name = parse_function(function)
-        return ConcurrencyParams(function, name, BoundedChange.parse(fields, "reserved"))
+        name, region = parse_function(function)
+        return ConcurrencyParams(function, name, region, BoundedChange.parse(fields, "reserved"))
 
     def subject(self, params: ConcurrencyParams) -> str:
         """The function's name, what ``backends.aws.allow_functions`` must admit."""
@@ -98,6 +104,7 @@ class LambdaConcurrency:
         """Read the reservation, put the clamped one; report it before and after."""
         aws = aws_session(ctx)
         what = f"function {params.name}"
+        aws.check_region(params.region, what)
         async with aws.client("lambda") as api:
             with translated(what):
                 current = await api.get_function_concurrency(FunctionName=params.function)

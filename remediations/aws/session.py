@@ -40,6 +40,18 @@ class AwsSession:
         ) as api:
             yield api
 
+    def check_region(self, region: str | None, what: str) -> None:
+        """Refuse a resource another region names: remedy acts only in its own.
+
+        An alarm from another region (or an ARN in a rule) would otherwise act
+        on a namesake here; ``region=None`` (a bare name) means this region.
+        """
+        if region is not None and region != self.region:
+            raise PermanentError(
+                f"{what} is in region {region}, and backends.aws.region is {self.region}: "
+                "remedy acts only in its own region"
+            )
+
 
 def aws_session(ctx: ActionContext) -> AwsSession:
     """The service's AWS session; a permanent error when ``backends.aws`` is not configured."""

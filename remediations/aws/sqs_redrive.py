@@ -26,7 +26,8 @@ Two ways to move, reported as ``method``:
   silently).
 
 Params:
-    queue: the DLQ, by name, URL or ARN
+    queue: the DLQ, by name, URL or ARN (one in another region than
+        ``backends.aws.region`` is refused)
     destination: the queue to move to, by name, URL or ARN (default: the DLQ's source)
     max_messages: at most this many messages are taken from the DLQ (default 100)
 
@@ -80,6 +81,10 @@ BATCH_BYTES = 256 * 1024  # a conservative payload limit for one SendMessageBatc
 VISIBILITY_SECONDS = 120  # a received message stays hidden while it is being moved
 MAX_ERRORS = 5
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
+# sqs.REGION.amazonaws.com(.cn), or the legacy REGION.queue.amazonaws.com
+_SQS_HOST = re.compile(
+    r"sqs\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?|(?P<legacy>[a-z0-9-]+)\.queue\.amazonaws\.com"
+)
 _ATTRIBUTE_FIELDS = ("DataType", "StringValue", "BinaryValue")
 # How endpoints without an operation answer it (moto: a bare 500).
 _UNKNOWN_OPERATION = frozenset(
@@ -102,6 +107,7 @@ class QueueRef:
     name: str
     url: str | None = None
     account: str | None = None
+    region: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,12 +136,14 @@ def parse_queue(field: str, value: str) -> QueueRef:
         parts = [p for p in urlsplit(value).path.split("/") if p]
         if len(parts) != 2 or not _NAME.fullmatch(parts[1]):
             raise ParamError(field, f"expected a queue URL ending in /ACCOUNT/NAME, got {value!r}")
-        return QueueRef(parts[1], url=value, account=parts[0])
+        host = _SQS_HOST.fullmatch(urlsplit(value).hostname or "")
+        region = (host["region"] or host["legacy"]) if host else None
+        return QueueRef(parts[1], url=value, account=parts[0], region=region)
     if value.startswith("arn:"):
         parts = value.split(":")
         if len(parts) != 6 or parts[2] != "sqs" or not _NAME.fullmatch(parts[5]):
             raise ParamError(field, f"expected an SQS queue ARN, got {value!r}")
-        return QueueRef(parts[5], account=parts[4] or None)
+        return QueueRef(parts[5], account=parts[4] or None, region=parts[3] or None)
     if not _NAME.fullmatch(value):
         raise ParamError(
             field,
@@ -175,6 +183,9 @@ class SqsRedrive:
     async def run(self, params: RedriveParams, ctx: ActionContext) -> Mapping[str, Any]:
         """Find both queues, then move with a message move task or in batches."""
         aws = aws_session(ctx)
+        aws.check_region(params.queue.region, f"queue {params.queue.name}")
+        if params.destination is not None:
+            aws.check_region(params.destination.region, f"queue {params.destination.name}")
         async with aws.client("sqs") as sqs:
             dlq = await describe_queue(sqs, params.queue)
             if params.destination is not None:

@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_ONEOFF = "com.docker.compose.oneoff"  # "True" on `docker compose run` containers
 PARAMS = ("container", "labels", "service", "project", "timeout")
 
 
@@ -99,10 +100,13 @@ async def containers(ctx: ActionContext, selection: Selection) -> list[DockerCon
         found = [await call(f"container {name}", lambda: docker.containers.get(name))]
     else:
         filters = {"label": [f"{k}={v}" for k, v in sorted(selection.labels.items())]}
-        found = await call(
+        listed = await call(
             f"containers labelled {selection.describe()}",
             lambda: docker.containers.list(all=True, filters=filters),
         )
+        # A compose service is its long-running containers: a one-off `docker
+        # compose run` (a migration, a shell) is never restarted or started again.
+        found = [c for c in listed if (c["Labels"] or {}).get(COMPOSE_ONEOFF) != "True"]
         if not found:
             raise PermanentError(f"no container is labelled {selection.describe()}")
     for container in found:

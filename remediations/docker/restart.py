@@ -4,7 +4,7 @@ The runbook's ``docker-compose restart SERVICE``, through the engine API.
 
 Params:
     container: name or id, or
-    service (+ project): the compose service's containers, or
+    service (+ project): the compose service's containers (not one-off ``run`` ones), or
     labels: a mapping of labels every selected container carries
     timeout: how long the engine waits for a clean stop before killing (default 10s)
 

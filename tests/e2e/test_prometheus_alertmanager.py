@@ -151,7 +151,11 @@ async def test_a_dead_compose_service_is_restarted_and_verified(
                         {
                             "targets": [f"127.0.0.1:{target_port}"],
                             # what deploy/prometheus relabels from Docker service discovery
-                            "labels": {"compose_project": project, "compose_service": service},
+                            "labels": {
+                                "compose_project": project,
+                                "compose_service": service,
+                                "container": container,
+                            },
                         }
                     ],
                 }
@@ -216,7 +220,7 @@ async def test_a_dead_compose_service_is_restarted_and_verified(
     assert {e["alert"]["source"] for e in events} == {"alertmanager"}
     assert {e["alert"]["labels"]["compose_project"] for e in events} == {project}
     (succeeded,) = [e for e in events if e["event"] == "succeeded"]
-    assert succeeded["target"] == f"compose:{project}/{service}"
+    assert succeeded["target"] == f"container:{container}"
     assert [c["after"]["name"] for c in succeeded["result"]["containers"]] == [container]
 
     # Both notifications came from Alertmanager itself, with its bearer token: it

@@ -135,6 +135,26 @@ async def test_redrive_moves_every_message_back_to_the_source_with_its_attribute
         assert message["MessageAttributes"] == attributes(n)
 
 
+async def test_a_dlq_named_by_arn_moves_here_and_not_from_another_region(
+    aws: AwsSession, ctx: ActionContext
+) -> None:
+    await make_queue(aws, "orders-dlq")
+    await make_queue(aws, "orders", dlq="orders-dlq")
+    await put(aws, "orders-dlq", 3)
+    action = SqsRedrive()
+    elsewhere = action.parse({"queue": f"arn:aws:sqs:eu-west-1:{ACCOUNT}:orders-dlq"})
+    with pytest.raises(PermanentError, match="queue orders-dlq is in region eu-west-1"):
+        await action.run(elsewhere, ctx)
+    url = f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/orders-dlq"
+    with pytest.raises(PermanentError, match="is in region eu-west-1"):
+        await action.run(action.parse({"queue": url}), ctx)
+    assert await count(aws, "orders-dlq") == 3
+    here = action.parse({"queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:orders-dlq"})
+    assert action.subject(here) == "orders-dlq"
+    assert (await action.run(here, ctx))["moved"] == 3
+    assert await count(aws, "orders") == 3
+
+
 async def test_max_messages_bounds_the_move(aws: AwsSession, ctx: ActionContext) -> None:
     await make_queue(aws, "orders-dlq")
     await make_queue(aws, "orders", dlq="orders-dlq")
@@ -477,6 +497,19 @@ async def test_concurrency_delta_is_clamped_by_max(aws: AwsSession, ctx: ActionC
     again = await action.run(params, ctx)  # already at max: nothing to put
     assert again["reserved"] == {"before": 12, "after": 12}
     assert "already at 12" in again["unchanged"]
+
+
+async def test_a_function_in_another_region_is_refused_untouched(
+    aws: AwsSession, ctx: ActionContext
+) -> None:
+    """An alarm from eu-west-1 names a namesake of a function here: leave it alone."""
+    await make_function(aws, "resize-images", reserved=5)
+    action = LambdaConcurrency()
+    other = f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:resize-images"
+    params = action.parse({"function": other, "delta": 10, "max": 50})
+    with pytest.raises(PermanentError, match=r"is in region eu-west-1, and backends\.aws\.region"):
+        await action.run(params, ctx)
+    assert await reserved_concurrency(aws, "resize-images") == 5
 
 
 async def test_concurrency_lowered_by_delta_stops_at_min(

@@ -43,8 +43,12 @@ async def test_restart_really_restarts(podman_engine: Podman, ctx: ActionContext
 async def test_restart_by_compose_service(podman_engine: Podman, ctx: ActionContext) -> None:
     project = f"shop{uuid.uuid4().hex[:8]}"
     labels = {"com.docker.compose.project": project, "com.docker.compose.service": "web"}
-    web = [podman_engine.run(labels=labels), podman_engine.run(labels=labels)]
+    service = {**labels, "com.docker.compose.oneoff": "False"}  # as compose labels them
+    web = [podman_engine.run(labels=service), podman_engine.run(labels=labels)]
     other = podman_engine.run(labels={**labels, "com.docker.compose.service": "db"})
+    # `docker compose run web ./migrate`: a one-off container of the same service
+    migration = podman_engine.run(labels={**labels, "com.docker.compose.oneoff": "True"})
+    podman_engine.stop(migration)
     before = {name: podman_engine.inspect(name)["StartedAt"] for name in [*web, other]}
     action = DockerRestart()
     params = action.parse({"service": "web", "project": project, "timeout": "1s"})
@@ -53,6 +57,7 @@ async def test_restart_by_compose_service(podman_engine: Podman, ctx: ActionCont
     for name in web:
         assert podman_engine.inspect(name)["StartedAt"] != before[name]
     assert podman_engine.inspect(other)["StartedAt"] == before[other]
+    assert podman_engine.inspect(migration)["Status"] == "exited"  # not started again
 
 
 async def test_a_missing_container_is_a_permanent_failure(ctx: ActionContext) -> None:

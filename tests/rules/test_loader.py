@@ -215,6 +215,44 @@ def test_a_key_written_beside_a_merge_overrides_the_merged_one() -> None:
     assert step.timeout == 20.0
 
 
+def test_an_anchor_merged_in_twice_is_the_same_both_times() -> None:
+    ruleset = load_rules_text(
+        textwrap.dedent(
+            """\
+            x-step: &step {action: noop, params: {url: 'http://a'}, timeout: 10s}
+            rules:
+              - name: a
+                target: x
+                actions: [{<<: *step, timeout: 20s}]
+                on_failure: [{<<: *step, timeout: 30s}]
+              - name: b
+                target: y
+                actions: [{<<: *step, timeout: 40s}, *step]
+            """
+        ),
+        "twice.yaml",
+        HttpCatalog(),
+    )
+    a, b = ruleset.rules
+    timeouts = [s.timeout for s in (*a.actions, *a.on_failure, *b.actions)]
+    assert timeouts == [20.0, 30.0, 40.0, 10.0]
+
+
+def test_a_key_written_twice_in_a_merged_anchor_is_an_error() -> None:
+    assert problems(
+        """\
+        x-step: &step
+          action: noop
+          timeout: 10s
+          timeout: 20s
+        rules:
+          - name: a
+            target: x
+            actions: [{<<: *step}]
+        """
+    ) == ["r.yaml:4: rule a: actions[0]: duplicate key 'timeout'"]
+
+
 def test_extension_keys_are_only_admitted_at_the_top() -> None:
     assert problems(
         """\
