@@ -161,11 +161,11 @@ def test_every_runbook_step_is_guarded() -> None:
         assert rule.guards.rate_limit is not None, rule.name
         assert rule.guards.cooldown is not None or rule.guards.require_approval, rule.name
         assert not rule.guards.dry_run, f"{rule.name}: the global dry_run decides"
+        assert rule.verify is not None, rule.name
         if rule.name in PAGE_ONLY:
             assert {s.action for s in rule.actions} == {"http.request"}
             assert "Page only" in rule.description, f"{rule.name} must say why it only pages"
             continue
-        assert rule.verify is not None, rule.name
         assert rule.guards.lock_wait is not None, rule.name
         for step in rule.actions:
             assert step.timeout is not None, rule.name
