@@ -18,8 +18,8 @@ from receiver.clock import timestamp
 from receiver.ingest import PayloadError
 from receiver.middleware import ACTOR, access
 from receiver.ruleset import reload_rules
-from receiver.service import SERVICE
-from receiver.store.base import STATES, AuditQuery, StateConflict
+from receiver.service import SERVICE, Service
+from receiver.store.base import STATES, AuditQuery, Remediation, StateConflict, Status
 from rules import RuleLoadError
 from rules.duration import parse_duration
 
@@ -232,12 +232,19 @@ async def _set_paused(request: web.Request, *, paused: bool) -> web.Response:
     service = request.app[SERVICE]
     reason = request.query.get("reason")
     breaker = None if paused else request.query.get("breaker")
-    await service.store.set_paused(paused, request[ACTOR], reason, breaker)
-    await service.running_scheduler.gauges()
-    state = await service.store.status()
+    state = await set_paused(service, paused, request[ACTOR], reason, breaker)
     return web.json_response(
         {"paused": state.paused, "breakers": dict(state.breakers), "actor": request[ACTOR]}
     )
+
+
+async def set_paused(
+    service: Service, paused: bool, actor: str, reason: str | None, breaker: str | None
+) -> Status:
+    """Pause, or resume (every breaker, or only ``breaker``); audited with ``actor``."""
+    await service.store.set_paused(paused, actor, reason, breaker)
+    await service.running_scheduler.gauges()
+    return await service.store.status()
 
 
 @access("operator")
@@ -253,20 +260,29 @@ async def reject(request: web.Request) -> web.Response:
 
 
 async def _decide(request: web.Request, *, approve: bool) -> web.Response:
+    try:
+        rem = await decide(request, approve=approve)
+    except StateConflict as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+    return web.json_response({"remediation": rem.to_dict()})
+
+
+async def decide(request: web.Request, *, approve: bool) -> Remediation:
+    """Approve or reject the pending remediation ``{id}`` as the request's actor.
+
+    :class:`StateConflict` when it is not pending (any more).
+    """
     service = request.app[SERVICE]
     rem_id = _bounded_int(request.match_info["id"], 1, 2**62)
     if rem_id is None:
         raise PayloadError("id", "expected a remediation id")
-    try:
-        rem = await service.store.decide_approval(rem_id, approve, request[ACTOR])
-    except StateConflict as exc:
-        return web.json_response({"error": str(exc)}, status=409)
+    rem = await service.store.decide_approval(rem_id, approve, request[ACTOR])
     if approve:
         service.running_executor.submit([rem])
     else:
         service.metrics.remediations.labels(rem.rule, "skipped").inc()
         service.metrics.skipped.labels(rem.rule, "rejected").inc()
-    return web.json_response({"remediation": rem.to_dict()})
+    return rem
 
 
 @access("viewer")

@@ -16,6 +16,7 @@ from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
 
 from receiver import api, webhooks
+from receiver import web as web_page
 from receiver.allowlist import compile_allow
 from receiver.auth import Authenticator
 from receiver.clock import Clock, SystemClock
@@ -24,7 +25,7 @@ from receiver.executor import Executor, ExecutorSettings, RetryPolicy
 from receiver.guards import GlobalLimits
 from receiver.ingest.sns_signature import CertificateCache, http_fetcher
 from receiver.metrics import Metrics
-from receiver.middleware import authenticate, request_context
+from receiver.middleware import authenticate, request_context, same_origin
 from receiver.planner import Planner
 from receiver.ruleset import load_ruleset, reload_rules
 from receiver.scheduler import Scheduler
@@ -188,7 +189,7 @@ def build_app(service: Service) -> web.Application:
     """The HTTP application around a service."""
     app = web.Application(
         client_max_size=service.config.max_body_bytes,
-        middlewares=[request_context, authenticate],
+        middlewares=[request_context, same_origin, authenticate],
     )
     app[SERVICE] = service
     app.cleanup_ctx.append(_lifetime)
@@ -209,4 +210,10 @@ def build_app(service: Service) -> web.Application:
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics)
+    app.router.add_get("/", web_page.page)
+    app.router.add_get("/ui/style.css", web_page.stylesheet)
+    app.router.add_post("/ui/pause", web_page.pause)
+    app.router.add_post("/ui/resume", web_page.resume)
+    app.router.add_post("/ui/remediations/{id}/approve", web_page.approve)
+    app.router.add_post("/ui/remediations/{id}/reject", web_page.reject)
     return app

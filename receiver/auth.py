@@ -15,16 +15,24 @@ from typing import Literal
 
 from aiohttp import web
 
-Access = Literal["public", "webhook", "viewer", "operator"]
+Access = Literal["public", "webhook", "viewer", "operator", "page", "page-operator"]
+"""Who may call a handler. ``page`` and ``page-operator`` are the web page's
+viewer and operator: a browser may sign in with basic auth (any user name,
+an API token as the password), and is asked to."""
 ROLES = ("viewer", "operator")
+BASIC_CHALLENGE = 'Basic realm="remedy", charset="UTF-8"'  # browsers then ask for a token
 
 
 class AuthError(Exception):
-    """Missing or wrong credentials (401) or a role too weak (403)."""
+    """Missing or wrong credentials (401) or a role too weak (403).
 
-    def __init__(self, status: int, message: str) -> None:
+    ``challenge`` is the ``WWW-Authenticate`` a 401 carries.
+    """
+
+    def __init__(self, status: int, message: str, challenge: str = 'Bearer realm="remedy"') -> None:
         super().__init__(message)
         self.status = status
+        self.challenge = challenge
 
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)
@@ -65,7 +73,23 @@ class Authenticator:
         header = request.headers.get("Authorization", "")
         if access == "webhook":
             return self._webhook(header)
+        if access in ("page", "page-operator"):
+            return self._page(header, "operator" if access == "page-operator" else "viewer")
         return self._api(header, access)
+
+    def _page(self, header: str, role: Access) -> str:
+        """An API token as a bearer token, or as the password of basic auth (from a browser)."""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                _, password = _basic(value)
+            except AuthError as exc:
+                raise AuthError(401, str(exc), BASIC_CHALLENGE) from None
+            header = f"Bearer {password}"
+        try:
+            return self._api(header, role)
+        except AuthError as exc:
+            raise AuthError(exc.status, str(exc), BASIC_CHALLENGE) from None
 
     def _webhook(self, header: str) -> str:
         scheme, _, value = header.partition(" ")

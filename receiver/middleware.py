@@ -75,7 +75,7 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
     except AuthError as exc:
         response = error_body(exc.status, str(exc))
         if exc.status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="remedy"'
+            response.headers["WWW-Authenticate"] = exc.challenge
         return response
     except StoreUnavailable as exc:
         log.error("store.unavailable", error=str(exc))
@@ -103,6 +103,28 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
             "http.internal_error", path=request.path, error_type=type(exc).__name__, exc_info=True
         )
         return error_body(500, "internal error; the request id names it in the logs")
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a state-changing request a browser sends from another site.
+
+    A browser says where a cross-site form or fetch comes from (``Origin``,
+    ``Sec-Fetch-Site``); Alertmanager, SNS and curl send neither. Without
+    this, any page an operator visits could post to a remedy on their
+    machine that runs without auth.
+    """
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        origin = request.headers.get("Origin")
+        site = request.headers.get("Sec-Fetch-Site")
+        foreign = origin is not None and (origin == "null" or _netloc(origin) != request.host)
+        if foreign or site == "cross-site":
+            return error_body(403, "cross-origin request refused", origin=origin)
+    return await handler(request)
+
+
+def _netloc(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0]
 
 
 @web.middleware
