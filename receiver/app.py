@@ -27,12 +27,12 @@ from receiver.ingest.sns_signature import CertificateCache, http_fetcher
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context, same_origin
 from receiver.planner import Planner
-from receiver.ruleset import load_ruleset, reload_rules
+from receiver.ruleset import load_ruleset, registry_for, reload_rules
 from receiver.scheduler import Scheduler
 from receiver.service import SERVICE, Service
 from receiver.store.base import Store
 from receiver.store.sqlite import SQLiteStore
-from remediations import Registry, builtin_registry
+from remediations import Registry
 from remediations.aws.session import AwsSession
 from rules import RuleLoadError
 from rules.index import RuleSet
@@ -49,7 +49,7 @@ def build_service(
     store: Store | None = None,
 ) -> Service:
     """Load rules and assemble the service; raises ``RuleLoadError`` before anything starts."""
-    registry = registry or builtin_registry()
+    registry = registry or registry_for(config)
     clock = clock or SystemClock()
     metrics = Metrics()
     ruleset = rules if rules is not None else load_ruleset(config.rules, registry)

@@ -38,7 +38,7 @@ from receiver.remote import (
     verify_remote,
 )
 from receiver.replay import read_stream, replay
-from receiver.ruleset import load_ruleset
+from receiver.ruleset import load_ruleset, registry_for
 from receiver.store.base import AuditQuery, StoreCorrupt, StoreUnavailable
 from receiver.store.sqlite import SQLiteStore
 from rules import RuleLoadError
@@ -229,7 +229,7 @@ def _check(args: argparse.Namespace) -> int:
 
     config = _config(args.config)
     sources = tuple(args.rules) or config.rules
-    ruleset = load_ruleset(sources)
+    ruleset = load_ruleset(sources, registry_for(config))
     print(f"OK: {len(ruleset)} rules, version {ruleset.version}")
     return 0
 
@@ -247,7 +247,7 @@ def _test(args: argparse.Namespace) -> int:
 
 async def _describe(text: str, config: Config) -> dict[str, Any]:
     """Ask the guards against the configured store, or an empty one when there is none yet."""
-    ruleset = load_ruleset(config.rules)
+    ruleset = load_ruleset(config.rules, registry_for(config))
     with tempfile.TemporaryDirectory(prefix="remedy-test-") as tmp:
         if config.sqlite_path.exists():
             store = SQLiteStore(config.sqlite_path, readonly=True)

@@ -78,6 +78,7 @@ class Config:
     docker_url: str | None = None  # None: backends.docker not configured, docker.* fail
     kubernetes: KubernetesConfig | None = None  # None: kubernetes.* fail
     aws: AwsConfig | None = None  # None: aws.* fail
+    command_enabled: bool = False  # False: a rule with command.run does not load
     sns: SnsConfig = dataclasses.field(default_factory=SnsConfig)
     max_body_bytes: int = DEFAULT_MAX_BODY
     shutdown_grace: float = 25.0

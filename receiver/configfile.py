@@ -61,7 +61,7 @@ _BACKEND_KEYS = {
     "docker": ("url", "allow"),
     "kubernetes": ("kubeconfig", "context", "in_cluster", "namespaces"),
     "aws": ("region", "endpoint_url", *_AWS_ALLOW),
-    "command": ("enabled",),
+    "command": ("enabled", "allow"),
 }
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -73,6 +73,7 @@ class _Backends:
     docker_url: str | None = None
     kubernetes: KubernetesConfig | None = None
     aws: AwsConfig | None = None
+    command_enabled: bool = False
 
 
 class ConfigError(Exception):
@@ -146,6 +147,7 @@ class _ConfigReader(NodeReader):
             docker_url=backends.docker_url,
             kubernetes=backends.kubernetes,
             aws=backends.aws,
+            command_enabled=backends.command_enabled,
             sns=self.optional(fields, "sns", "", self.sns, SnsConfig()),
             shutdown_grace=self.optional(fields, "shutdown_grace", "", self.duration, 25.0),
             **guards,
@@ -231,14 +233,16 @@ class _ConfigReader(NodeReader):
                 found.kubernetes = self.kubernetes(backend, backend_path, found.allow)
             if name == "aws":
                 found.aws = self.aws(backend, backend_path, value, found.allow)
-            if name == "command" and self.optional(
-                backend, "enabled", backend_path, self.boolean, False
-            ):
-                self.problem(
-                    backend["enabled"][0],
-                    join_path(backend_path, "enabled"),
-                    "command.run is not available in this version of remedy",
+            if name == "command":
+                found.command_enabled = self.optional(
+                    backend, "enabled", backend_path, self.boolean, False
                 )
+                if found.command_enabled and "allow" not in backend:
+                    self.problem(
+                        backend["enabled"][0],
+                        join_path(backend_path, "allow"),
+                        "is required with enabled: true (the programs command.run may run)",
+                    )
         return found
 
     def aws(

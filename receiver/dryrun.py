@@ -16,9 +16,10 @@ from receiver.ingest.alertmanager import parse_webhook
 from receiver.ingest.cloudwatch import is_alarm, parse_alarm
 from receiver.metrics import Metrics
 from receiver.planner import Planner
+from receiver.ruleset import registry_for
 from receiver.store.base import Plan
 from receiver.store.sqlite import SQLiteStore
-from remediations import Registry, builtin_registry
+from remediations import Registry
 from rules.alert import Alert
 from rules.index import RuleSet
 
@@ -38,7 +39,7 @@ async def describe_alerts(
     except RecursionError:
         raise PayloadError("", "the alert file is nested too deeply") from None
     alerts = _alerts(payload, config)
-    registry = builtin_registry()
+    registry = registry_for(config)
     planner = Planner(ruleset, registry, Metrics(), dry_run=config.dry_run)
     limits = GlobalLimits(max_actions=config.max_actions)
     allow = compile_allow(config.allow)

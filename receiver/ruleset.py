@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import structlog
 
 from receiver.audit import AuditRecord
+from receiver.config import Config
 from receiver.service import Service
 from remediations import Registry, builtin_registry
 from rules import RuleLoadError
@@ -17,9 +18,17 @@ from rules.loader import load_rules
 log = structlog.get_logger("remedy.rules")
 
 
-def load_ruleset(sources: Sequence[str], registry: Registry | None = None) -> RuleSet:
-    """Load and validate rules against the actions of ``registry`` (default: the built-ins)."""
-    return load_rules(sources, registry or builtin_registry())
+def registry_for(config: Config) -> Registry:
+    """The built-in actions as ``config`` allows them: command.run only when enabled."""
+    registry = builtin_registry()
+    if not config.command_enabled:
+        registry.disable("command.run", "set backends.command.enabled: true (and its allow)")
+    return registry
+
+
+def load_ruleset(sources: Sequence[str], registry: Registry) -> RuleSet:
+    """Load and validate rules against the actions of ``registry``."""
+    return load_rules(sources, registry)
 
 
 async def reload_rules(service: Service, actor: str) -> RuleSet:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from remediations.aws.ecs_redeploy import EcsRedeploy
 from remediations.aws.lambda_concurrency import LambdaConcurrency
 from remediations.aws.sqs_redrive import SqsRedrive
+from remediations.command import CommandRun
 from remediations.docker.restart import DockerRestart
 from remediations.docker.start import DockerStart
 from remediations.docker.stop import DockerStop
@@ -30,4 +31,5 @@ def builtin_registry() -> Registry:
         SqsRedrive,
         LambdaConcurrency,
         EcsRedeploy,
+        CommandRun,
     )

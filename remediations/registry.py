@@ -15,6 +15,13 @@ class Registry:
 
     def __init__(self) -> None:
         self._actions: dict[str, Action] = {}
+        self._disabled: dict[str, str] = {}
+
+    def disable(self, name: str, why: str) -> Registry:
+        """Keep ``name`` known (for messages) but refuse every rule step that uses it."""
+        self.get(name)
+        self._disabled[name] = why
+        return self
 
     def register(self, cls: A) -> A:
         """Add an action class (usable as a decorator); its name must be new."""
@@ -39,6 +46,8 @@ class Registry:
 
     def check_params(self, action: str, params: object) -> list[tuple[str, str]]:
         """Problems with ``params`` for ``action`` as (field, message); empty when valid."""
+        if action in self._disabled:
+            return [("", f"{action} is off: {self._disabled[action]}")]
         if not isinstance(params, Mapping):
             return [("", "params must be a mapping")]
         try:

@@ -81,8 +81,23 @@ def test_check_accepts_the_shipped_defaults(tmp_path: Path) -> None:
             GOOD.replace("'http://{{ labels.instance }}/warm'", "'gopher://x/warm'"),
             "bad.yaml:7: rule warm: actions[0].params.url: expected an http:// or https:// URL",
         ),
+        (
+            GOOD.replace("action: http.request", "action: command.run").replace(
+                "url: 'http://{{ labels.instance }}/warm'", "argv: [/usr/bin/true]"
+            ),
+            "bad.yaml:7: rule warm: actions[0].params: command.run is off:"
+            " set backends.command.enabled: true",
+        ),
     ],
-    ids=["bad-yaml", "unknown-key", "bad-regex", "unknown-action", "unknown-param", "bad-url"],
+    ids=[
+        "bad-yaml",
+        "unknown-key",
+        "bad-regex",
+        "unknown-action",
+        "unknown-param",
+        "bad-url",
+        "command-off",
+    ],
 )
 def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expected: str) -> None:
     write(tmp_path / "bad.yaml", text)
@@ -117,7 +132,7 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
         ),
         (
             "backends:\n  command: {enabled: true}\n",
-            "remedy.yaml:2: backends.command.enabled: command.run is not available",
+            "remedy.yaml:2: backends.command.allow: is required with enabled: true",
         ),
         (
             "backends:\n  aws: {allow_queues: ['-dlq$']}\n",
