@@ -77,6 +77,22 @@ class Authenticator:
             return self._page(header, "operator" if access == "page-operator" else "viewer")
         return self._api(header, access)
 
+    def api_token(self, request: web.Request) -> Token | None:
+        """The API token a request carries (bearer, or a browser's basic auth), if any."""
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                _, value = _basic(value)
+            except AuthError:
+                return None
+        elif scheme.lower() != "bearer":
+            return None
+        found: Token | None = None
+        for token in self.api_tokens:
+            if _same(value.strip(), token.secret) and found is None:
+                found = token
+        return found
+
     def _page(self, header: str, role: Access) -> str:
         """An API token as a bearer token, or as the password of basic auth (from a browser)."""
         scheme, _, value = header.partition(" ")

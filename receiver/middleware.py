@@ -7,6 +7,7 @@ same shape.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import time
@@ -107,24 +108,46 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse a state-changing request a browser sends from another site.
+    """Refuse what a browser is made to send from another site.
 
-    A browser says where a cross-site form or fetch comes from (``Origin``,
-    ``Sec-Fetch-Site``); Alertmanager, SNS and curl send neither. Without
-    this, any page an operator visits could post to a remedy on their
-    machine that runs without auth.
+    A state-changing request is refused when the browser says it comes from
+    another site: ``Sec-Fetch-Site`` other than ``same-origin`` or ``none``
+    (a typed URL), or, from a browser too old to send that, an ``Origin``
+    other than the ``Host`` it was sent to. Alertmanager, SNS and curl send
+    neither. And without auth, remedy (which then listens on loopback only)
+    answers only requests addressed to a loopback name: a page whose own
+    name was rebound to 127.0.0.1 (DNS rebinding) gets nothing.
     """
+    service = request.app[SERVICE]
+    if not service.auth.enabled and not _loopback(request.host):
+        return error_body(
+            403, "without auth, remedy answers only on a loopback address", host=request.host
+        )
     if request.method not in ("GET", "HEAD", "OPTIONS"):
-        origin = request.headers.get("Origin")
         site = request.headers.get("Sec-Fetch-Site")
-        foreign = origin is not None and (origin == "null" or _netloc(origin) != request.host)
-        if foreign or site == "cross-site":
+        origin = request.headers.get("Origin")
+        if site is not None:
+            foreign = site not in ("same-origin", "none")
+        else:
+            foreign = origin is not None and (origin == "null" or _netloc(origin) != request.host)
+        if foreign:
             return error_body(403, "cross-origin request refused", origin=origin)
     return await handler(request)
 
 
 def _netloc(url: str) -> str:
     return url.split("://", 1)[-1].split("/", 1)[0]
+
+
+def _loopback(host: str) -> bool:
+    """Whether a ``Host`` header names this machine: localhost, 127.0.0.0/8 or [::1]."""
+    name = host.split("]", 1)[0].lstrip("[") if host.startswith("[") else host.rsplit(":", 1)[0]
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @web.middleware

@@ -39,7 +39,8 @@ HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer browsers send `Origin: null`
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 NOTICES = {  # what a form post did, shown once on the page it returns to
@@ -52,9 +53,23 @@ NOTICES = {  # what a form post did, shown once on the page it returns to
 _KEY = os.urandom(32)  # signs the forms' tokens; a restart only means reloading the page
 
 
-def form_token(actor: str) -> str:
-    """The token a form must carry back: bound to the signed-in credential's name."""
-    return hmac.new(_KEY, f"remedy-form:{actor}".encode(), hashlib.sha256).hexdigest()
+def form_token(request: web.Request) -> str:
+    """The token a form must carry back, bound to the credential the page was opened with.
+
+    Keyed with that API token's own secret, so every replica and every restart
+    computes the same one; without auth (one process on loopback) with a key
+    of this process.
+    """
+    token = request.app[SERVICE].auth.api_token(request)
+    key = token.secret.encode() if token is not None else _KEY
+    return hmac.new(key, f"remedy-form:{request[ACTOR]}".encode(), hashlib.sha256).hexdigest()
+
+
+def may_operate(request: web.Request) -> bool:
+    """Whether the page's reader may press its buttons (auth off, or an operator token)."""
+    auth = request.app[SERVICE].auth
+    token = auth.api_token(request)
+    return not auth.enabled or (token is not None and token.role == "operator")
 
 
 @access("public")
@@ -80,7 +95,7 @@ async def page(request: web.Request) -> web.Response:
     events = [e.to_dict() for e in await service.store.audit(query)]
     older = None
     if len(events) == PAGE_SIZE:
-        older = "/?" + urlencode({**filters, "cursor": api.encode_cursor(events[-1]["id"])})
+        older = "?" + urlencode({**filters, "cursor": api.encode_cursor(events[-1]["id"])})
     pending = await service.store.remediations(["pending_approval"])
     body = _document(
         [
@@ -105,7 +120,7 @@ async def pause(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     reason = form.get("reason", "").strip() or None
     await api.set_paused(request.app[SERVICE], True, request[ACTOR], reason, None)
-    return _back("paused")
+    return _back(request, "paused")
 
 
 @access("page-operator")
@@ -114,7 +129,7 @@ async def resume(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     breaker = form.get("breaker") or None
     await api.set_paused(request.app[SERVICE], False, request[ACTOR], None, breaker)
-    return _back("resumed")
+    return _back(request, "resumed")
 
 
 @access("page-operator")
@@ -135,23 +150,28 @@ async def _decide(request: web.Request, *, approve: bool) -> web.StreamResponse:
     try:
         await api.decide(request, approve=approve)
     except StateConflict:
-        return _back("conflict", rem_id)
-    return _back("approved" if approve else "rejected", rem_id)
+        return _back(request, "conflict", rem_id)
+    return _back(request, "approved" if approve else "rejected", rem_id)
 
 
 async def _form(request: web.Request) -> Mapping[str, str]:
     """The posted form, once its token proves it came from this page for this credential."""
     form = await request.post()
     given = form.get("token")
-    if not isinstance(given, str) or not hmac.compare_digest(given, form_token(request[ACTOR])):
+    if not isinstance(given, str) or not hmac.compare_digest(given, form_token(request)):
         raise web.HTTPForbidden(reason="the form's token is missing or stale: reload the page")
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _back(notice: str, rem_id: str | None = None) -> web.StreamResponse:
-    """See other: the page again, saying what was done (post/redirect/get)."""
+def _back(request: web.Request, notice: str, rem_id: str | None = None) -> web.StreamResponse:
+    """See other: the page again, saying what was done (post/redirect/get).
+
+    The Location is relative, so the page works behind a proxy that mounts
+    it under a path of its own.
+    """
     query = {"notice": notice, **({"id": rem_id} if rem_id else {})}
-    return web.Response(status=303, headers={"Location": "/?" + urlencode(query)})
+    up = "../" * (request.path.count("/") - 1)
+    return web.Response(status=303, headers={"Location": f"{up or './'}?{urlencode(query)}"})
 
 
 # -- rendering ---------------------------------------------------------------------
@@ -165,15 +185,15 @@ def _document(sections: Iterable[str]) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        "<title>remedy</title><link rel=stylesheet href='/ui/style.css'></head>"
-        "<body><header><h1>remedy</h1><a href='/'>refresh</a></header>\n"
+        "<title>remedy</title><link rel=stylesheet href='ui/style.css'></head>"
+        "<body><header><h1>remedy</h1><a href='.'>refresh</a></header>\n"
         + "\n".join(s for s in sections if s)
         + "\n</body></html>\n"
     )
 
 
 def _form_html(request: web.Request, action: str, button: str, fields: str = "") -> str:
-    token = form_token(request[ACTOR])
+    token = form_token(request)
     return (
         f"<form method=post action='{_e(action)}'>{fields}"
         f"<input type=hidden name=token value='{token}'>"
@@ -193,24 +213,23 @@ def _status(service: Service, state: Status, request: web.Request) -> str:
         f"<li>storage {_e(service.store.backend)}</li>",
     ]
     counts = ", ".join(f"{_e(k)} {v}" for k, v in sorted(state.states.items()))
-    breakers = "".join(
-        f"<li class=alarm>breaker {_e(scope)} open: {_e(why)}"
-        + _form_html(
-            request, "/ui/resume", "close", f"<input type=hidden name=breaker value='{_e(scope)}'>"
-        )
-        + "</li>"
-        for scope, why in sorted(state.breakers.items())
-    )
-    controls = (
-        _form_html(request, "/ui/resume", "Resume")
-        if state.paused or state.breakers
-        else _form_html(
+    operator = may_operate(request)
+    breakers = ""
+    for scope, why in sorted(state.breakers.items()):
+        field = f"<input type=hidden name=breaker value='{_e(scope)}'>"
+        close = _form_html(request, "ui/resume", "close", field) if operator else ""
+        breakers += f"<li class=alarm>breaker {_e(scope)} open: {_e(why)}{close}</li>"
+    if not operator:
+        controls = "<p>Sign in with an operator token to pause, resume or decide.</p>"
+    elif state.paused or state.breakers:
+        controls = _form_html(request, "ui/resume", "Resume")
+    else:
+        controls = _form_html(
             request,
-            "/ui/pause",
+            "ui/pause",
             "Pause everything",
             "<input name=reason placeholder='reason (audited)' aria-label=reason>",
         )
-    )
     return (
         "<section id=status><h2>Status</h2>"
         f"<ul>{''.join(items)}{breakers}</ul>"
@@ -220,9 +239,10 @@ def _status(service: Service, state: Status, request: web.Request) -> str:
 
 def _notice(query: Mapping[str, str]) -> str:
     template = NOTICES.get(query.get("notice", ""))
-    if template is None:
-        return ""
-    return f"<p class=notice role=status>{_e(template.format(id=query.get('id', '?')))}</p>"
+    rem_id = query.get("id", "")
+    if template is None or ("{id}" in template and not (rem_id.isascii() and rem_id.isdigit())):
+        return ""  # only what a form of this page says, never text from a link
+    return f"<p class=notice role=status>{_e(template.format(id=rem_id))}</p>"
 
 
 def _pending(records: Sequence[Remediation], request: web.Request) -> str:
@@ -236,8 +256,10 @@ def _pending(records: Sequence[Remediation], request: web.Request) -> str:
             f"{_e(step.get('action'))} {_e(json.dumps(step.get('params'), sort_keys=True))}"
             for step in data["steps"]
         )
-        decide = _form_html(request, f"/ui/remediations/{rem.id}/approve", "Approve")
-        decide += _form_html(request, f"/ui/remediations/{rem.id}/reject", "Reject")
+        decide = ""
+        if may_operate(request):
+            decide = _form_html(request, f"ui/remediations/{rem.id}/approve", "Approve")
+            decide += _form_html(request, f"ui/remediations/{rem.id}/reject", "Reject")
         rows.append(
             [
                 _e(rem.id),
@@ -263,7 +285,7 @@ def _timeline(
         f"<label>{name} <input name={name} value='{_e(filters.get(name, ''))}'></label>"
         for name in FILTERS
     )
-    form = f"<form method=get action='/' class=filters>{inputs}<button>filter</button></form>"
+    form = f"<form method=get action='.' class=filters>{inputs}<button>filter</button></form>"
     error = f"<p class=alarm role=alert>{_e(problem)}</p>" if problem else ""
     rows = []
     for event in events:

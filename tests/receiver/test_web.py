@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import urlencode, urljoin
 
 from receiver.auth import Token
 from receiver.config import AuthConfig
@@ -14,6 +15,7 @@ from tests.support.recorder import Recorder
 AUTH = AuthConfig(
     api_tokens=(
         Token("oncall", "op-secret", "operator"),
+        Token("backup", "backup-secret", "operator"),
         Token("dashboard", "view-secret", "viewer"),
     )
 )
@@ -53,12 +55,24 @@ async def open_page(server: RemedyClient, path: str = "/", **kwargs: Any) -> Pag
     return Page(await response.text())
 
 
-async def submit(server: RemedyClient, form: Form, **kwargs: Any) -> tuple[int, str]:
-    """Press the form's button, as a browser would (same origin); status and Location."""
+BROWSER = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}  # a same-origin form post
+
+
+async def submit(
+    server: RemedyClient, form: Form, headers: dict[str, str] | None = None, page: str = "/"
+) -> tuple[int, str]:
+    """Press the form's button as a browser does on ``page``: status, and where it leads.
+
+    A browser with ``Referrer-Policy: same-origin`` sends ``Origin: null`` on a
+    same-origin form post, and says where the request comes from.
+    """
+    action = urljoin(page, form.action)
     response = await server.client.post(
-        form.action, data=form.fields, allow_redirects=False, **kwargs
+        action, data=form.fields, allow_redirects=False, headers={**BROWSER, **(headers or {})}
     )
-    return response.status, response.headers.get("Location", await response.text())
+    if response.status == 303:
+        return 303, urljoin(action, response.headers["Location"])
+    return response.status, await response.text()
 
 
 async def pending_rollback(server: RemedyClient, **labels: str) -> None:
@@ -81,7 +95,7 @@ async def test_the_page_shows_status_approvals_and_the_timeline(
     assert alert == "HighErrorRate deployment=web"
     assert would_run.startswith("http.request") and recorder.url() in would_run
     assert buttons == "Approve Reject"
-    assert [f.button for f in page.forms if "/ui/remediations/1/" in f.action] == [
+    assert [f.button for f in page.forms if "ui/remediations/1/" in f.action] == [
         "Approve",
         "Reject",
     ]
@@ -98,7 +112,7 @@ async def test_approving_on_the_page_runs_the_remediation(
     server = await remedy(rules(recorder.url()), dry_run=False)
     await pending_rollback(server)
     page = await open_page(server)
-    status, location = await submit(server, page.form("/ui/remediations/1/approve"))
+    status, location = await submit(server, page.form("ui/remediations/1/approve"))
     assert (status, location) == (303, "/?notice=approved&id=1")
     await server.settle()
     assert [r.json() for r in recorder.received] == [{"deployment": "web"}]
@@ -109,7 +123,7 @@ async def test_approving_on_the_page_runs_the_remediation(
     assert [row[2] for row in after.rows("timeline")][:3] == ["succeeded", "started", "approved"]
 
     # the same button again: it is no longer waiting
-    status, location = await submit(server, page.form("/ui/remediations/1/reject"))
+    status, location = await submit(server, page.form("ui/remediations/1/reject"))
     assert location == "/?notice=conflict&id=1"
     assert "no longer waiting" in (await open_page(server, location)).text
 
@@ -119,13 +133,17 @@ async def test_a_form_without_its_token_or_from_another_site_changes_nothing(
 ) -> None:
     server = await remedy(rules(recorder.url()), dry_run=False)
     await pending_rollback(server)
-    form = (await open_page(server)).form("/ui/remediations/1/approve")
+    form = (await open_page(server)).form("ui/remediations/1/approve")
     forged = Form(form.action, "post", {})
     status, body = await submit(server, forged)
     assert status == 403 and "token" in body
-    evil = {"Origin": "https://evil.example"}
-    assert (await submit(server, form, headers=evil))[0] == 403
     assert (await submit(server, form, headers={"Sec-Fetch-Site": "cross-site"}))[0] == 403
+    # a browser too old for Sec-Fetch-Site still names the page's origin
+    evil = {"Origin": "https://evil.example"}
+    response = await server.client.post(
+        "/ui/remediations/1/approve", data=form.fields, headers=evil, allow_redirects=False
+    )
+    assert response.status == 403
     # the JSON API too: a page elsewhere cannot pause a remedy that runs without auth
     response = await server.client.post("/api/v1/pause", headers=evil)
     assert response.status == 403
@@ -158,13 +176,18 @@ async def test_a_browser_signs_in_with_a_token_and_only_an_operator_may_pause(
     assert response.headers["WWW-Authenticate"].startswith("Basic ")  # the browser's prompt
     assert (await server.client.get("/", headers=basic("wrong"))).status == 401
 
+    operator = await open_page(server, headers=basic("op-secret"))
     viewer = await open_page(server, headers=basic("view-secret"))
-    status, _ = await submit(server, viewer.form("/ui/pause"), headers=basic("view-secret"))
+    assert [f for f in viewer.forms if f.method == "post"] == []  # nothing to press
+    assert "Sign in with an operator token" in viewer.text
+    # an operator's form, sent with a viewer's credential: still only a viewer
+    status, _ = await submit(server, operator.form("ui/pause"), headers=basic("view-secret"))
     assert status == 403
 
-    operator = await open_page(server, headers=basic("op-secret"))
-    pause = operator.form("/ui/pause")
+    pause = operator.form("ui/pause")
     pause.fields["reason"] = "incident 42"
+    # the form is bound to the credential it was rendered for, not to any operator
+    assert (await submit(server, pause, headers=basic("backup-secret")))[0] == 403
     status, location = await submit(server, pause, headers=basic("op-secret"))
     assert (status, location) == (303, "/?notice=paused")
     paused = await open_page(server, location, headers=basic("op-secret"))
@@ -172,15 +195,60 @@ async def test_a_browser_signs_in_with_a_token_and_only_an_operator_may_pause(
     (event,) = [row for row in paused.rows("timeline") if row[2] == "paused"]
     assert (event[7], event[8]) == ("incident 42", "oncall")  # reason, actor
 
-    # a viewer's form token is not an operator's
-    forged = Form("/ui/resume", "post", dict(viewer.form("/ui/pause").fields))
-    assert (await submit(server, forged, headers=basic("op-secret")))[0] == 403
-    status, _ = await submit(server, paused.form("/ui/resume"), headers=basic("op-secret"))
+    status, _ = await submit(server, paused.form("ui/resume"), headers=basic("op-secret"))
     assert status == 303
     _, state = await server.get_json(
         "/api/v1/status", headers={"Authorization": "Bearer op-secret"}
     )
     assert state["paused"] is False
+
+
+async def test_without_auth_only_a_loopback_name_is_answered(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    """A page whose own name was rebound to 127.0.0.1 (DNS rebinding) reads and changes nothing."""
+    server = await remedy(rules(recorder.url()), dry_run=False)
+    await pending_rollback(server)
+    form = (await open_page(server)).form("ui/remediations/1/approve")
+    rebound = {"Host": "evil.example:9095"}
+    assert (await server.client.get("/", headers=rebound)).status == 403
+    response = await server.client.post(
+        "/ui/remediations/1/approve", data=form.fields, headers={**BROWSER, **rebound}
+    )
+    assert response.status == 403
+    assert (await server.client.post("/api/v1/pause", headers=rebound)).status == 403
+    for host in ("localhost:9095", "127.0.0.1", "[::1]:9095"):
+        assert (await server.client.get("/healthz", headers={"Host": host})).status == 200
+    assert recorder.received == []
+
+
+async def test_a_link_cannot_put_words_on_the_page(remedy: StartRemedy, recorder: Recorder) -> None:
+    server = await remedy(rules(recorder.url()), dry_run=False)
+    spoof = "/?notice=approved&id=4711 by the CISO, call +1-555-0100 to undo"
+    assert "CISO" not in (await open_page(server, spoof)).text
+    hostile = "x' autofocus onfocus='alert(1)"
+    page = await open_page(server, "/?" + urlencode({"rule": hostile}))
+    (filters,) = [f for f in page.forms if f.method == "get"]
+    assert filters.fields["rule"] == hostile  # the value came back whole, as a value
+    assert "autofocus" not in page.tags
+
+
+async def test_an_open_breaker_is_shown_with_why_and_closed_from_the_page(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    server = await remedy(rules(recorder.url()), dry_run=False, max_actions=(1, 3600.0))
+    for instance in ("web-1:8080", "web-2:8080"):
+        warm = am_alert("LowCacheHitRate", labels={"instance": instance})
+        await server.post_alerts(am_payload(warm))
+        await server.settle()
+    page = await open_page(server)
+    (close,) = [f for f in page.forms if f.button == "close"]
+    assert f"breaker {close.fields['breaker']} open" in page.text
+    status, location = await submit(server, close)
+    assert (status, location) == (303, "/?notice=resumed")
+    _, state = await server.get_json("/api/v1/status")
+    assert state["breakers"] == {}
+    assert (await server.client.head("/")).status == 200
 
 
 async def test_the_timeline_filters_and_says_what_is_wrong_with_a_filter(
