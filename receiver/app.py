@@ -140,7 +140,13 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         kubernetes=kubernetes,
         aws=AwsSession(aws.region, aws.endpoint_url) if (aws := service.config.aws) else None,
     )
-    service.scheduler = Scheduler(service.store, service.executor, service.clock, service.metrics)
+    service.scheduler = Scheduler(
+        service.store,
+        service.executor,
+        service.clock,
+        service.metrics,
+        retention=service.config.retention,
+    )
     try:
         await service.executor.start()
         if timers:

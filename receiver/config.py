@@ -82,6 +82,7 @@ class Config:
     sns: SnsConfig = dataclasses.field(default_factory=SnsConfig)
     max_body_bytes: int = DEFAULT_MAX_BODY
     shutdown_grace: float = 25.0
+    retention: float | None = None  # seconds of audit log kept; None: all of it
     log_level: str = "info"
     file: str | None = None
 

@@ -39,6 +39,7 @@ _TOP_KEYS = (
     "backends",
     "shutdown_grace",
     "sns",
+    "retention",
 )
 _SNS_KEYS = (
     "verify_signature",
@@ -150,6 +151,7 @@ class _ConfigReader(NodeReader):
             command_enabled=backends.command_enabled,
             sns=self.optional(fields, "sns", "", self.sns, SnsConfig()),
             shutdown_grace=self.optional(fields, "shutdown_grace", "", self.duration, 25.0),
+            retention=self.optional(fields, "retention", "", self.retention, None),
             **guards,
             max_body_bytes=self.optional(
                 fields,
@@ -208,6 +210,13 @@ class _ConfigReader(NodeReader):
             out["retry_initial"] = self.optional(retry, "initial", retry_path, self.duration, 1.0)
             out["retry_max"] = self.optional(retry, "max", retry_path, self.duration, 30.0)
         return out
+
+    def retention(self, node: Node, path: str) -> float:
+        """How long audit events are kept: at least a day (``30m`` is a typo for ``30d``)."""
+        seconds = self.duration(node, path)
+        if seconds < 86400:
+            raise self.invalid(node, path, "must be at least 1d: the audit log is the record")
+        return seconds
 
     def window(self, node: Node, path: str) -> tuple[int, float]:
         fields = self.mapping(node, path, ("count", "per"), ("count", "per"))

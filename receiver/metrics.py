@@ -30,6 +30,11 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.audit_pruned = Counter(
+            "remedy_audit_pruned_events",
+            "Audit events dropped by retention (the checkpoint keeps the chain verifiable).",
+            registry=r,
+        )
         self.alerts_truncated = Counter(
             "remedy_alerts_truncated",
             "Alerts Alertmanager left out of a webhook (truncatedAlerts).",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -23,6 +23,7 @@ log = structlog.get_logger("remedy.scheduler")
 
 POLL_SECONDS = 0.5
 SWEEP_SECONDS = 5.0
+PRUNE_SECONDS = 3600.0
 
 
 class Scheduler:
@@ -37,6 +38,7 @@ class Scheduler:
         *,
         poll: float = POLL_SECONDS,
         sweep_every: float = SWEEP_SECONDS,
+        retention: float | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -44,6 +46,7 @@ class Scheduler:
         self.metrics = metrics
         self.poll = poll
         self.sweep_every = sweep_every
+        self.retention = retention
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -72,6 +75,17 @@ class Scheduler:
         """Hand the executor stored work it does not have (after a failed claim, say)."""
         self.executor.sweep(await self.store.pending())
 
+    async def prune(self) -> int:
+        """Drop audit events older than the retention (none without one); how many went."""
+        if self.retention is None:
+            return 0
+        before = self.clock.now() - timedelta(seconds=self.retention)
+        pruned = await self.store.prune(before)
+        if pruned:
+            self.metrics.audit_pruned.inc(pruned)
+            log.info("audit.pruned", events=pruned, before=before.isoformat())
+        return pruned
+
     async def gauges(self) -> None:
         """Keep the pause and breaker gauges true to the store, whoever changed it."""
         paused, breakers = await self.store.control()
@@ -80,6 +94,7 @@ class Scheduler:
 
     async def _run(self) -> None:
         last_sweep = time.monotonic()
+        last_prune: float | None = None  # at start, then hourly
         while True:
             try:
                 await self.tick()
@@ -87,6 +102,9 @@ class Scheduler:
                 if time.monotonic() - last_sweep >= self.sweep_every:
                     last_sweep = time.monotonic()
                     await self.sweep()
+                if last_prune is None or time.monotonic() - last_prune >= PRUNE_SECONDS:
+                    last_prune = time.monotonic()
+                    await self.prune()
             except Exception as exc:  # a storage hiccup: try again at the next poll
                 log.error("scheduler.tick_failed", error_type=type(exc).__name__)
             self._wake.clear()

@@ -22,7 +22,14 @@ from typing import Any, TypeVar
 
 import structlog
 
-from receiver.audit import AuditEvent, AuditRecord, StoredRow, VerifyResult, verify_chain
+from receiver.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    AuditRecord,
+    StoredRow,
+    VerifyResult,
+    verify_chain,
+)
 from receiver.clock import Clock, SystemClock, timestamp
 from receiver.guards import GLOBAL_BREAKER, Decision, GlobalLimits, GuardSpec, decide
 from receiver.store.base import (
@@ -137,6 +144,13 @@ CREATE TABLE IF NOT EXISTS audit_head (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     last_id INTEGER NOT NULL,
     last_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_checkpoint (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    last_id INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    pruned INTEGER NOT NULL,
+    at TEXT NOT NULL
 );
 """
 
@@ -323,6 +337,9 @@ class SQLiteStore:
             head = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from None
+        if last is None:
+            # Everything was pruned: the chain goes on from the checkpoint.
+            last = conn.execute("SELECT last_id, last_hash FROM audit_checkpoint").fetchone()
         if last:
             # The chain goes on from the newest stored event, so writes never collide
             # with it; a head that disagrees is tampering that verify reports.
@@ -1195,17 +1212,66 @@ class SQLiteStore:
         return await self._read(read)
 
     async def verify(self) -> VerifyResult:
-        """Check the whole chain from the first event to the recorded head."""
+        """Check the chain from the pruning checkpoint (or the first event) to the recorded head."""
 
         def read(conn: sqlite3.Connection) -> VerifyResult:
             conn.execute("BEGIN")
             try:
                 head_row = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
-                return verify_chain(_stored_rows(conn), tuple(head_row) if head_row else None)
+                checkpoint = _checkpoint(conn)
+                return verify_chain(
+                    _stored_rows(conn),
+                    tuple(head_row) if head_row else None,
+                    checkpoint or (0, GENESIS_HASH),
+                )
             finally:
                 conn.execute("COMMIT")
 
         return await self._read(read)
+
+    async def prune(self, before: datetime) -> int:
+        """Drop audit events older than ``before``; how many went.
+
+        Only a prefix of the chain goes, and the checkpoint keeps the last
+        dropped event's id and hash, so what remains still verifies from it
+        (and a deleted checkpoint, or an event cut from the new start, does
+        not). SNS delivery ids older than ``before`` go too: redeliveries
+        come within hours.
+        """
+        cutoff = timestamp(before)
+
+        def job(tx: _Tx) -> int:
+            row = tx.conn.execute(
+                "SELECT id, hash FROM audit WHERE id = (SELECT MAX(id) FROM audit WHERE ts < ?)",
+                (cutoff,),
+            ).fetchone()
+            tx.conn.execute("DELETE FROM deliveries WHERE received_at < ?", (cutoff,))
+            if row is None:
+                return 0
+            gone = tx.conn.execute("DELETE FROM audit WHERE id <= ?", (row[0],)).rowcount
+            tx.conn.execute(
+                "INSERT INTO audit_checkpoint (one, last_id, last_hash, pruned, at)"
+                " VALUES (1, ?, ?, ?, ?) ON CONFLICT (one) DO UPDATE SET"
+                " last_id = excluded.last_id, last_hash = excluded.last_hash,"
+                " pruned = pruned + excluded.pruned, at = excluded.at",
+                (row[0], row[1], gone, tx.now),
+            )
+            return int(gone)
+
+        return await self._write(job)
+
+
+def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """The last pruned event's (id, hash); none in a store that was never pruned.
+
+    A store written before pruning existed has no such table until ``serve``
+    opens it; a reader (``remedy audit verify``) may get there first.
+    """
+    try:
+        row = conn.execute("SELECT last_id, last_hash FROM audit_checkpoint").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return (int(row[0]), str(row[1])) if row else None
 
 
 def _stale(conn: sqlite3.Connection, alert: Alert) -> bool:

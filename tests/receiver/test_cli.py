@@ -112,6 +112,7 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
     [
         ("listen: 9095\n", "remedy.yaml:1: listen: expected a non-empty string, got 9095"),
         ("colour: blue\n", "remedy.yaml:1: unknown key 'colour'"),
+        ("retention: 30m\n", "remedy.yaml:1: retention: must be at least 1d"),
         (
             "auth:\n  webhook_tokens: [{value: x}]\n"
             "  api_tokens: [{env: REMEDY_NOPE, role: operator}]\n",

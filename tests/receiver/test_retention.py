@@ -1,0 +1,124 @@
+"""Audit retention: old events go, the chain that remains still verifies, tampering still shows."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from receiver.audit import AuditRecord
+from receiver.clock import SimulatedClock
+from receiver.store.base import AuditQuery
+from receiver.store.sqlite import SQLiteStore
+from tests.conftest import StartRemedy
+
+START = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
+
+
+async def write(store: SQLiteStore, clock: SimulatedClock, when: datetime, *reasons: str) -> None:
+    clock.set(when)
+    await store.record([AuditRecord("paused", reason=reason, actor="oncall") for reason in reasons])
+
+
+async def kept(store: SQLiteStore) -> list[tuple[int, str | None]]:
+    events = await store.audit(AuditQuery(limit=1000))
+    return [(e.id, e.record.reason) for e in reversed(events)]
+
+
+async def test_old_events_go_and_what_remains_verifies(db_path: Path) -> None:
+    clock = SimulatedClock(START)
+    store = SQLiteStore(db_path, clock)
+    await store.open()
+    try:
+        await write(store, clock, START, "a", "b", "c")
+        await write(store, clock, START + timedelta(days=40), "d", "e")
+        assert await store.prune(START + timedelta(days=30)) == 3
+        assert await kept(store) == [(4, "d"), (5, "e")]
+        result = await store.verify()
+        assert (result.ok, result.events) == (True, 2)
+        assert await store.prune(START + timedelta(days=30)) == 0  # nothing older left
+        await write(store, clock, START + timedelta(days=41), "f")
+    finally:
+        await store.close()
+    reopened = SQLiteStore(db_path, clock)
+    await reopened.open()
+    try:
+        await write(reopened, clock, START + timedelta(days=42), "g")
+        assert [event_id for event_id, _ in await kept(reopened)] == [4, 5, 6, 7]
+        assert (await reopened.verify()).ok
+    finally:
+        await reopened.close()
+
+
+async def test_a_store_pruned_empty_goes_on_from_the_checkpoint(db_path: Path) -> None:
+    clock = SimulatedClock(START)
+    store = SQLiteStore(db_path, clock)
+    await store.open()
+    await write(store, clock, START, "a", "b")
+    assert await store.prune(START + timedelta(days=1)) == 2
+    result = await store.verify()
+    assert (result.ok, result.events) == (True, 0)
+    await store.close()
+    store = SQLiteStore(db_path, clock)
+    await store.open()
+    try:
+        await write(store, clock, START + timedelta(days=2), "c")
+        assert await kept(store) == [(3, "c")]  # never id 1 again
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+
+
+async def test_tampering_after_pruning_is_still_found(db_path: Path) -> None:
+    clock = SimulatedClock(START)
+    store = SQLiteStore(db_path, clock)
+    await store.open()
+    try:
+        await write(store, clock, START, "a", "b")
+        await write(store, clock, START + timedelta(days=9), "c", "d", "e")
+        await store.prune(START + timedelta(days=5))
+        with sqlite3.connect(db_path) as db:
+            db.execute("DELETE FROM audit WHERE id = 3")  # cut the new start of the chain
+        result = await store.verify()
+        assert (result.ok, result.first_bad_id) == (False, 3)
+        assert "missing" in (result.reason or "")
+    finally:
+        await store.close()
+
+
+async def test_hiding_the_checkpoint_is_found(db_path: Path) -> None:
+    clock = SimulatedClock(START)
+    store = SQLiteStore(db_path, clock)
+    await store.open()
+    try:
+        await write(store, clock, START, "a")
+        await write(store, clock, START + timedelta(days=9), "b")
+        await store.prune(START + timedelta(days=5))
+        with sqlite3.connect(db_path) as db:
+            db.execute("UPDATE audit_checkpoint SET last_hash = ?", ("f" * 64,))
+        result = await store.verify()
+        assert (result.ok, result.first_bad_id) == (False, 2)
+        with sqlite3.connect(db_path) as db:
+            db.execute("DELETE FROM audit_checkpoint")  # as if nothing had been pruned
+        assert (await store.verify()).first_bad_id == 1
+    finally:
+        await store.close()
+
+
+async def test_the_service_prunes_what_is_past_its_retention(
+    remedy: StartRemedy, db_path: Path
+) -> None:
+    clock = SimulatedClock(datetime.now(UTC) - timedelta(days=100))
+    old = SQLiteStore(db_path, clock)
+    await old.open()
+    await write(old, clock, clock.now(), "long ago")
+    await old.close()
+
+    server = await remedy(retention=90 * 86400.0)
+    await server.service.running_scheduler.prune()  # it also runs at start and hourly
+    events = await server.events()
+    assert [e["reason"] for e in events] == []
+    _, verified = await server.get_json("/api/v1/audit/verify")
+    assert verified["ok"] is True
+    metrics = await (await server.client.get("/metrics")).text()
+    assert "remedy_audit_pruned_events_total 1.0" in metrics
