@@ -7,6 +7,7 @@ same shape.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import os
@@ -139,6 +140,7 @@ def _netloc(url: str) -> str:
     return url.split("://", 1)[-1].split("/", 1)[0]
 
 
+@functools.lru_cache(maxsize=64)
 def _loopback(host: str) -> bool:
     """Whether a ``Host`` header names this machine: localhost, 127.0.0.0/8 or [::1]."""
     name = host.split("]", 1)[0].lstrip("[") if host.startswith("[") else host.rsplit(":", 1)[0]
