@@ -83,7 +83,7 @@ async def page(request: web.Request) -> web.Response:
     """``GET /``: the page, with the audit timeline filtered by the query."""
     service = request.app[SERVICE]
     filters = {k: v for k, v in request.query.items() if k in FILTERS and v}
-    query_params = {**filters, "limit": str(PAGE_SIZE)}
+    query_params = {**filters, "limit": str(PAGE_SIZE + 1)}  # one more: are there older?
     if "cursor" in request.query:
         query_params["cursor"] = request.query["cursor"]
     problem = None
@@ -91,10 +91,11 @@ async def page(request: web.Request) -> web.Response:
         query = api.audit_query(query_params, service.clock.now())
     except PayloadError as exc:
         problem = f"{exc.field}: {exc.message}"
-        query = api.audit_query({"limit": str(PAGE_SIZE)}, service.clock.now())
+        query = api.audit_query({"limit": str(PAGE_SIZE + 1)}, service.clock.now())
     events = [e.to_dict() for e in await service.store.audit(query)]
     older = None
-    if len(events) == PAGE_SIZE:
+    if len(events) > PAGE_SIZE:
+        events = events[:PAGE_SIZE]
         older = "?" + urlencode({**filters, "cursor": api.encode_cursor(events[-1]["id"])})
     pending = await service.store.remediations(["pending_approval"])
     body = _document(

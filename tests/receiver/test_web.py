@@ -268,3 +268,25 @@ async def test_the_timeline_filters_and_says_what_is_wrong_with_a_filter(
     response = await server.client.get("/?since=last-tuesday")
     assert response.status == 400
     assert "since: expected an RFC 3339 time or a duration" in Page(await response.text()).text
+
+
+async def test_older_events_are_a_link_away_and_only_when_there_are_some(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    server = await remedy(rules(recorder.url()), dry_run=False)
+    for n in range(25):  # 4 events each: received, matched, started, succeeded = 100
+        warm = am_alert("LowCacheHitRate", labels={"instance": f"web-{n}:8080"})
+        await server.post_alerts(am_payload(warm))
+        await server.settle()
+    page = await open_page(server)
+    assert len(page.rows("timeline")) == 100
+    assert "older events" not in page.text  # exactly one page: no link to an empty one
+    await server.post_alerts(am_payload(am_alert("LowCacheHitRate", labels={"instance": "x:1"})))
+    await server.settle()
+    everything = await open_page(server)
+    first = [row[1] for row in everything.rows("timeline")]
+    assert len(first) == 100 and "older events" in everything.text
+    (link,) = [a for a in everything.links if "cursor=" in a]
+    rest = [row[1] for row in (await open_page(server, "/" + link)).rows("timeline")]
+    assert rest and not set(rest) & set(first)
+    assert int(first[-1]) > int(rest[0])

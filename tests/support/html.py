@@ -23,6 +23,7 @@ class Page(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.tags: list[str] = []
         self.forms: list[Form] = []
+        self.links: list[str] = []
         self.sections: dict[str, list[list[str]]] = {}
         self._text: list[str] = []
         self._section: str | None = None
@@ -60,6 +61,8 @@ class Page(HTMLParser):
             self.forms[-1].fields[attr.get("name", "")] = attr.get("value", "")
         elif tag == "button":
             self._in_button = True
+        elif tag == "a":
+            self.links.append(attr.get("href", ""))
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "td" and self._row is not None and self._cell is not None:
