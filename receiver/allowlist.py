@@ -50,9 +50,13 @@ def compile_allow(patterns: Mapping[str, Sequence[str]]) -> AllowLists:
 def denial(registry: Registry, allow: AllowLists, steps: Sequence[Mapping[str, Any]]) -> str | None:
     """Why a step falls outside its backend's allow-list, or ``None`` when all are inside.
 
-    A backend without an allow-list admits everything.
+    A backend without an allow-list admits everything. An action the config
+    turned off is refused too: work stored while it was on (a pending
+    approval, a queued step, an on_failure) never runs once it is off.
     """
     for step in steps:
+        if (off := registry.disabled(step["action"])) is not None:
+            return f"{step['action']} is off: {off}"
         key = step["action"] if step["action"] in allow else step["action"].split(".", 1)[0]
         patterns = patterns_for(allow, step["action"])
         if patterns is None:

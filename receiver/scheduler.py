@@ -103,8 +103,8 @@ class Scheduler:
                     last_sweep = time.monotonic()
                     await self.sweep()
                 if last_prune is None or time.monotonic() - last_prune >= PRUNE_SECONDS:
-                    last_prune = time.monotonic()
                     await self.prune()
+                    last_prune = time.monotonic()  # a failed prune is tried again soon
             except Exception as exc:  # a storage hiccup: try again at the next poll
                 log.error("scheduler.tick_failed", error_type=type(exc).__name__)
             self._wake.clear()

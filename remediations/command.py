@@ -8,10 +8,12 @@ For the runbook step no other action covers: a site's own script
 The program gets no shell (``argv`` is executed as it is: no globbing, no
 pipes, no ``$VARS``), no stdin, a minimal environment (``PATH``, ``LANG``,
 ``HOME``) instead of remedy's own (which may hold tokens), and its own
-process group, which is killed whole at the deadline. Exit status 0 is
-success; 75 (``EX_TEMPFAIL``) is a temporary failure the step's ``retries``
-may retry; anything else fails. The audit result keeps the exit status and
-the last 4 KiB of stdout and stderr each: a program must not print secrets.
+process group, which is killed whole at the deadline (a program that
+daemonizes out of it escapes that). Exit status 0 is success; 75
+(``EX_TEMPFAIL``) is a temporary failure the step's ``retries`` may retry;
+anything else fails. The audit result keeps the exit status and the last
+4 KiB of stdout and stderr each: a program must not print secrets. Put
+``--`` before templated arguments, so a label cannot become an option.
 
 Params:
     argv: the program and its arguments, a list of strings; the program by absolute path
@@ -33,9 +35,10 @@ import contextlib
 import dataclasses
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from remediations.base import (
     ActionContext,
@@ -73,8 +76,12 @@ class CommandRun:
         for index, arg in enumerate(argv):
             if not isinstance(arg, str) or "\0" in arg:
                 raise ParamError(f"argv[{index}]", f"expected a string, got {arg!r}")
-        if not argv[0].startswith("/"):
-            raise ParamError("argv[0]", f"expected the program by absolute path, got {argv[0]!r}")
+        if not argv[0].startswith("/") or argv[0] != os.path.normpath(argv[0]):
+            # normalized, so that the allow-list sees the program that runs:
+            # /usr/local/bin/../../bin/sh would pass '^/usr/local/bin/'
+            raise ParamError(
+                "argv[0]", f"expected the program by a plain absolute path, got {argv[0]!r}"
+            )
         return CommandParams(tuple(argv), fields.duration("timeout", "30s"))
 
     def subject(self, params: CommandParams) -> str:
@@ -82,45 +89,53 @@ class CommandRun:
         return params.argv[0]
 
     async def run(self, params: CommandParams, ctx: ActionContext) -> Mapping[str, Any]:
-        """Start the program, wait for it within the deadline, report how it ended."""
+        """Start the program, wait for it within the deadline, report how it ended.
+
+        Its output goes to unlinked temporary files, not pipes: waiting ends
+        when the program exits, even if something it started keeps the
+        output open, and only the tails are ever read into memory.
+        """
         program = params.argv[0]
         started = time.monotonic()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *params.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=ENVIRONMENT,
-                cwd="/",
-                start_new_session=True,  # its own process group: killed whole at the deadline
-            )
-        except OSError as exc:
-            raise PermanentError(f"{program}: cannot start it: {exc.strerror}") from None
-        try:
-            async with asyncio.timeout(params.timeout):
-                stdout, stderr = await process.communicate()
-        except TimeoutError:
-            _kill_group(process.pid)
-            await process.wait()
-            raise ActionTimeout(
-                f"{program}: still running after {params.timeout:g}s; its process group was killed"
-            ) from None
-        except asyncio.CancelledError:
-            _kill_group(process.pid)
-            raise
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *params.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=ENVIRONMENT,
+                    cwd="/",
+                    start_new_session=True,  # its own process group, killed whole at the deadline
+                )
+            except OSError as exc:
+                raise PermanentError(f"{program}: cannot start it: {exc.strerror}") from None
+            try:
+                async with asyncio.timeout(params.timeout):
+                    status = await process.wait()
+            except TimeoutError:
+                _kill_group(process.pid)
+                await process.wait()
+                raise ActionTimeout(
+                    f"{program}: still running after {params.timeout:g}s;"
+                    " its process group was killed"
+                ) from None
+            except asyncio.CancelledError:
+                _kill_group(process.pid)
+                raise
+            stdout, stderr = _tail(out), _tail(err)
         result = {
             "argv": list(params.argv),
-            "exit_status": process.returncode,
-            "stdout": _tail(stdout),
-            "stderr": _tail(stderr),
+            "exit_status": status,
+            "stdout": stdout,
+            "stderr": stderr,
             "duration_ms": round((time.monotonic() - started) * 1000),
         }
-        if process.returncode == 0:
+        if status == 0:
             return result
-        why = _tail(stderr).strip().splitlines()[-1:] or ["no output on stderr"]
-        message = f"{program} exited with status {process.returncode}: {why[0]}"
-        if process.returncode == EX_TEMPFAIL:
+        why = stderr.strip().splitlines()[-1:] or ["no output on stderr"]
+        message = f"{program} exited with status {status}: {why[0]}"
+        if status == EX_TEMPFAIL:
             raise TemporaryError(message)
         raise PermanentError(message)
 
@@ -130,5 +145,8 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def _tail(output: bytes) -> str:
-    return output[-OUTPUT_CAP:].decode("utf-8", errors="replace")
+def _tail(output: IO[bytes]) -> str:
+    """The last :data:`OUTPUT_CAP` bytes written to ``output``."""
+    size = output.seek(0, os.SEEK_END)
+    output.seek(max(0, size - OUTPUT_CAP))
+    return output.read(OUTPUT_CAP).decode("utf-8", errors="replace")

@@ -44,6 +44,10 @@ class Registry:
         """Every registered action name, sorted."""
         return sorted(self._actions)
 
+    def disabled(self, name: str) -> str | None:
+        """Why ``name`` is off (see :meth:`disable`), or ``None`` when it may run."""
+        return self._disabled.get(name)
+
     def check_params(self, action: str, params: object) -> list[tuple[str, str]]:
         """Problems with ``params`` for ``action`` as (field, message); empty when valid."""
         if action in self._disabled:

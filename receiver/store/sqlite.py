@@ -154,6 +154,7 @@ CREATE TABLE IF NOT EXISTS audit_checkpoint (
 );
 """
 
+PRUNE_CHUNK = 5000  # audit events deleted per write transaction
 FOLLOWUP_PENDING = 1
 FOLLOWUP_RUNNING = 2
 
@@ -333,19 +334,20 @@ class SQLiteStore:
         try:
             conn = self._connect()
             conn.executescript(SCHEMA)
-            last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            newest = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
             head = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
+            checkpoint = conn.execute("SELECT last_id, last_hash FROM audit_checkpoint").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from None
-        if last is None:
-            # Everything was pruned: the chain goes on from the checkpoint.
-            last = conn.execute("SELECT last_id, last_hash FROM audit_checkpoint").fetchone()
-        if last:
-            # The chain goes on from the newest stored event, so writes never collide
-            # with it; a head that disagrees is tampering that verify reports.
-            self._writer.chain.reset((last[0], last[1]))
-            if head is None or tuple(head) != tuple(last):
-                log.error("audit.head_mismatch", last_id=last[0], head_id=head[0] if head else None)
+        # The chain goes on from the furthest of: the newest event, the pruning
+        # checkpoint (when everything was pruned) and the recorded head (when the
+        # newest events were deleted: their ids are never reused, so verify goes
+        # on reporting them missing).
+        ends = [(int(end[0]), str(end[1])) for end in (newest, checkpoint, head) if end]
+        if ends:
+            self._writer.chain.reset(max(ends))
+        if newest is not None and (head is None or tuple(head) != tuple(newest)):
+            log.error("audit.head_mismatch", last_id=newest[0], head_id=head[0] if head else None)
         self._writer.start(conn)
 
     async def close(self) -> None:
@@ -1232,20 +1234,32 @@ class SQLiteStore:
     async def prune(self, before: datetime) -> int:
         """Drop audit events older than ``before``; how many went.
 
-        Only a prefix of the chain goes, and the checkpoint keeps the last
+        Only a prefix of the chain goes: everything before the first event
+        stamped at or after ``before`` (one stamped too early further on, by
+        a clock stepped back, keeps the rest). A checkpoint keeps the last
         dropped event's id and hash, so what remains still verifies from it
         (and a deleted checkpoint, or an event cut from the new start, does
-        not). SNS delivery ids older than ``before`` go too: redeliveries
-        come within hours.
+        not). Deletes go in chunks, so ingest never waits behind one big
+        transaction. SNS delivery ids older than ``before`` go too:
+        redeliveries come within hours.
         """
         cutoff = timestamp(before)
 
         def job(tx: _Tx) -> int:
-            row = tx.conn.execute(
-                "SELECT id, hash FROM audit WHERE id = (SELECT MAX(id) FROM audit WHERE ts < ?)",
-                (cutoff,),
-            ).fetchone()
             tx.conn.execute("DELETE FROM deliveries WHERE received_at < ?", (cutoff,))
+            first_kept = tx.conn.execute(
+                "SELECT MIN(id) FROM audit WHERE ts >= ?", (cutoff,)
+            ).fetchone()[0]
+            bound = first_kept if first_kept is not None else 2**62
+            row = (
+                tx.conn.execute(
+                    "SELECT id, hash FROM audit WHERE id < ? ORDER BY id LIMIT 1 OFFSET ?",
+                    (bound, PRUNE_CHUNK - 1),
+                ).fetchone()
+                or tx.conn.execute(
+                    "SELECT id, hash FROM audit WHERE id < ? ORDER BY id DESC LIMIT 1", (bound,)
+                ).fetchone()
+            )
             if row is None:
                 return 0
             gone = tx.conn.execute("DELETE FROM audit WHERE id <= ?", (row[0],)).rowcount
@@ -1258,7 +1272,12 @@ class SQLiteStore:
             )
             return int(gone)
 
-        return await self._write(job)
+        total = 0
+        while gone := await self._write(job):
+            total += gone
+            if gone < PRUNE_CHUNK:
+                break
+        return total
 
 
 def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:

@@ -56,3 +56,27 @@ async def test_without_enabled_a_rule_that_runs_commands_does_not_load(
     rules.write_text(RULES)
     with pytest.raises(RuleLoadError, match=r"command\.run is off"):
         await remedy(rules=(str(rules),), dry_run=False, allow=ALLOW)
+
+
+async def test_stored_work_does_not_run_once_the_config_turns_commands_off(
+    remedy: StartRemedy, tmp_path: Path
+) -> None:
+    """An approval decided after a restart with ``enabled: false`` runs nothing."""
+    marker = tmp_path / "touched"
+    held = RULES.replace(
+        "  - name: sneaky", "  - name: sneaky\n    guards: {require_approval: true}"
+    )
+    allow_sh = {"command": ("^/bin/sh$",)}
+    first = await remedy(held, dry_run=False, command_enabled=True, allow=allow_sh)
+    alert = am_alert("Sneaky", labels={"site": "shop", "marker": str(marker)})
+    await first.post_alerts(am_payload(alert))
+    await first.settle()
+    await first.client.close()  # restart: the same store, commands now off
+
+    second = await remedy(rules=(), dry_run=False, allow=allow_sh)
+    response = await second.client.post("/api/v1/remediations/1/approve")
+    assert response.status == 200
+    await second.settle()
+    (denied,) = await second.events(outcome="denied")
+    assert denied["error"].startswith("command.run is off")
+    assert not marker.exists()

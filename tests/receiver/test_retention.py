@@ -50,6 +50,46 @@ async def test_old_events_go_and_what_remains_verifies(db_path: Path) -> None:
         await reopened.close()
 
 
+async def test_an_event_stamped_too_early_does_not_take_newer_ones_with_it(
+    db_path: Path,
+) -> None:
+    """A clock stepped back once must not make pruning eat events inside the retention."""
+    clock = SimulatedClock(START)
+    store = SQLiteStore(db_path, clock)
+    await store.open()
+    try:
+        await write(store, clock, START, "old")
+        await write(store, clock, START + timedelta(days=10), "recent")
+        late = SimulatedClock(START)  # a second writer's clock, days behind
+        store.clock = late
+        await write(store, late, START + timedelta(days=1), "stamped early")
+        store.clock = clock
+        assert await store.prune(START + timedelta(days=5)) == 1
+        assert [reason for _, reason in await kept(store)] == ["recent", "stamped early"]
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+
+
+async def test_a_cut_tail_stays_missing_across_a_restart(db_path: Path) -> None:
+    clock = SimulatedClock(START)
+    store = SQLiteStore(db_path, clock)
+    await store.open()
+    await write(store, clock, START, "a", "b", "c")
+    await store.close()
+    with sqlite3.connect(db_path) as db:
+        db.execute("DELETE FROM audit WHERE id >= 2")  # hide the last two
+    store = SQLiteStore(db_path, clock)
+    await store.open()
+    try:
+        await write(store, clock, START + timedelta(hours=1), "d")
+        assert [event_id for event_id, _ in await kept(store)] == [1, 4]  # 2 and 3 not reused
+        result = await store.verify()
+        assert (result.ok, result.first_bad_id) == (False, 2)
+    finally:
+        await store.close()
+
+
 async def test_a_store_pruned_empty_goes_on_from_the_checkpoint(db_path: Path) -> None:
     clock = SimulatedClock(START)
     store = SQLiteStore(db_path, clock)

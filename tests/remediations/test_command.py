@@ -70,6 +70,14 @@ async def test_past_the_deadline_the_whole_process_group_is_killed(
             await asyncio.sleep(0.02)
 
 
+async def test_a_program_is_done_when_it_exits_whatever_it_left_running(
+    ctx: ActionContext,
+) -> None:
+    # The background sleep keeps stdout open for 3s more; the program itself is done.
+    result = await run(ctx, SH, "-c", "sleep 3 & echo started", deadline="2s")
+    assert (result["exit_status"], result["stdout"]) == (0, "started\n")
+
+
 async def test_only_the_tail_of_a_long_output_is_kept(ctx: ActionContext) -> None:
     result = await run(ctx, sys.executable, "-c", "print('x' * 100_000, end='END')")
     assert len(str(result["stdout"])) == 4096
@@ -82,6 +90,7 @@ async def test_only_the_tail_of_a_long_output_is_kept(ctx: ActionContext) -> Non
         ({"argv": "/bin/sh -c 'reboot'"}, "argv"),  # a string would need a shell
         ({"argv": []}, "argv"),
         ({"argv": ["flush-cdn"]}, "argv[0]"),  # PATH must not decide what runs
+        ({"argv": ["/usr/local/bin/../../bin/sh"]}, "argv[0]"),  # what an allow-list sees runs
         ({"argv": ["/bin/echo", 3]}, "argv[1]"),
         ({"argv": ["/bin/echo"], "shell": True}, "shell"),
         ({"argv": ["/bin/echo"], "timeout": "soon"}, "timeout"),
