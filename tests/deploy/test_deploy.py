@@ -427,7 +427,9 @@ def test_dockerfile() -> None:
     assert user.split(":")[0].isdigit(), "numeric, so runAsNonRoot can verify it"
     assert re.search(r"^EXPOSE 9095$", text, re.MULTILINE)
     assert re.search(r'^VOLUME \["/var/lib/remedy"\]$', text, re.MULTILINE)
-    assert re.search(r'^ENTRYPOINT \["remedy"\]$', text, re.MULTILINE)
+    # an init reaps orphaned grandchildren of command.run; remedy is not PID 1
+    assert re.search(r'^ENTRYPOINT \["/usr/bin/tini", "--", "remedy"\]$', text, re.MULTILINE)
+    assert "apt-get install -y --no-install-recommends tini" in text
     assert re.search(
         r'^CMD \["serve", "--config", "/etc/remedy/remedy.yaml"\]$', text, re.MULTILINE
     )
