@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,17 @@ async def write(store: SQLiteStore, clock: SimulatedClock, when: datetime, *reas
     await store.record([AuditRecord("paused", reason=reason, actor="oncall") for reason in reasons])
 
 
+@contextlib.asynccontextmanager
+async def opened(db_path: Path, clock: SimulatedClock) -> AsyncIterator[SQLiteStore]:
+    """The store at ``db_path``, open for the block (as one ``remedy serve`` run)."""
+    store = SQLiteStore(db_path, clock)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 async def kept(store: SQLiteStore) -> list[tuple[int, str | None]]:
     events = await store.audit(AuditQuery(limit=1000))
     return [(e.id, e.record.reason) for e in reversed(events)]
@@ -27,9 +40,7 @@ async def kept(store: SQLiteStore) -> list[tuple[int, str | None]]:
 
 async def test_old_events_go_and_what_remains_verifies(db_path: Path) -> None:
     clock = SimulatedClock(START)
-    store = SQLiteStore(db_path, clock)
-    await store.open()
-    try:
+    async with opened(db_path, clock) as store:
         await write(store, clock, START, "a", "b", "c")
         await write(store, clock, START + timedelta(days=40), "d", "e")
         assert await store.prune(START + timedelta(days=30)) == 3
@@ -38,16 +49,10 @@ async def test_old_events_go_and_what_remains_verifies(db_path: Path) -> None:
         assert (result.ok, result.events) == (True, 2)
         assert await store.prune(START + timedelta(days=30)) == 0  # nothing older left
         await write(store, clock, START + timedelta(days=41), "f")
-    finally:
-        await store.close()
-    reopened = SQLiteStore(db_path, clock)
-    await reopened.open()
-    try:
-        await write(reopened, clock, START + timedelta(days=42), "g")
-        assert [event_id for event_id, _ in await kept(reopened)] == [4, 5, 6, 7]
-        assert (await reopened.verify()).ok
-    finally:
-        await reopened.close()
+    async with opened(db_path, clock) as store:
+        await write(store, clock, START + timedelta(days=42), "g")
+        assert [event_id for event_id, _ in await kept(store)] == [4, 5, 6, 7]
+        assert (await store.verify()).ok
 
 
 async def test_an_event_stamped_too_early_does_not_take_newer_ones_with_it(
@@ -55,9 +60,7 @@ async def test_an_event_stamped_too_early_does_not_take_newer_ones_with_it(
 ) -> None:
     """A clock stepped back once must not make pruning eat events inside the retention."""
     clock = SimulatedClock(START)
-    store = SQLiteStore(db_path, clock)
-    await store.open()
-    try:
+    async with opened(db_path, clock) as store:
         await write(store, clock, START, "old")
         await write(store, clock, START + timedelta(days=10), "recent")
         late = SimulatedClock(START)  # a second writer's clock, days behind
@@ -67,53 +70,37 @@ async def test_an_event_stamped_too_early_does_not_take_newer_ones_with_it(
         assert await store.prune(START + timedelta(days=5)) == 1
         assert [reason for _, reason in await kept(store)] == ["recent", "stamped early"]
         assert (await store.verify()).ok
-    finally:
-        await store.close()
 
 
 async def test_a_cut_tail_stays_missing_across_a_restart(db_path: Path) -> None:
     clock = SimulatedClock(START)
-    store = SQLiteStore(db_path, clock)
-    await store.open()
-    await write(store, clock, START, "a", "b", "c")
-    await store.close()
+    async with opened(db_path, clock) as store:
+        await write(store, clock, START, "a", "b", "c")
     with sqlite3.connect(db_path) as db:
         db.execute("DELETE FROM audit WHERE id >= 2")  # hide the last two
-    store = SQLiteStore(db_path, clock)
-    await store.open()
-    try:
+    async with opened(db_path, clock) as store:
         await write(store, clock, START + timedelta(hours=1), "d")
         assert [event_id for event_id, _ in await kept(store)] == [1, 4]  # 2 and 3 not reused
         result = await store.verify()
         assert (result.ok, result.first_bad_id) == (False, 2)
-    finally:
-        await store.close()
 
 
 async def test_a_store_pruned_empty_goes_on_from_the_checkpoint(db_path: Path) -> None:
     clock = SimulatedClock(START)
-    store = SQLiteStore(db_path, clock)
-    await store.open()
-    await write(store, clock, START, "a", "b")
-    assert await store.prune(START + timedelta(days=1)) == 2
-    result = await store.verify()
-    assert (result.ok, result.events) == (True, 0)
-    await store.close()
-    store = SQLiteStore(db_path, clock)
-    await store.open()
-    try:
+    async with opened(db_path, clock) as store:
+        await write(store, clock, START, "a", "b")
+        assert await store.prune(START + timedelta(days=1)) == 2
+        result = await store.verify()
+        assert (result.ok, result.events) == (True, 0)
+    async with opened(db_path, clock) as store:
         await write(store, clock, START + timedelta(days=2), "c")
         assert await kept(store) == [(3, "c")]  # never id 1 again
         assert (await store.verify()).ok
-    finally:
-        await store.close()
 
 
 async def test_tampering_after_pruning_is_still_found(db_path: Path) -> None:
     clock = SimulatedClock(START)
-    store = SQLiteStore(db_path, clock)
-    await store.open()
-    try:
+    async with opened(db_path, clock) as store:
         await write(store, clock, START, "a", "b")
         await write(store, clock, START + timedelta(days=9), "c", "d", "e")
         await store.prune(START + timedelta(days=5))
@@ -122,15 +109,11 @@ async def test_tampering_after_pruning_is_still_found(db_path: Path) -> None:
         result = await store.verify()
         assert (result.ok, result.first_bad_id) == (False, 3)
         assert "missing" in (result.reason or "")
-    finally:
-        await store.close()
 
 
 async def test_hiding_the_checkpoint_is_found(db_path: Path) -> None:
     clock = SimulatedClock(START)
-    store = SQLiteStore(db_path, clock)
-    await store.open()
-    try:
+    async with opened(db_path, clock) as store:
         await write(store, clock, START, "a")
         await write(store, clock, START + timedelta(days=9), "b")
         await store.prune(START + timedelta(days=5))
@@ -141,18 +124,14 @@ async def test_hiding_the_checkpoint_is_found(db_path: Path) -> None:
         with sqlite3.connect(db_path) as db:
             db.execute("DELETE FROM audit_checkpoint")  # as if nothing had been pruned
         assert (await store.verify()).first_bad_id == 1
-    finally:
-        await store.close()
 
 
 async def test_the_service_prunes_what_is_past_its_retention(
     remedy: StartRemedy, db_path: Path
 ) -> None:
     clock = SimulatedClock(datetime.now(UTC) - timedelta(days=100))
-    old = SQLiteStore(db_path, clock)
-    await old.open()
-    await write(old, clock, clock.now(), "long ago")
-    await old.close()
+    async with opened(db_path, clock) as old:
+        await write(old, clock, clock.now(), "long ago")
 
     server = await remedy(retention=90 * 86400.0)
     await server.service.running_scheduler.prune()  # it also runs at start and hourly
