@@ -192,16 +192,19 @@ class VerifyResult:
     events: int
     first_bad_id: int | None = None
     reason: str | None = None
+    pruned: Mapping[str, Any] | None = None  # the retention checkpoint: through, events, at
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``GET /api/v1/audit/verify``."""
+        extra = {"pruned": dict(self.pruned)} if self.pruned else {}
         if self.ok:
-            return {"ok": True, "events": self.events}
+            return {"ok": True, "events": self.events, **extra}
         return {
             "ok": False,
             "events": self.events,
             "first_bad_id": self.first_bad_id,
             "reason": self.reason,
+            **extra,
         }
 
 

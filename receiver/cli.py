@@ -374,9 +374,14 @@ async def _audit_verify(args: argparse.Namespace) -> int:
             await store.close()
     if result["ok"]:
         print(f"OK {result['events']} events")
-        return 0
-    sys.stderr.write(f"FAIL at event {result['first_bad_id']}: {result.get('reason')}\n")
-    return 1
+    else:
+        sys.stderr.write(f"FAIL at event {result['first_bad_id']}: {result.get('reason')}\n")
+    if pruned := result.get("pruned"):
+        print(
+            f"{pruned['events']} older events were pruned by retention (through"
+            f" #{pruned['through']}, last at {pruned['at']}): the chain is checked from there"
+        )
+    return 0 if result["ok"] else 1
 
 
 async def _open_local(config_path: str | None) -> SQLiteStore:

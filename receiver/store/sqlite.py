@@ -1221,11 +1221,17 @@ class SQLiteStore:
             try:
                 head_row = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
                 checkpoint = _checkpoint(conn)
-                return verify_chain(
+                result = verify_chain(
                     _stored_rows(conn),
                     tuple(head_row) if head_row else None,
-                    checkpoint or (0, GENESIS_HASH),
+                    checkpoint[:2] if checkpoint else (0, GENESIS_HASH),
                 )
+                if checkpoint is None:
+                    return result
+                # Said with every answer: whoever can write the store could also
+                # rewrite the checkpoint, so a reader should see where it starts.
+                pruned = {"through": checkpoint[0], "events": checkpoint[2], "at": checkpoint[3]}
+                return dataclasses.replace(result, pruned=pruned)
             finally:
                 conn.execute("COMMIT")
 
@@ -1280,17 +1286,20 @@ class SQLiteStore:
         return total
 
 
-def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
-    """The last pruned event's (id, hash); none in a store that was never pruned.
+def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str, int, str] | None:
+    """The last pruned event's id and hash, how many were pruned, and when last.
 
-    A store written before pruning existed has no such table until ``serve``
-    opens it; a reader (``remedy audit verify``) may get there first.
+    ``None`` in a store that was never pruned. A store written before pruning
+    existed has no such table until ``serve`` opens it; a reader (``remedy
+    audit verify``) may get there first.
     """
     try:
-        row = conn.execute("SELECT last_id, last_hash FROM audit_checkpoint").fetchone()
-    except sqlite3.OperationalError:
+        row = conn.execute("SELECT last_id, last_hash, pruned, at FROM audit_checkpoint").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
         return None
-    return (int(row[0]), str(row[1])) if row else None
+    return (int(row[0]), str(row[1]), int(row[2]), str(row[3])) if row else None
 
 
 def _stale(conn: sqlite3.Connection, alert: Alert) -> bool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +50,12 @@ async def test_old_events_go_and_what_remains_verifies(db_path: Path) -> None:
         assert await kept(store) == [(4, "d"), (5, "e")]
         result = await store.verify()
         assert (result.ok, result.events) == (True, 2)
+        # every answer says where the checked chain starts, and why
+        assert result.to_dict()["pruned"] == {
+            "through": 3,
+            "events": 3,
+            "at": "2026-09-10T12:00:00.000Z",
+        }
         assert await store.prune(START + timedelta(days=30)) == 0  # nothing older left
         await write(store, clock, START + timedelta(days=41), "f")
     async with opened(db_path, clock) as store:
@@ -141,3 +150,30 @@ async def test_the_service_prunes_what_is_past_its_retention(
     assert verified["ok"] is True
     metrics = await (await server.client.get("/metrics")).text()
     assert "remedy_audit_pruned_events_total 1.0" in metrics
+
+
+def test_audit_verify_says_what_retention_pruned(db_path: Path, tmp_path: Path) -> None:
+    clock = SimulatedClock(START)
+
+    async def prepare() -> None:
+        async with opened(db_path, clock) as store:
+            await write(store, clock, START, "a", "b")
+            await write(store, clock, START + timedelta(days=3), "c")
+            await store.prune(START + timedelta(days=2))
+
+    asyncio.run(prepare())
+    config = tmp_path / "remedy.yaml"
+    config.write_text(f"storage: sqlite:///{db_path}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "receiver", "audit", "verify", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "OK 1 events",
+        "2 older events were pruned by retention (through #2, last at"
+        " 2026-08-04T12:00:00.000Z): the chain is checked from there",
+    ]
