@@ -27,7 +27,7 @@ from receiver.ingest.sns_signature import CertificateCache, http_fetcher
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context, same_origin
 from receiver.planner import Planner
-from receiver.ruleset import load_ruleset, registry_for, reload_rules
+from receiver.ruleset import load_ruleset, longest_window, registry_for, reload_rules
 from receiver.scheduler import Scheduler
 from receiver.service import SERVICE, Service
 from receiver.store.base import Store
@@ -146,6 +146,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         service.clock,
         service.metrics,
         retention=service.config.retention,
+        guard_window=lambda: longest_window(service.planner.rules, service.config),
     )
     try:
         await service.executor.start()

@@ -18,6 +18,17 @@ from rules.loader import load_rules
 log = structlog.get_logger("remedy.rules")
 
 
+def longest_window(ruleset: RuleSet, config: Config) -> float:
+    """The longest look back any guard takes over past executions, in seconds."""
+    windows = [config.max_actions[1]] if config.max_actions else []
+    for rule in ruleset:
+        guards = rule.guards
+        windows += [guards.rate_limit.per] if guards.rate_limit else []
+        windows += [guards.cooldown] if guards.cooldown else []
+        windows += [guards.blast_radius.per] if guards.blast_radius else []
+    return max(windows, default=0.0)
+
+
 def registry_for(config: Config) -> Registry:
     """The built-in actions as ``config`` allows them: command.run only when enabled."""
     registry = builtin_registry()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
@@ -39,6 +40,7 @@ class Scheduler:
         poll: float = POLL_SECONDS,
         sweep_every: float = SWEEP_SECONDS,
         retention: float | None = None,
+        guard_window: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -47,6 +49,7 @@ class Scheduler:
         self.poll = poll
         self.sweep_every = sweep_every
         self.retention = retention
+        self.guard_window = guard_window  # executions the guards still count are kept
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -76,14 +79,23 @@ class Scheduler:
         self.executor.sweep(await self.store.pending())
 
     async def prune(self) -> int:
-        """Drop audit events older than the retention (none without one); how many went."""
+        """Drop what is older than the retention (nothing without one); audit events gone.
+
+        The audit log first, then the alerts and remediations of occurrences
+        that ended before it, and executions no guard looks back to.
+        """
         if self.retention is None:
             return 0
-        before = self.clock.now() - timedelta(seconds=self.retention)
+        now = self.clock.now()
+        before = now - timedelta(seconds=self.retention)
         pruned = await self.store.prune(before)
         if pruned:
             self.metrics.audit_pruned.inc(pruned)
             log.info("audit.pruned", events=pruned, before=before.isoformat())
+        keep = timedelta(seconds=max(self.retention, self.guard_window()))
+        alerts = await self.store.prune_history(before, now - keep)
+        if alerts:
+            log.info("history.pruned", alerts=alerts, before=before.isoformat())
         return pruned
 
     async def gauges(self) -> None:

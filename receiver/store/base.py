@@ -255,3 +255,7 @@ class Store(Protocol):
     async def prune(self, before: datetime) -> int:
         """Drop audit events older than ``before``, keeping the chain verifiable."""
         ...
+
+    async def prune_history(self, before: datetime, executions_before: datetime) -> int:
+        """Drop resolved occurrences older than ``before``, executions before the other."""
+        ...

@@ -33,6 +33,7 @@ from receiver.audit import (
 from receiver.clock import Clock, SystemClock, timestamp
 from receiver.guards import GLOBAL_BREAKER, Decision, GlobalLimits, GuardSpec, decide
 from receiver.store.base import (
+    FINAL_STATES,
     PENDING_APPROVAL,
     QUEUED,
     RUNNING,
@@ -1283,6 +1284,48 @@ class SQLiteStore:
             total += gone
             if gone < PRUNE_CHUNK:
                 break
+        return total
+
+    async def prune_history(self, before: datetime, executions_before: datetime) -> int:
+        """Drop the alerts and remediations of occurrences that ended before ``before``.
+
+        An occurrence goes only once it has resolved and every record of it is
+        older than ``before``, and every remediation of it is final (no
+        on_failure pending): a firing alert keeps its row however old, since
+        its redeliveries must stay duplicates. Executions, which the guards
+        count, go before ``executions_before`` (the caller keeps the longest
+        window). How many alerts went.
+        """
+        cutoff, executions_cutoff = timestamp(before), timestamp(executions_before)
+        finals = ", ".join(f"'{state}'" for state in FINAL_STATES)
+
+        def job(tx: _Tx) -> int:
+            tx.conn.execute("DELETE FROM executions WHERE at < ?", (executions_cutoff,))
+            occurrences = [
+                row[0]
+                for row in tx.conn.execute(
+                    "SELECT occurrence FROM alerts a GROUP BY occurrence"
+                    " HAVING MAX(received_at) < ? AND SUM(status = 'resolved') > 0"
+                    " AND NOT EXISTS (SELECT 1 FROM remediations r"
+                    "  WHERE r.occurrence = a.occurrence AND (r.updated_at >= ?"
+                    f"  OR r.followup > 0 OR r.state NOT IN ({finals})))"
+                    " LIMIT ?",
+                    (cutoff, cutoff, PRUNE_CHUNK),
+                )
+            ]
+            tx.conn.executemany(
+                "DELETE FROM remediations WHERE occurrence = ?", [(o,) for o in occurrences]
+            )
+            gone = 0
+            for occurrence in occurrences:
+                gone += tx.conn.execute(
+                    "DELETE FROM alerts WHERE occurrence = ?", (occurrence,)
+                ).rowcount
+            return gone if occurrences else 0
+
+        total = 0
+        while gone := await self._write(job):
+            total += gone
         return total
 
 

@@ -15,7 +15,8 @@ from receiver.audit import AuditRecord
 from receiver.clock import SimulatedClock
 from receiver.store.base import AuditQuery
 from receiver.store.sqlite import SQLiteStore
-from tests.conftest import StartRemedy
+from tests.conftest import StartRemedy, am_alert, am_payload
+from tests.support.recorder import Recorder
 
 START = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
 
@@ -177,3 +178,51 @@ def test_audit_verify_says_what_retention_pruned(db_path: Path, tmp_path: Path) 
         "2 older events were pruned by retention (through #2, last at"
         " 2026-08-04T12:00:00.000Z): the chain is checked from there",
     ]
+
+
+HISTORY_RULE = """
+rules:
+  - name: fix
+    match: {{alertname: Broken}}
+    target: 'svc:{{{{ labels.svc }}}}'
+    guards: {{rate_limit: {{count: 5, per: 60d}}}}
+    actions:
+      - action: http.request
+        params: {{url: '{url}'}}
+"""
+
+
+def table_counts(db_path: Path) -> dict[str, int]:
+    with sqlite3.connect(db_path) as db:
+        return {
+            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("alerts", "remediations", "executions")
+        }
+
+
+async def test_ended_occurrences_go_and_what_the_guards_count_stays(
+    remedy: StartRemedy, recorder: Recorder, db_path: Path
+) -> None:
+    clock = SimulatedClock(START)
+    server = await remedy(
+        HISTORY_RULE.format(url=recorder.url()), clock=clock, dry_run=False, retention=30 * 86400.0
+    )
+    ended = am_alert("Broken", labels={"svc": "a"}, starts_at="2026-08-01T11:00:00Z")
+    still_firing = am_alert("Broken", labels={"svc": "b"}, starts_at="2026-08-01T11:00:00Z")
+    for alert in (ended, {**ended, "status": "resolved"}, still_firing):
+        await server.post_alerts(am_payload(alert))
+        await server.settle()
+    assert table_counts(db_path) == {"alerts": 3, "remediations": 2, "executions": 2}
+
+    clock.set(START + timedelta(days=45))
+    await server.service.running_scheduler.prune()
+    # a's occurrence ended: gone; b still fires: kept, and so its redelivery stays a duplicate;
+    # both executions stay, since the rate limit looks back 60 days
+    assert table_counts(db_path) == {"alerts": 1, "remediations": 1, "executions": 2}
+    _, body = await server.post_alerts(am_payload(still_firing))
+    assert body["duplicates"] == 1
+    assert len(recorder.received) == 2
+
+    clock.set(START + timedelta(days=70))
+    await server.service.running_scheduler.prune()
+    assert table_counts(db_path)["executions"] == 0
