@@ -92,8 +92,7 @@ class Scheduler:
         if pruned:
             self.metrics.audit_pruned.inc(pruned)
             log.info("audit.pruned", events=pruned, before=before.isoformat())
-        keep = timedelta(seconds=max(self.retention, self.guard_window()))
-        alerts = await self.store.prune_history(before, now - keep)
+        alerts = await self.store.prune_history(before, self.guard_window())
         if alerts:
             log.info("history.pruned", alerts=alerts, before=before.isoformat())
         return pruned

@@ -256,6 +256,6 @@ class Store(Protocol):
         """Drop audit events older than ``before``, keeping the chain verifiable."""
         ...
 
-    async def prune_history(self, before: datetime, executions_before: datetime) -> int:
-        """Drop resolved occurrences older than ``before``, executions before the other."""
+    async def prune_history(self, before: datetime, guard_window: float) -> int:
+        """Drop resolved occurrences older than ``before``, and executions no guard needs."""
         ...

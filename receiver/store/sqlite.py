@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import sqlite3
@@ -156,6 +157,8 @@ CREATE TABLE IF NOT EXISTS audit_checkpoint (
 """
 
 PRUNE_CHUNK = 5000  # audit events deleted per write transaction
+HISTORY_CHUNK = 1000  # alert occurrences examined per write transaction
+FINALS = ", ".join(f"'{state}'" for state in FINAL_STATES)  # for SQL: constants only
 FOLLOWUP_PENDING = 1
 FOLLOWUP_RUNNING = 2
 
@@ -1286,47 +1289,81 @@ class SQLiteStore:
                 break
         return total
 
-    async def prune_history(self, before: datetime, executions_before: datetime) -> int:
+    async def prune_history(self, before: datetime, guard_window: float) -> int:
         """Drop the alerts and remediations of occurrences that ended before ``before``.
 
         An occurrence goes only once it has resolved and every record of it is
-        older than ``before``, and every remediation of it is final (no
+        older than ``before`` and every remediation of it is final (no
         on_failure pending): a firing alert keeps its row however old, since
-        its redeliveries must stay duplicates. Executions, which the guards
-        count, go before ``executions_before`` (the caller keeps the longest
-        window). How many alerts went.
+        its redeliveries must stay duplicates. The newest row of each table
+        always stays, so no id is ever given out twice. Executions, which the
+        guards count, go only when older than both ``before`` and the longest
+        guard window ever configured (``guard_window`` now, or a longer one
+        remembered from before). Occurrences are examined a chunk at a time,
+        in order, so ingest never waits long. How many alerts went.
         """
-        cutoff, executions_cutoff = timestamp(before), timestamp(executions_before)
-        finals = ", ".join(f"'{state}'" for state in FINAL_STATES)
+        cutoff = timestamp(before)
 
-        def job(tx: _Tx) -> int:
-            tx.conn.execute("DELETE FROM executions WHERE at < ?", (executions_cutoff,))
-            occurrences = [
+        def executions(tx: _Tx) -> None:
+            remembered = tx.conn.execute(
+                "SELECT value FROM control WHERE key = 'guard_window'"
+            ).fetchone()
+            window = max(guard_window, float(remembered[0]) if remembered else 0.0)
+            tx.conn.execute(
+                "INSERT INTO control (key, value) VALUES ('guard_window', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(window),),
+            )
+            oldest = timestamp(min(before, tx.moment - timedelta(seconds=window)))
+            tx.conn.execute("DELETE FROM executions WHERE dry_run IN (0, 1) AND at < ?", (oldest,))
+
+        def occurrences(tx: _Tx, after: str) -> tuple[int, str | None]:
+            examined = [
                 row[0]
                 for row in tx.conn.execute(
-                    "SELECT occurrence FROM alerts a GROUP BY occurrence"
+                    "SELECT DISTINCT occurrence FROM alerts WHERE occurrence > ?"
+                    " ORDER BY occurrence LIMIT ?",
+                    (after, HISTORY_CHUNK),
+                )
+            ]
+            if not examined:
+                return 0, None
+            marks = ", ".join("?" * len(examined))
+            ended = [
+                row[0]
+                for row in tx.conn.execute(
+                    f"SELECT occurrence FROM alerts a WHERE occurrence IN ({marks})"
+                    " GROUP BY occurrence"
                     " HAVING MAX(received_at) < ? AND SUM(status = 'resolved') > 0"
                     " AND NOT EXISTS (SELECT 1 FROM remediations r"
                     "  WHERE r.occurrence = a.occurrence AND (r.updated_at >= ?"
-                    f"  OR r.followup > 0 OR r.state NOT IN ({finals})))"
-                    " LIMIT ?",
-                    (cutoff, cutoff, PRUNE_CHUNK),
+                    f"  OR r.followup > 0 OR r.state NOT IN ({FINALS})))",
+                    (*examined, cutoff, cutoff),
                 )
             ]
-            tx.conn.executemany(
-                "DELETE FROM remediations WHERE occurrence = ?", [(o,) for o in occurrences]
-            )
+            newest_rem = tx.conn.execute("SELECT MAX(id) FROM remediations").fetchone()[0] or 0
+            newest_alert = tx.conn.execute("SELECT MAX(id) FROM alerts").fetchone()[0] or 0
             gone = 0
-            for occurrence in occurrences:
+            for occurrence in ended:
+                tx.conn.execute(
+                    "DELETE FROM remediations WHERE occurrence = ? AND id < ?",
+                    (occurrence, newest_rem),
+                )
                 gone += tx.conn.execute(
-                    "DELETE FROM alerts WHERE occurrence = ?", (occurrence,)
+                    "DELETE FROM alerts WHERE occurrence = ? AND id < ?"
+                    " AND id NOT IN (SELECT alert_id FROM remediations WHERE occurrence = ?)",
+                    (occurrence, newest_alert, occurrence),
                 ).rowcount
-            return gone if occurrences else 0
+            return gone, examined[-1]
 
-        total = 0
-        while gone := await self._write(job):
+        await self._write(executions)
+        total, after = 0, ""
+        while True:
+            gone, last = await self._write(functools.partial(occurrences, after=after))
             total += gone
-        return total
+            if last is None:
+                return total
+            after = last
 
 
 def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str, int, str] | None:

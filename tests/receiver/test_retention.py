@@ -222,7 +222,31 @@ async def test_ended_occurrences_go_and_what_the_guards_count_stays(
     _, body = await server.post_alerts(am_payload(still_firing))
     assert body["duplicates"] == 1
     assert len(recorder.received) == 2
+    # the rule shortened (or removed) for a while: the 60-day window is remembered
+    await server.service.store.prune_history(clock.now() - timedelta(days=30), 0.0)
+    assert table_counts(db_path)["executions"] == 2
 
     clock.set(START + timedelta(days=70))
     await server.service.running_scheduler.prune()
     assert table_counts(db_path)["executions"] == 0
+
+
+async def test_no_remediation_id_is_ever_given_out_twice(
+    remedy: StartRemedy, recorder: Recorder, db_path: Path
+) -> None:
+    """An old approve link must never approve a newer remediation that got its id."""
+    clock = SimulatedClock(START)
+    server = await remedy(
+        HISTORY_RULE.format(url=recorder.url()), clock=clock, dry_run=False, retention=30 * 86400.0
+    )
+    only = am_alert("Broken", labels={"svc": "a"}, starts_at="2026-08-01T11:00:00Z")
+    for alert in (only, {**only, "status": "resolved"}):
+        await server.post_alerts(am_payload(alert))
+        await server.settle()
+    clock.set(START + timedelta(days=45))
+    await server.service.running_scheduler.prune()
+    later = am_alert("Broken", labels={"svc": "c"}, starts_at="2026-09-15T11:00:00Z")
+    await server.post_alerts(am_payload(later))
+    await server.settle()
+    _, body = await server.get_json("/api/v1/remediations")
+    assert [r["id"] for r in body["remediations"]][-1] == 2
