@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -143,6 +143,19 @@ async def serving(python: str, work: Path, config: str, db: str) -> AsyncIterato
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
+
+
+async def hook_server(
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+) -> tuple[web.AppRunner, str]:
+    """A local HTTP endpoint the benchmark's rules call; its runner and its URL."""
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/hook"
 
 
 def start(argv: list[str], cwd: Path) -> subprocess.Popen[bytes]:
@@ -267,13 +280,8 @@ async def main() -> None:
             arrivals[body["sent"]] = time.time()
             return web.json_response({})
 
-        recorder = web.Application()
-        recorder.router.add_post("/hook", record)
-        runner = web.AppRunner(recorder, access_log=None)
-        await runner.setup()
-        hook_port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", hook_port).start()
-        (work / "rules.yaml").write_text(RULES.format(url=f"http://127.0.0.1:{hook_port}/hook"))
+        runner, hook = await hook_server(record)
+        (work / "rules.yaml").write_text(RULES.format(url=hook))
         (work / "live.yaml").write_text(
             "dry_run: false\nrules: [rules.yaml]\nlog_level: warning\n"
             "guards: {max_concurrent: 32}\n"

@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import free_port, start, stop, wait_up  # a sibling script
+from ingest import free_port, hook_server, start, stop, wait_up  # a sibling script
 
 TARGETS = 500  # distinct instances the storm is about
 RULES = """
@@ -152,16 +152,11 @@ async def main() -> None:
         hooks += 1
         return web.json_response({})
 
-    recorder = web.Application()
-    recorder.router.add_post("/hook", record)
-    runner = web.AppRunner(recorder, access_log=None)
-    await runner.setup()
-    hook_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    runner, hook = await hook_server(record)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         db = work / "storm.db"
-        (work / "rules.yaml").write_text(RULES.format(url=f"http://127.0.0.1:{hook_port}/hook"))
+        (work / "rules.yaml").write_text(RULES.format(url=hook))
         (work / "storm.yaml").write_text(CONFIG.format(db=db))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
