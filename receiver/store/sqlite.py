@@ -615,8 +615,7 @@ class SQLiteStore:
             tx.audit(records)
             return IngestResult(stored, duplicates, queued, skipped, waiting, finished)
 
-        result = await self._write(job)
-        return result
+        return await self._write(job)
 
     def _on_resolved(
         self,
@@ -743,8 +742,7 @@ class SQLiteStore:
             )
             return Claim(RUNNING)
 
-        claim = await self._write(job)
-        return claim
+        return await self._write(job)
 
     async def finish(
         self,
@@ -776,8 +774,7 @@ class SQLiteStore:
             tx.audit([*records, *more])
             return final
 
-        final = await self._write(job)
-        return final
+        return await self._write(job)
 
     async def claim_followup(
         self,
@@ -961,8 +958,7 @@ class SQLiteStore:
             tx.audit(records)
             return Due(queued, followups, finished)
 
-        due = await self._write(job)
-        return due
+        return await self._write(job)
 
     async def preview(
         self,
@@ -1046,8 +1042,7 @@ class SQLiteStore:
             followups = _select(conn, "followup = ? ORDER BY id", (FOLLOWUP_PENDING,))
             return Due(queued, followups, finished)
 
-        due = await self._write(job)
-        return due
+        return await self._write(job)
 
     async def decide_approval(self, remediation_id: int, approve: bool, actor: str) -> Remediation:
         """An operator's decision on a ``pending_approval`` remediation."""
@@ -1077,8 +1072,7 @@ class SQLiteStore:
             tx.audit([AuditRecord("rejected", rem.alert, reason="rejected", **base)])
             return _with_state(rem, "skipped")
 
-        rem = await self._write(job)
-        return rem
+        return await self._write(job)
 
     async def set_paused(
         self, paused: bool, actor: str, reason: str | None = None, breaker: str | None = None

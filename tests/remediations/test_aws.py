@@ -400,26 +400,25 @@ class MoveTaskSqs:
         return {"Successful": [{"Id": e["Id"]} for e in body["Entries"]]}
 
 
-async def serve(fake: MoveTaskSqs) -> TestServer:
+async def redrive(fake: MoveTaskSqs, action: SqsRedrive) -> Mapping[str, Any]:
+    """Run ``action`` on ``orders-dlq`` against ``fake``, served on 127.0.0.1 for the call."""
     app = web.Application()
     app.router.add_post("/", fake.handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     fake.base = str(server.make_url("")).rstrip("/")
-    return server
+    try:
+        async with aiohttp.ClientSession() as session:
+            ctx = ActionContext(http=session, aws=AwsSession(REGION, fake.base))
+            return await action.run(action.parse({"queue": "orders-dlq"}), ctx)
+    finally:
+        await server.close()
 
 
 @pytest.mark.usefixtures("aws_credentials")
 async def test_redrive_uses_a_message_move_task_where_the_endpoint_has_one() -> None:
     fake = MoveTaskSqs(backlog=3)
-    server = await serve(fake)
-    try:
-        async with aiohttp.ClientSession() as session:
-            ctx = ActionContext(http=session, aws=AwsSession(REGION, fake.base))
-            action = SqsRedrive(poll_seconds=0.01)
-            result = await action.run(action.parse({"queue": "orders-dlq"}), ctx)
-    finally:
-        await server.close()
+    result = await redrive(fake, SqsRedrive(poll_seconds=0.01))
     assert result["method"] == "message_move_task"
     assert (result["moved"], result["task"], result["destination"]) == (3, "ours", "orders")
     (start,) = [body for op, body in fake.calls if op == "StartMessageMoveTask"]
@@ -434,14 +433,7 @@ async def test_only_messages_sqs_accepted_are_deleted_from_the_dlq() -> None:
         {"MessageId": f"m{n}", "ReceiptHandle": f"handle-{n}", "Body": body}
         for n, body in enumerate(["one", "refuse", "three"])
     ]
-    server = await serve(fake)
-    try:
-        async with aiohttp.ClientSession() as session:
-            ctx = ActionContext(http=session, aws=AwsSession(REGION, fake.base))
-            action = SqsRedrive(wait_seconds=0)
-            result = await action.run(action.parse({"queue": "orders-dlq"}), ctx)
-    finally:
-        await server.close()
+    result = await redrive(fake, SqsRedrive(wait_seconds=0))
     assert (result["moved"], result["failed"]) == (2, 1)
     assert result["errors"] == ["InvalidMessageContents: no"]
     ops = [op for op, _ in fake.calls]
@@ -455,14 +447,7 @@ async def test_only_messages_sqs_accepted_are_deleted_from_the_dlq() -> None:
 @pytest.mark.usefixtures("aws_credentials")
 async def test_a_backlog_past_max_messages_is_not_given_to_a_move_task() -> None:
     fake = MoveTaskSqs(backlog=500)
-    server = await serve(fake)
-    try:
-        async with aiohttp.ClientSession() as session:
-            ctx = ActionContext(http=session, aws=AwsSession(REGION, fake.base))
-            action = SqsRedrive(wait_seconds=0)
-            result = await action.run(action.parse({"queue": "orders-dlq"}), ctx)
-    finally:
-        await server.close()
+    result = await redrive(fake, SqsRedrive(wait_seconds=0))
     assert result["method"] == "receive_send_delete"
     assert "about 500 messages, more than max_messages (100)" in result["why_not_move_task"]
     assert "StartMessageMoveTask" not in [op for op, _ in fake.calls]
@@ -471,15 +456,8 @@ async def test_a_backlog_past_max_messages_is_not_given_to_a_move_task() -> None
 @pytest.mark.usefixtures("aws_credentials")
 async def test_a_move_task_already_running_is_a_temporary_error() -> None:
     fake = MoveTaskSqs(backlog=3, running=True)
-    server = await serve(fake)
-    try:
-        async with aiohttp.ClientSession() as session:
-            ctx = ActionContext(http=session, aws=AwsSession(REGION, fake.base))
-            action = SqsRedrive(poll_seconds=0.01)
-            with pytest.raises(TemporaryError, match=r"already running \(1 of 9 moved\)"):
-                await action.run(action.parse({"queue": "orders-dlq"}), ctx)
-    finally:
-        await server.close()
+    with pytest.raises(TemporaryError, match=r"already running \(1 of 9 moved\)"):
+        await redrive(fake, SqsRedrive(poll_seconds=0.01))
     assert "StartMessageMoveTask" not in [op for op, _ in fake.calls]
 
 
