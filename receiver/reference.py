@@ -151,8 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args(argv)
     registry = builtin_registry()
-    current = args.readme.read_text(encoding="utf-8")
-    fresh = generated(current, registry, load_rules([DEFAULT_RULES_DIR], registry))
+    try:
+        current = args.readme.read_text(encoding="utf-8")
+        fresh = generated(current, registry, load_rules([DEFAULT_RULES_DIR], registry))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"python -m receiver.reference: {exc}", file=sys.stderr)
+        return 1
     if args.check:
         if fresh != current:
             print(f"{args.readme}: the rule reference is stale; run python -m receiver.reference")

@@ -72,3 +72,18 @@ def test_a_docstring_out_of_layout_is_named(
     with pytest.raises(DocError, match=message):
         describe(probe)
     assert accepted_params(probe) == ("a", "b")
+
+
+def test_a_readme_without_the_generated_blocks_is_one_line_of_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# remedy\n", encoding="utf-8")
+    assert main(["--readme", str(readme)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "python -m receiver.reference: README.md: no generated block for actions, shipped-rules"
+    ]
+    assert main(["--readme", str(tmp_path / "missing.md")]) == 1
+    assert "missing.md" in capsys.readouterr().err
+    assert readme.read_text(encoding="utf-8") == "# remedy\n"  # untouched
