@@ -9,6 +9,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -201,6 +202,8 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "paused": state.paused,
+            "pause": state.pause.to_dict() if state.pause else None,
+            "held": state.held,
             "breakers": dict(state.breakers),
             "dry_run": service.config.dry_run,
             "queue_depth": executor.queue_depth,
@@ -241,8 +244,14 @@ async def _set_paused(request: web.Request, *, paused: bool) -> web.Response:
 async def set_paused(
     service: Service, paused: bool, actor: str, reason: str | None, breaker: str | None
 ) -> Status:
-    """Pause, or resume (every breaker, or only ``breaker``); audited with ``actor``."""
-    await service.store.set_paused(paused, actor, reason, breaker)
+    """Pause, or resume (every breaker, or only ``breaker``); audited with ``actor``.
+
+    Resuming hands the executor the work the pause held.
+    """
+    released = await service.store.set_paused(
+        paused, actor, reason, breaker, pause_hold=service.config.pause_hold
+    )
+    service.running_executor.handle(released)
     await service.running_scheduler.gauges()
     return await service.store.status()
 
@@ -264,7 +273,10 @@ async def _decide(request: web.Request, *, approve: bool) -> web.Response:
         rem = await decide(request, approve=approve)
     except StateConflict as exc:
         return web.json_response({"error": str(exc)}, status=409)
-    return web.json_response({"remediation": rem.to_dict()})
+    body: dict[str, Any] = {"remediation": rem.to_dict()}
+    if rem.held_since is not None:
+        body["message"] = "approved — runs when resumed (remedy is paused)"
+    return web.json_response(body)
 
 
 async def decide(request: web.Request, *, approve: bool) -> Remediation:
@@ -277,7 +289,7 @@ async def decide(request: web.Request, *, approve: bool) -> Remediation:
     if rem_id is None:
         raise PayloadError("id", "expected a remediation id")
     rem = await service.store.decide_approval(rem_id, approve, request[ACTOR])
-    if approve:
+    if approve and rem.held_since is None:
         service.running_executor.submit([rem])
     else:
         service.metrics.remediations.labels(rem.rule, "skipped").inc()

@@ -1,4 +1,4 @@
-"""The ``remedy`` command line: serve, check, test, audit.
+"""The ``remedy`` command line: serve, check, test, replay, audit, status, pause, resume.
 
 Every error a user can cause ends in one line on stderr and a non-zero exit;
 a traceback is a bug.
@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from receiver.remote import (
     follow_remote,
     post_control,
     read_remote,
+    read_status,
     verify_remote,
 )
 from receiver.replay import read_stream, replay
@@ -90,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
         control.add_argument("--token", help="operator API token (or REMEDY_TOKEN)")
         control.add_argument("--reason", help="recorded in the audit log")
 
+    status = commands.add_parser("status", help="a running server's state: pause, held work")
+    status.add_argument("--url", default=os.environ.get("REMEDY_URL", "http://127.0.0.1:9095"))
+    status.add_argument("--token", help="API token (or REMEDY_TOKEN)")
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
     audit = commands.add_parser("audit", help="read the audit log")
     _audit_source_args(audit)
     audit.add_argument("--since", help="RFC 3339 time or duration ago, e.g. 1h")
@@ -128,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command in ("pause", "resume"):
             return asyncio.run(_control(args))
+        if args.command == "status":
+            return asyncio.run(_status(args))
         if args.command == "audit":
             if args.audit_command == "verify":
                 return asyncio.run(_audit_verify(args))
@@ -314,6 +323,38 @@ async def _control(args: argparse.Namespace) -> int:
     result = await post_control(args.url, args.token, args.command, args.reason)
     print(f"{'paused' if result.get('paused') else 'resumed'} by {result.get('actor')}")
     return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    state = await read_status(args.url, args.token)
+    if args.output == "json":
+        print(json.dumps(state, indent=2, sort_keys=True))
+    else:
+        print(_render_status(state))
+    return 0
+
+
+def _render_status(state: dict[str, Any]) -> str:
+    """``remedy status`` as a small table: the pause first, then what waits."""
+    pause = state.get("pause")
+    if isinstance(pause, dict):
+        why = f": {pause.get('reason')}" if pause.get("reason") else ""
+        mode = f"PAUSED by {pause.get('actor')} since {pause.get('since')}{why}"
+    else:
+        mode = "PAUSED" if state.get("paused") else "running"
+    breakers = state.get("breakers") or {}
+    counts = state.get("remediations") or {}
+    rows = [
+        ("state", mode),
+        ("held", str(state.get("held", 0))),
+        ("mode", "dry-run" if state.get("dry_run") else "live"),
+        ("breakers", ", ".join(f"{k} ({v})" for k, v in breakers.items()) or "none open"),
+        ("queue", f"{state.get('queue_depth')} (oldest {state.get('oldest_queued_age_seconds')}s)"),
+        ("remediations", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"),
+        ("rules", f"{state.get('rules')} (version {state.get('rules_version')})"),
+        ("storage", str(state.get("storage"))),
+    ]
+    return "\n".join(f"{key:<13} {value}" for key, value in rows)
 
 
 # -- audit --------------------------------------------------------------------

@@ -12,6 +12,7 @@ from rules.loader import DEFAULT_RULES_DIR
 DEFAULT_LISTEN = ("127.0.0.1", 9095)
 DEFAULT_STORAGE = "sqlite:///./remedy.db"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_PAUSE_HOLD = 3600.0  # guards.pause_hold: held work older than this is dropped at resume
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class Config:
     max_actions: tuple[int, float] | None = None
     retry_initial: float = 1.0
     retry_max: float = 30.0
+    pause_hold: float = DEFAULT_PAUSE_HOLD
     allow: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     docker_url: str | None = None  # None: backends.docker not configured, docker.* fail
     kubernetes: KubernetesConfig | None = None  # None: kubernetes.* fail

@@ -18,6 +18,7 @@ from yaml.nodes import Node
 from receiver.auth import ROLES, Token
 from receiver.config import (
     DEFAULT_MAX_BODY,
+    DEFAULT_PAUSE_HOLD,
     AuthConfig,
     AwsConfig,
     Config,
@@ -50,7 +51,7 @@ _SNS_KEYS = (
     "subscribe_url_pattern",
 )
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
-_GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry")
+_GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry", "pause_hold")
 _BACKENDS = ("http", "docker", "kubernetes", "aws", "command")
 _AWS_ALLOW = {
     "allow_queues": "aws.sqs_redrive",
@@ -209,6 +210,9 @@ class _ConfigReader(NodeReader):
             retry = self.mapping(fields["retry"][1], retry_path, ("initial", "max"))
             out["retry_initial"] = self.optional(retry, "initial", retry_path, self.duration, 1.0)
             out["retry_max"] = self.optional(retry, "max", retry_path, self.duration, 30.0)
+        if "pause_hold" in fields:
+            hold = self.optional(fields, "pause_hold", path, self.duration, DEFAULT_PAUSE_HOLD)
+            out["pause_hold"] = hold
         return out
 
     def retention(self, node: Node, path: str) -> float:

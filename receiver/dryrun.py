@@ -105,6 +105,8 @@ async def _decision(
         limits=limits,
         dry_run=plan.dry_run,
     )
+    if decision.reason == "paused":
+        return "held (paused): remedy is paused; it goes through the guards again at resume"
     if not decision.allowed:
         return f"skipped ({decision.reason}): {decision.detail}"
     return "dry_run" if plan.dry_run else "would run"

@@ -250,6 +250,10 @@ class Executor:
         self._lock_waits.pop(rem.id, None)
         decision = claim.reason or ("dry_run" if claim.state == "dry_run" else "allowed")
         self.metrics.guard_decisions.labels(rem.rule, decision).inc()
+        if claim.held:
+            # Stored as held: a resume hands it back; until then no worker keeps it.
+            log.info("guard.held", remediation=rem.id, rule=rem.rule, target=rem.target)
+            return
         if claim.state != RUNNING:
             self._count_final(rem.rule, claim.state, claim.reason)
             for step in rem.steps if claim.state == "dry_run" else ():
@@ -305,11 +309,20 @@ class Executor:
         state = "succeeded"
         for index, step in enumerate(steps):
             if index > 0:
-                if await self.store.paused():
-                    error = f"remedy was paused before step {index + 1} ({step['action']})"
-                    return "failed", self._record("failed", rem, step, reason=reason, error=error)
+                before = f"step {index + 1} ({step['action']})"
                 started = self._record("started", rem, step, reason=reason)
-                await self._durably(functools.partial(self.store.record, [started]))
+                stop = await self._durably(
+                    functools.partial(self.store.begin_step, rem, started, before=before)
+                )
+                if stop.reason == "paused":
+                    error = f"remedy was paused before {before}"
+                    return "failed", self._record("failed", rem, step, reason=reason, error=error)
+                if not stop.allowed:
+                    # The alert resolved: what ran stands, nothing more starts.
+                    skipped = self._record(
+                        "skipped", rem, step, reason=stop.reason, error=stop.detail
+                    )
+                    return state, skipped
             attempt = await self._attempt(rem, step)
             record = self._record(
                 attempt.outcome,
@@ -329,6 +342,14 @@ class Executor:
                 return state, record
             await self._durably(functools.partial(self.store.record, [record]))
         raise AssertionError("a remediation has at least one step")  # the rule schema says so
+
+    async def _before_retry(self, rem: Remediation) -> None:
+        """Raise a permanent error when a pause or a resolve stops the next attempt."""
+        stop = await self.store.halted(rem, before="the retry")
+        if stop.reason == "paused":
+            raise PermanentError("remedy was paused before the retry")
+        if not stop.allowed:
+            raise PermanentError(f"not retried: {stop.detail}")
 
     async def _durably(self, call: Callable[[], Awaitable[T]]) -> T:
         """A store call, retried while storage is briefly unavailable (up to five minutes).
@@ -392,8 +413,8 @@ class Executor:
             ):
                 with attempt:
                     attempts += 1
-                    if attempts > 1 and await self.store.paused():
-                        raise PermanentError("remedy was paused before the retry")
+                    if attempts > 1:
+                        await self._before_retry(rem)
                     async with asyncio.timeout(float(step["timeout"])):
                         result = await action.run(params, ctx)
         except ActionTimeout as exc:

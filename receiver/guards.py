@@ -122,10 +122,8 @@ def decide(
     ``occurrence`` is the firing alert's occurrence, checked for a resolve;
     ``None`` for remediations that a resolved notification itself triggered.
     """
-    if occurrence is not None and facts.resolved(occurrence):
-        return Decision("cancelled", "the alert resolved before the remediation could run")
-    if facts.paused():
-        return Decision("paused", "remedy is paused")
+    if not (stop := halt(facts, occurrence=occurrence, before="the remediation could run")).allowed:
+        return stop
     if denied is not None:
         return Decision("denied", denied)
     scope = spec.blast_radius[0] if spec.blast_radius else None
@@ -165,6 +163,29 @@ def decide(
                 open_breaker=GLOBAL_BREAKER,
             )
     return ALLOW
+
+
+def halt(facts: GuardFacts, *, occurrence: str | None, before: str) -> Decision:
+    """Whether anything more may start for a remediation: a resolve or a pause stops it.
+
+    Asked before the first step (as part of :func:`decide`), before every
+    further step and retry, and before ``on_failure``; ``before`` names what
+    would have started, for the audit.
+    """
+    if occurrence is not None and facts.resolved(occurrence):
+        return Decision("cancelled", f"the alert resolved before {before}")
+    if facts.paused():
+        return Decision("paused", "remedy is paused")
+    return ALLOW
+
+
+def held_too_long(held_since: str, now: datetime, pause_hold: float) -> bool:
+    """Whether work held by a pause has waited past ``guards.pause_hold`` and is dropped.
+
+    Held work that is still fresh goes through every guard at resume, as if it
+    had just come due; older work describes a past that no longer holds.
+    """
+    return held_since < _ago(now, pause_hold)
 
 
 def _ago(now: datetime, seconds: float) -> str:

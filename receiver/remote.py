@@ -93,6 +93,15 @@ async def follow_remote(
                 emit(json.loads(line.removeprefix("data: ")))
 
 
+async def read_status(base: str, token: str | None) -> dict[str, Any]:
+    """The server's ``GET /api/v1/status``."""
+    url = base.rstrip("/") + "/api/v1/status"
+    result = await _get_json(url, token)
+    if not isinstance(result, dict) or "paused" not in result:
+        raise RemoteError(f"{_shown(url)} did not answer with a status: is it remedy?")
+    return result
+
+
 async def post_control(base: str, token: str | None, command: str, reason: str | None) -> Any:
     """``POST /api/v1/pause`` or ``/resume``; the server's answer."""
     url = base.rstrip("/") + f"/api/v1/{command}"

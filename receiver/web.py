@@ -44,9 +44,10 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 NOTICES = {  # what a form post did, shown once on the page it returns to
-    "paused": "Paused: nothing starts until you resume.",
-    "resumed": "Resumed: breakers closed, remediations start again.",
+    "paused": "Paused: nothing starts until you resume; new work is held.",
+    "resumed": "Resumed: breakers closed, held remediations go through the guards again.",
     "approved": "Approved remediation {id}: it runs now.",
+    "approved_held": "Approved remediation {id}: it runs when remedy is resumed.",
     "rejected": "Rejected remediation {id}.",
     "conflict": "Remediation {id} is no longer waiting for a decision.",
 }
@@ -149,10 +150,12 @@ async def _decide(request: web.Request, *, approve: bool) -> web.StreamResponse:
     await _form(request)
     rem_id = request.match_info["id"]
     try:
-        await api.decide(request, approve=approve)
+        rem = await api.decide(request, approve=approve)
     except StateConflict:
         return _back(request, "conflict", rem_id)
-    return _back(request, "approved" if approve else "rejected", rem_id)
+    if not approve:
+        return _back(request, "rejected", rem_id)
+    return _back(request, "approved_held" if rem.held_since else "approved", rem_id)
 
 
 async def _form(request: web.Request) -> Mapping[str, str]:
@@ -204,12 +207,16 @@ def _form_html(request: web.Request, action: str, button: str, fields: str = "")
 
 def _status(service: Service, state: Status, request: web.Request) -> str:
     mode = "PAUSED" if state.paused else "running"
+    if state.pause is not None:
+        why = f": {state.pause.reason}" if state.pause.reason else ""
+        mode = f"PAUSED by {state.pause.actor} since {state.pause.since}{why}"
     dry_run = "dry-run: records what it would do, touches nothing"
     rules = service.planner.rules
     items = [
-        f"<li class={'alarm' if state.paused else 'ok'}>{mode}</li>",
+        f"<li class={'alarm' if state.paused else 'ok'}>{_e(mode)}</li>",
         f"<li>{dry_run if service.config.dry_run else 'live'}</li>",
         f"<li>queue depth {service.running_executor.queue_depth}</li>",
+        f"<li>held by the pause {state.held}</li>",
         f"<li>rules {len(rules)} (version {_e(rules.version)})</li>",
         f"<li>storage {_e(service.store.backend)}</li>",
     ]

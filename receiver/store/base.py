@@ -10,12 +10,13 @@ and moves the remediation in one transaction, so guards cannot race.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from receiver.audit import AuditEvent, AuditRecord, VerifyResult, redact
-from receiver.guards import GlobalLimits, GuardSpec
+from receiver.guards import Decision, GlobalLimits, GuardSpec
 from rules.alert import Alert
 
 WAITING = "waiting"
@@ -94,6 +95,7 @@ class Remediation:
     guards: GuardSpec = dataclasses.field(default_factory=GuardSpec)
     due_at: str | None = None
     followup: bool = False
+    held_since: str | None = None  # queued while remedy was paused: waits for resume
 
     @property
     def on_resolved_alert(self) -> bool:
@@ -115,6 +117,7 @@ class Remediation:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "due_at": self.due_at,
+            "held_since": self.held_since,
             "guards": self.guards.to_json(),
         }
 
@@ -136,13 +139,15 @@ class Claim:
     """The outcome of a claim: ``running``, ``dry_run`` or ``skipped`` with its reason.
 
     ``retry`` is set when the target is locked and the rule allows waiting:
-    nothing was written, the caller tries again.
+    nothing was written, the caller tries again. ``held`` is set when remedy
+    is paused: the remediation stays queued until a resume releases it.
     """
 
     state: str
     reason: str | None = None
     detail: str | None = None
     retry: bool = False
+    held: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,6 +160,25 @@ class Due:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Pause:
+    """Who paused remedy, why, and since when."""
+
+    actor: str
+    since: str
+    reason: str | None
+
+    @classmethod
+    def from_json(cls, text: str) -> Pause:
+        """Read the stored pause record."""
+        data = json.loads(text)
+        return cls(str(data.get("actor") or "unknown"), str(data.get("at")), data.get("reason"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the API shows."""
+        return {"actor": self.actor, "since": self.since, "reason": self.reason}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Status:
     """What ``GET /api/v1/status`` reports from the store."""
 
@@ -162,6 +186,8 @@ class Status:
     breakers: Mapping[str, str]
     states: Mapping[str, int]
     oldest_queued: str | None
+    pause: Pause | None = None
+    held: int = 0  # queued remediations a pause holds
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -220,6 +246,12 @@ class Store(Protocol):
 
     async def followup_done(self, rem: Remediation, records: Sequence[AuditRecord]) -> None: ...
 
+    async def begin_step(
+        self, rem: Remediation, started: AuditRecord, *, before: str
+    ) -> Decision: ...
+
+    async def halted(self, rem: Remediation, *, before: str) -> Decision: ...
+
     async def paused(self) -> bool: ...
 
     async def control(self) -> tuple[bool, int]: ...
@@ -237,8 +269,14 @@ class Store(Protocol):
     ) -> Remediation: ...
 
     async def set_paused(
-        self, paused: bool, actor: str, reason: str | None = None, breaker: str | None = None
-    ) -> None: ...
+        self,
+        paused: bool,
+        actor: str,
+        reason: str | None = None,
+        breaker: str | None = None,
+        *,
+        pause_hold: float,
+    ) -> Due: ...
 
     async def status(self) -> Status: ...
 

@@ -32,7 +32,15 @@ from receiver.audit import (
     verify_chain,
 )
 from receiver.clock import Clock, SystemClock, timestamp
-from receiver.guards import GLOBAL_BREAKER, Decision, GlobalLimits, GuardSpec, decide
+from receiver.guards import (
+    GLOBAL_BREAKER,
+    Decision,
+    GlobalLimits,
+    GuardSpec,
+    decide,
+    halt,
+    held_too_long,
+)
 from receiver.store.base import (
     FINAL_STATES,
     PENDING_APPROVAL,
@@ -46,6 +54,7 @@ from receiver.store.base import (
     IncomingAlert,
     IngestResult,
     NotFound,
+    Pause,
     Remediation,
     StateConflict,
     Status,
@@ -88,6 +97,7 @@ CREATE TABLE IF NOT EXISTS remediations (
     updated_at TEXT NOT NULL,
     due_at TEXT,
     followup INTEGER NOT NULL DEFAULT 0,
+    held_since TEXT,
     UNIQUE (occurrence, rule)
 );
 CREATE INDEX IF NOT EXISTS remediations_state ON remediations (state, due_at);
@@ -164,7 +174,7 @@ FOLLOWUP_RUNNING = 2
 
 _REMEDIATION_COLUMNS = (
     "id, rule, target, state, reason, dry_run, plan, created_at, updated_at, occurrence,"
-    " due_at, followup"
+    " due_at, followup, held_since"
 )
 DRY_RUN_BREAKER_PREFIX = "dry-run/"
 
@@ -200,6 +210,7 @@ def _remediation(row: Sequence[Any]) -> Remediation:
         guards=GuardSpec.from_json(plan.get("guards")),
         due_at=row[10],
         followup=bool(row[11]),
+        held_since=row[12],
     )
 
 
@@ -260,6 +271,11 @@ class _Facts:
             (scope, int(dry_run), since),
         )
         return {row[0] for row in rows}
+
+
+def _watched(rem: Remediation) -> str | None:
+    """The occurrence whose resolve stops ``rem``; none for work a resolve itself started."""
+    return None if rem.on_resolved_alert else rem.occurrence
 
 
 def _resolved(conn: sqlite3.Connection, occurrence: str) -> bool:
@@ -338,6 +354,7 @@ class SQLiteStore:
         try:
             conn = self._connect()
             conn.executescript(SCHEMA)
+            _migrate(conn)
             newest = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
             head = conn.execute("SELECT last_id, last_hash FROM audit_head").fetchone()
             checkpoint = conn.execute("SELECT last_id, last_hash FROM audit_checkpoint").fetchone()
@@ -418,12 +435,13 @@ class SQLiteStore:
         due_at: str | None = None,
         followup: bool = False,
         expect: str | None = None,
+        held_since: str | None = None,
     ) -> None:
         sql = (
             "UPDATE remediations SET state = ?, reason = ?, updated_at = ?, due_at = ?,"
-            " followup = ? WHERE id = ?"
+            " followup = ?, held_since = ? WHERE id = ?"
         )
-        args: list[Any] = [state, reason, now, due_at, int(followup), rem_id]
+        args: list[Any] = [state, reason, now, due_at, int(followup), held_since, rem_id]
         if expect is not None:
             sql += " AND state = ?"
             args.append(expect)
@@ -667,7 +685,9 @@ class SQLiteStore:
 
         def job(tx: _Tx) -> Claim:
             conn, now, moment = tx.conn, tx.now, tx.moment
-            row = conn.execute("SELECT state FROM remediations WHERE id = ?", (rem.id,)).fetchone()
+            row = conn.execute(
+                "SELECT state, held_since FROM remediations WHERE id = ?", (rem.id,)
+            ).fetchone()
             if row is None or row[0] != QUEUED:
                 raise StateConflict(f"remediation {rem.id} is no longer queued")
             target = rem.target or ""
@@ -675,7 +695,7 @@ class SQLiteStore:
                 _Facts(conn, dry_run),
                 rule=rem.rule,
                 target=target,
-                occurrence=None if rem.on_resolved_alert else rem.occurrence,
+                occurrence=_watched(rem),
                 spec=rem.guards,
                 limits=limits,
                 now=moment,
@@ -685,6 +705,14 @@ class SQLiteStore:
             base: dict[str, Any] = {"rule": rem.rule, "target": rem.target, "remediation": rem.id}
             if decision.reason == "locked" and rem.guards.lock_wait and not give_up_waiting:
                 return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if decision.reason == "paused":
+                # Held, not dropped: it stays queued and goes through every guard at resume.
+                if row[1] is None:
+                    conn.execute(
+                        "UPDATE remediations SET held_since = ? WHERE id = ?", (now, rem.id)
+                    )
+                    tx.audit([_about("queued", rem, reason="held: remedy is paused")])
+                return Claim(QUEUED, "paused", decision.detail, held=True)
             if not decision.allowed:
                 if decision.open_breaker is not None:
                     prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
@@ -803,8 +831,8 @@ class SQLiteStore:
                     QUEUED, "locked", f"remediation {holder} holds {rem.target}", retry=True
                 )
             reason, detail = None, None
-            if facts.paused():
-                reason, detail = "paused", "remedy is paused"
+            if not (stop := halt(facts, occurrence=_watched(rem), before="it could run")).allowed:
+                reason, detail = stop.reason, stop.detail
             elif denied is not None:
                 reason, detail = "denied", denied
             elif facts.open_breakers([GLOBAL_BREAKER]):
@@ -887,6 +915,26 @@ class SQLiteStore:
             tx.audit(records)
 
         await self._write(job)
+
+    async def begin_step(self, rem: Remediation, started: AuditRecord, *, before: str) -> Decision:
+        """Record a further step's ``started``, unless a resolve or a pause now stops it.
+
+        One transaction, so a resolve or pause committed first is always seen.
+        """
+
+        def job(tx: _Tx) -> Decision:
+            stop = halt(_Facts(tx.conn, False), occurrence=_watched(rem), before=before)
+            if stop.allowed:
+                tx.audit([started])
+            return stop
+
+        return await self._write(job)
+
+    async def halted(self, rem: Remediation, *, before: str) -> Decision:
+        """Whether a resolve or a pause stops what would start next (a retry), reading only."""
+        return await self._read(
+            lambda conn: halt(_Facts(conn, False), occurrence=_watched(rem), before=before)
+        )
 
     async def record(self, records: Sequence[AuditRecord]) -> list[AuditEvent]:
         """Append audit events that change no remediation (reloads, on_failure steps)."""
@@ -1021,7 +1069,7 @@ class SQLiteStore:
                 )
                 finished.append((rem.rule, "interrupted", None))
             tx.audit(records)
-            queued = _select(conn, "state = ? ORDER BY id", (QUEUED,))
+            queued = _select(conn, "state = ? AND held_since IS NULL ORDER BY id", (QUEUED,))
             # An on_failure run that had started is reported, never run again.
             for r in conn.execute(
                 f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = ?",
@@ -1065,9 +1113,12 @@ class SQLiteStore:
                 "actor": actor,
             }
             if approve:
-                self._move(conn, rem.id, now, QUEUED, expect=PENDING_APPROVAL)
-                tx.audit([AuditRecord("approved", rem.alert, **base)])
-                return _with_state(rem, QUEUED)
+                # An approval given during a pause is kept: held until resume.
+                held = now if _Facts(conn, False).paused() else None
+                self._move(conn, rem.id, now, QUEUED, expect=PENDING_APPROVAL, held_since=held)
+                note = "runs when resumed: remedy is paused" if held else None
+                tx.audit([AuditRecord("approved", rem.alert, reason=note, **base)])
+                return dataclasses.replace(rem, state=QUEUED, due_at=None, held_since=held)
             self._move(conn, rem.id, now, "skipped", "rejected", expect=PENDING_APPROVAL)
             tx.audit([AuditRecord("rejected", rem.alert, reason="rejected", **base)])
             return _with_state(rem, "skipped")
@@ -1075,16 +1126,25 @@ class SQLiteStore:
         return await self._write(job)
 
     async def set_paused(
-        self, paused: bool, actor: str, reason: str | None = None, breaker: str | None = None
-    ) -> None:
-        """Pause (nothing starts after this commits) or resume.
+        self,
+        paused: bool,
+        actor: str,
+        reason: str | None = None,
+        breaker: str | None = None,
+        *,
+        pause_hold: float,
+    ) -> Due:
+        """Pause (nothing starts after this commits) or resume; what resuming releases.
 
         Resume lifts the pause and closes every breaker; with ``breaker`` it
         closes only that one and leaves a pause in place. A closed breaker
-        counts its window again from the moment it closed.
+        counts its window again from the moment it closed. Work the pause held
+        is released to be claimed (through every guard) in the same
+        transaction, unless it was held longer than ``pause_hold`` seconds:
+        that ends ``skipped: paused``.
         """
 
-        def job(tx: _Tx) -> None:
+        def job(tx: _Tx) -> Due:
             conn, now = tx.conn, tx.now
             if breaker is not None:
                 names = [breaker, DRY_RUN_BREAKER_PREFIX + breaker]
@@ -1098,23 +1158,41 @@ class SQLiteStore:
                 tx.audit(
                     [AuditRecord("resumed", actor=actor, reason=f"closed breakers: {breaker}")]
                 )
-                return
+                return Due()
             if paused:
+                # A pause that is already in force keeps who started it, why and since when.
                 conn.execute(
-                    "INSERT INTO control (key, value) VALUES ('paused', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    "INSERT INTO control (key, value) VALUES ('paused', ?) ON CONFLICT DO NOTHING",
                     (json.dumps({"actor": actor, "at": now, "reason": reason}),),
                 )
                 tx.audit([AuditRecord("paused", actor=actor, reason=reason)])
-                return
+                return Due()
             closed = [row[0] for row in conn.execute("SELECT name FROM breakers ORDER BY name")]
             conn.execute("DELETE FROM control WHERE key = 'paused'")
             for name in closed:
                 self._close_breaker(conn, name, now)
             note = f"closed breakers: {', '.join(closed)}" if closed else reason
             tx.audit([AuditRecord("resumed", actor=actor, reason=note)])
+            return self._release_held(tx, pause_hold)
 
-        await self._write(job)
+        return await self._write(job)
+
+    def _release_held(self, tx: _Tx, pause_hold: float) -> Due:
+        """Hand back the work a pause held, or drop what it held too long."""
+        released: list[Remediation] = []
+        finished: list[tuple[str, str, str | None]] = []
+        for rem in _select(tx.conn, "state = ? AND held_since IS NOT NULL ORDER BY id", (QUEUED,)):
+            assert rem.held_since is not None
+            if held_too_long(rem.held_since, tx.moment, pause_hold):
+                self._move(tx.conn, rem.id, tx.now, "skipped", "paused", expect=QUEUED)
+                error = f"held by the pause since {rem.held_since}, past guards.pause_hold"
+                tx.audit([_about("skipped", rem, reason="paused", error=error)])
+                finished.append((rem.rule, "skipped", "paused"))
+                continue
+            tx.conn.execute("UPDATE remediations SET held_since = NULL WHERE id = ?", (rem.id,))
+            tx.audit([_about("queued", rem, reason="released: remedy resumed")])
+            released.append(dataclasses.replace(rem, held_since=None))
+        return Due(queued=released, finished=finished)
 
     @staticmethod
     def _close_breaker(conn: sqlite3.Connection, name: str, now: str) -> None:
@@ -1130,8 +1208,8 @@ class SQLiteStore:
 
         def read(conn: sqlite3.Connection) -> Due:
             queued = conn.execute(
-                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE state = ? ORDER BY id"
-                " LIMIT 10000",
+                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations"
+                " WHERE state = ? AND held_since IS NULL ORDER BY id LIMIT 10000",
                 (QUEUED,),
             ).fetchall()
             followups = conn.execute(
@@ -1163,13 +1241,18 @@ class SQLiteStore:
         """Pause, open breakers, remediations by state, the oldest queued."""
 
         def read(conn: sqlite3.Connection) -> Status:
-            paused = conn.execute("SELECT 1 FROM control WHERE key = 'paused'").fetchone()
+            paused = conn.execute("SELECT value FROM control WHERE key = 'paused'").fetchone()
             breakers = dict(conn.execute("SELECT name, reason FROM breakers ORDER BY name"))
             states = dict(conn.execute("SELECT state, COUNT(*) FROM remediations GROUP BY state"))
             oldest = conn.execute(
                 "SELECT MIN(updated_at) FROM remediations WHERE state = ?", (QUEUED,)
             ).fetchone()[0]
-            return Status(paused is not None, breakers, states, oldest)
+            held = conn.execute(
+                "SELECT COUNT(*) FROM remediations WHERE state = ? AND held_since IS NOT NULL",
+                (QUEUED,),
+            ).fetchone()[0]
+            pause = Pause.from_json(paused[0]) if paused else None
+            return Status(pause is not None, breakers, states, oldest, pause, int(held))
 
         return await self._read(read)
 
@@ -1358,6 +1441,13 @@ class SQLiteStore:
             if last is None:
                 return total
             after = last
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an older remedy up to this schema (columns added since)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(remediations)")}
+    if "held_since" not in columns:
+        conn.execute("ALTER TABLE remediations ADD COLUMN held_since TEXT")
 
 
 def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str, int, str] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -20,10 +21,13 @@ from tests.conftest import am_alert, am_payload
 from tests.support.cloudwatch import alarm
 
 
-def remedy(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def remedy(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "receiver", *args],
         cwd=cwd,
+        env={**os.environ, **env} if env else None,
         input=stdin,
         capture_output=True,
         text=True,
@@ -282,7 +286,7 @@ def test_test_asks_the_guards_against_the_store(tmp_path: Path) -> None:
     async def pause() -> None:
         store = SQLiteStore(tmp_path / "remedy.db")
         await store.open()
-        await store.set_paused(True, "oncall", "maintenance")
+        await store.set_paused(True, "oncall", "maintenance", pause_hold=3600)
         await store.close()
 
     asyncio.run(pause())
@@ -291,7 +295,9 @@ def test_test_asks_the_guards_against_the_store(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     (match,) = json.loads(result.stdout)["alerts"][0]["matches"]
-    assert match["decision"] == "skipped (paused): remedy is paused"
+    assert match["decision"] == (
+        "held (paused): remedy is paused; it goes through the guards again at resume"
+    )
     with sqlite3.connect(tmp_path / "remedy.db") as conn:  # and it wrote nothing
         assert conn.execute("SELECT COUNT(*) FROM remediations").fetchone()[0] == 0
 
@@ -334,6 +340,16 @@ def test_pause_and_resume_a_running_server(tmp_path: Path) -> None:
             if probe.returncode == 0:
                 break
         assert probe.stdout == "paused by oncall\n", probe.stderr
+        shown = remedy("status", "--url", url, "--token", token, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        lines = dict(line.split(None, 1) for line in shown.stdout.splitlines())
+        assert lines["state"].startswith("PAUSED by oncall since ")
+        assert lines["state"].endswith(": deploy")
+        assert lines["held"] == "0"
+        as_json = remedy(
+            "status", "-o", "json", cwd=tmp_path, env={"REMEDY_URL": url, "REMEDY_TOKEN": token}
+        )
+        assert json.loads(as_json.stdout)["pause"]["reason"] == "deploy", as_json.stderr
         wrong = remedy("resume", "--url", url, "--token", "nope", cwd=tmp_path)
         assert wrong.returncode == 1
         assert wrong.stderr.startswith("remedy: error: ")

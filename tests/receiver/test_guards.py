@@ -190,16 +190,15 @@ async def test_allow_list_denies_and_never_reaches_the_target(
     assert "outside backends.http.allow" in denied[0]["error"]
 
 
-async def test_pause_skips_and_resume_runs_again(remedy: StartRemedy, recorder: Recorder) -> None:
+async def test_pause_shows_in_status_and_metrics(remedy: StartRemedy, recorder: Recorder) -> None:
     server = await remedy(rule(recorder.url()), dry_run=False)
     assert (await server.client.post("/api/v1/pause", params={"reason": "deploy"})).status == 200
-    await fire(server, broken("a", 1))
     assert (await server.get_json("/api/v1/status"))[1]["paused"] is True
     assert await metric(server, "remedy_paused") == 1
     await server.client.post("/api/v1/resume")
     await fire(server, broken("a", 2))
-    assert await decisions(server) == [("skipped", "paused"), ("succeeded", None)]
-    assert len(recorder.received) == 1
+    assert await decisions(server) == [("succeeded", None)]
+    assert await metric(server, "remedy_paused") == 0
     events = [(e["event"], e["reason"]) for e in await server.events()]
     assert ("paused", "deploy") in events
 
@@ -222,7 +221,10 @@ async def test_nothing_starts_after_a_pause_in_a_burst(
     assert not [e for e in events if e["event"] == "started" and e["id"] > pause_id]
     started = [e for e in events if e["event"] == "started"]
     assert len(recorder.received) == len(started) >= received_at_pause
-    assert any(e["reason"] == "paused" for e in events)
+    assert any(e["reason"] == "held: remedy is paused" for e in events)
+    await server.client.post("/api/v1/resume")
+    await server.settle()
+    assert sorted(r.json()["svc"] for r in recorder.received) == sorted(f"s{i}" for i in range(60))
 
 
 async def test_rule_dry_run_overrides_a_live_config(
