@@ -343,13 +343,16 @@ class Executor:
             await self._durably(functools.partial(self.store.record, [record]))
         raise AssertionError("a remediation has at least one step")  # the rule schema says so
 
-    async def _before_retry(self, rem: Remediation) -> None:
-        """Raise a permanent error when a pause or a resolve stops the next attempt."""
+    async def _before_retry(self, rem: Remediation, previous: str) -> None:
+        """Raise a permanent error when a pause or a resolve stops the next attempt.
+
+        Its message keeps the error that would have been retried.
+        """
         stop = await self.store.halted(rem, before="the retry")
         if stop.reason == "paused":
-            raise PermanentError("remedy was paused before the retry")
+            raise PermanentError(f"{previous}; remedy was paused before the retry")
         if not stop.allowed:
-            raise PermanentError(f"not retried: {stop.detail}")
+            raise PermanentError(f"{previous}; not retried: {stop.detail}")
 
     async def _durably(self, call: Callable[[], Awaitable[T]]) -> T:
         """A store call, retried while storage is briefly unavailable (up to five minutes).
@@ -401,6 +404,7 @@ class Executor:
             else (lambda subject: True),
         )
         attempts = 0
+        previous = ""  # the temporary error the next attempt would retry
         try:
             params = action.parse(step["params"])
             async for attempt in stamina.retry_context(
@@ -414,9 +418,13 @@ class Executor:
                 with attempt:
                     attempts += 1
                     if attempts > 1:
-                        await self._before_retry(rem)
-                    async with asyncio.timeout(float(step["timeout"])):
-                        result = await action.run(params, ctx)
+                        await self._before_retry(rem, previous)
+                    try:
+                        async with asyncio.timeout(float(step["timeout"])):
+                            result = await action.run(params, ctx)
+                    except TemporaryError as exc:
+                        previous = str(exc)
+                        raise
         except ActionTimeout as exc:
             return _Attempt("timeout", str(exc), None, _since(started))
         except TimeoutError:

@@ -202,6 +202,7 @@ async def test_a_resolve_stops_retries_and_on_failure(
     assert await decisions(server) == [("failed", None)]
     failed = await server.events(outcome="failed")
     assert "not retried: the alert resolved before the retry" in failed[0]["error"]
+    assert "503" in failed[0]["error"]  # the error that would have been retried
     skipped = await server.events(outcome="cancelled")
     assert [e["error"] for e in skipped] == [
         "on_failure not run: the alert resolved before it could run"
