@@ -66,12 +66,20 @@ async def read_remote(base: str, token: str | None, params: dict[str, str]) -> l
     return events
 
 
+async def _get_object(base: str, path: str, token: str | None, key: str, what: str) -> Any:
+    """A JSON object from ``GET path`` that must carry ``key`` (else it is not remedy)."""
+    url = base.rstrip("/") + path
+    result = await _get_json(url, token)
+    if not isinstance(result, dict) or key not in result:
+        raise RemoteError(f"{_shown(url)} did not answer with {what}: is it remedy?")
+    return result
+
+
 async def verify_remote(base: str, token: str | None) -> dict[str, Any]:
     """The server's chain check from ``GET /api/v1/audit/verify``."""
-    url = base.rstrip("/") + "/api/v1/audit/verify"
-    result = await _get_json(url, token)
-    if not isinstance(result, dict) or "ok" not in result:
-        raise RemoteError(f"{_shown(url)} did not answer with a verification: is it remedy?")
+    result: dict[str, Any] = await _get_object(
+        base, "/api/v1/audit/verify", token, "ok", "a verification"
+    )
     return result
 
 
@@ -95,10 +103,7 @@ async def follow_remote(
 
 async def read_status(base: str, token: str | None) -> dict[str, Any]:
     """The server's ``GET /api/v1/status``."""
-    url = base.rstrip("/") + "/api/v1/status"
-    result = await _get_json(url, token)
-    if not isinstance(result, dict) or "paused" not in result:
-        raise RemoteError(f"{_shown(url)} did not answer with a status: is it remedy?")
+    result: dict[str, Any] = await _get_object(base, "/api/v1/status", token, "paused", "a status")
     return result
 
 
