@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from receiver import lifecycle
 from receiver.audit import (
     GENESIS_HASH,
     AuditEvent,
@@ -185,13 +186,6 @@ def _select(conn: sqlite3.Connection, where: str, args: Sequence[Any] = ()) -> l
     return [_remediation(row) for row in rows.fetchall()]
 
 
-def _about(event: str, rem: Remediation, **fields: Any) -> AuditRecord:
-    """An audit record about one remediation (its alert, rule, target and id)."""
-    return AuditRecord(
-        event, rem.alert, rule=rem.rule, target=rem.target, remediation=rem.id, **fields
-    )
-
-
 def _remediation(row: Sequence[Any]) -> Remediation:
     plan = json.loads(row[6])
     return Remediation(
@@ -283,10 +277,6 @@ def _resolved(conn: sqlite3.Connection, occurrence: str) -> bool:
         "SELECT 1 FROM alerts WHERE occurrence = ? AND status = 'resolved'", (occurrence,)
     ).fetchone()
     return row is not None
-
-
-def _later(now: datetime, seconds: float) -> str:
-    return timestamp(now + timedelta(seconds=seconds))
 
 
 @dataclasses.dataclass(slots=True)
@@ -535,25 +525,13 @@ class SQLiteStore:
                         )
                     )
                 for plan in plans:
+                    move = lifecycle.planned(plan, alert, moment)
                     steps, on_failure = list(plan.steps), list(plan.on_failure)
-                    spec = plan.guards
-                    state, due_at = QUEUED, None
-                    if plan.skip_reason:
-                        state = "skipped"
-                    elif (
-                        alert.status == "firing"
-                        and spec.for_
-                        and (alert.starts_at + timedelta(seconds=spec.for_) > moment)
-                    ):
-                        state = WAITING
-                        due_at = timestamp(alert.starts_at + timedelta(seconds=spec.for_))
-                    elif spec.require_approval:
-                        state, due_at = PENDING_APPROVAL, _later(moment, spec.approval_timeout)
                     body = {
                         "alert": summary,
                         "steps": steps,
                         "on_failure": on_failure,
-                        "guards": spec.to_json(),
+                        "guards": plan.guards.to_json(),
                     }
                     cur = conn.execute(
                         "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
@@ -564,72 +542,44 @@ class SQLiteStore:
                             plan.rule,
                             alert_id,
                             plan.target,
-                            state,
-                            plan.skip_reason,
+                            move.state,
+                            move.reason,
                             int(plan.dry_run),
                             json.dumps(body),
                             now,
                             now,
-                            due_at,
+                            move.due_at,
                         ),
                     )
                     if cur.rowcount == 0:
                         continue
-                    rem_id = cur.lastrowid
-                    assert rem_id is not None
-                    base: dict[str, Any] = {
-                        "rule": plan.rule,
-                        "target": plan.target,
-                        "remediation": rem_id,
-                    }
-                    records.append(
-                        AuditRecord(
-                            "matched", summary, params=[_step_view(s) for s in steps], **base
-                        )
+                    assert cur.lastrowid is not None
+                    rem = Remediation(
+                        cur.lastrowid,
+                        plan.rule,
+                        plan.target,
+                        move.state,
+                        move.reason,
+                        summary,
+                        steps,
+                        on_failure,
+                        plan.dry_run,
+                        now,
+                        now,
+                        occurrence,
+                        plan.guards,
+                        move.due_at,
                     )
-                    if state == "skipped":
+                    records.append(
+                        lifecycle.about("matched", rem, params=[_step_view(s) for s in rem.steps])
+                    )
+                    records += move.records(rem)
+                    if move.ready:
+                        queued.append(rem)
+                    elif move.state == "skipped":
                         skipped += 1
-                        records.append(
-                            AuditRecord(
-                                "skipped",
-                                summary,
-                                reason=plan.skip_reason,
-                                error=plan.error,
-                                **base,
-                            )
-                        )
-                    elif state == WAITING:
-                        waiting += 1
-                        records.append(
-                            AuditRecord(
-                                "queued", summary, reason=f"waiting for: until {due_at}", **base
-                            )
-                        )
-                    elif state == PENDING_APPROVAL:
-                        waiting += 1
-                        records.append(
-                            AuditRecord(
-                                "pending_approval", summary, reason=f"expires {due_at}", **base
-                            )
-                        )
                     else:
-                        queued.append(
-                            Remediation(
-                                rem_id,
-                                plan.rule,
-                                plan.target,
-                                state,
-                                None,
-                                summary,
-                                steps,
-                                on_failure,
-                                plan.dry_run,
-                                now,
-                                now,
-                                occurrence,
-                                spec,
-                            )
-                        )
+                        waiting += 1
             tx.audit(records)
             return IngestResult(stored, duplicates, queued, skipped, waiting, finished)
 
@@ -643,34 +593,40 @@ class SQLiteStore:
         finished: list[tuple[str, str, str | None]],
     ) -> list[AuditRecord]:
         """Cancel what still waits for a now-resolved occurrence; verify what waited on it."""
-        records = []
-        rows = conn.execute(
-            f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE occurrence = ?"
-            " AND state IN (?, ?, ?, ?)",
+        records: list[AuditRecord] = []
+        for rem in _select(
+            conn,
+            "occurrence = ? AND state IN (?, ?, ?, ?)",
             (occurrence, WAITING, PENDING_APPROVAL, QUEUED, VERIFYING),
-        ).fetchall()
-        for row in rows:
-            rem = _remediation(row)
-            if rem.on_resolved_alert:
-                continue
-            base: dict[str, Any] = {"rule": rem.rule, "target": rem.target, "remediation": rem.id}
-            if rem.state == VERIFYING:
-                self._move(conn, rem.id, now, "verified")
-                records.append(AuditRecord("verified", rem.alert, **base))
-                finished.append((rem.rule, "verified", None))
-            else:
-                self._move(conn, rem.id, now, "skipped", "cancelled")
-                finished.append((rem.rule, "skipped", "cancelled"))
-                records.append(
-                    AuditRecord(
-                        "skipped",
-                        rem.alert,
-                        reason="cancelled",
-                        error=f"the alert resolved while the remediation was {rem.state}",
-                        **base,
-                    )
-                )
+        ):
+            if (move := lifecycle.resolved(rem)) is not None:
+                records += self._apply(conn, now, rem, move, finished=finished)
         return records
+
+    def _apply(
+        self,
+        conn: sqlite3.Connection,
+        now: str,
+        rem: Remediation,
+        move: lifecycle.Move,
+        *,
+        finished: list[tuple[str, str, str | None]],
+        expect: str | None = None,
+    ) -> list[AuditRecord]:
+        """Write a lifecycle move; its audit records (for the caller to append)."""
+        self._move(
+            conn,
+            rem.id,
+            now,
+            move.state,
+            move.reason,
+            due_at=move.due_at,
+            followup=move.followup,
+            expect=expect,
+        )
+        if move.final:
+            finished.append((rem.rule, move.state, move.reason))
+        return move.records(rem)
 
     async def claim(
         self,
@@ -711,7 +667,7 @@ class SQLiteStore:
                     conn.execute(
                         "UPDATE remediations SET held_since = ? WHERE id = ?", (now, rem.id)
                     )
-                    tx.audit([_about("queued", rem, reason="held: remedy is paused")])
+                    tx.audit([lifecycle.about("queued", rem, reason="held: remedy is paused")])
                 return Claim(QUEUED, "paused", decision.detail, held=True)
             if not decision.allowed:
                 if decision.open_breaker is not None:
@@ -787,20 +743,13 @@ class SQLiteStore:
         """
 
         def job(tx: _Tx) -> str:
-            conn, now, moment = tx.conn, tx.now, tx.moment
-            final, due_at = state, None
-            more: list[AuditRecord] = []
-            within = rem.guards.verify_within
-            if state == "succeeded" and within and not rem.on_resolved_alert:
-                if _resolved(conn, rem.occurrence):
-                    final = "verified"
-                    more.append(_about("verified", rem))
-                else:
-                    final, due_at = VERIFYING, _later(moment, within)
-            self._move(conn, rem.id, now, final, due_at=due_at, followup=followup, expect=RUNNING)
-            conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
+            resolved = _resolved(tx.conn, rem.occurrence)
+            move = lifecycle.finished(rem, state, resolved=resolved, now=tx.moment)
+            move = dataclasses.replace(move, followup=followup)
+            more = self._apply(tx.conn, tx.now, rem, move, finished=[], expect=RUNNING)
+            tx.conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
             tx.audit([*records, *more])
-            return final
+            return move.state
 
         return await self._write(job)
 
@@ -962,47 +911,12 @@ class SQLiteStore:
             records: list[AuditRecord] = []
             for row in rows:
                 rem = _remediation(row)
-                base: dict[str, Any] = {
-                    "rule": rem.rule,
-                    "target": rem.target,
-                    "remediation": rem.id,
-                }
-                if rem.state == WAITING and rem.guards.require_approval:
-                    due = _later(now, rem.guards.approval_timeout)
-                    self._move(conn, rem.id, at, PENDING_APPROVAL, due_at=due)
-                    records.append(
-                        AuditRecord("pending_approval", rem.alert, reason=f"expires {due}", **base)
-                    )
-                elif rem.state == WAITING:
-                    self._move(conn, rem.id, at, QUEUED)
-                    records.append(AuditRecord("queued", rem.alert, reason="for: elapsed", **base))
-                    queued.append(_with_state(rem, QUEUED))
-                elif rem.state == PENDING_APPROVAL:
-                    self._move(conn, rem.id, at, "skipped", "expired")
-                    records.append(
-                        AuditRecord(
-                            "skipped",
-                            rem.alert,
-                            reason="expired",
-                            error="no operator decided in time",
-                            **base,
-                        )
-                    )
-                    finished.append((rem.rule, "skipped", "expired"))
-                else:
-                    followup = bool(rem.on_failure)
-                    self._move(conn, rem.id, at, "ineffective", followup=followup)
-                    records.append(
-                        AuditRecord(
-                            "ineffective",
-                            rem.alert,
-                            reason="the alert did not resolve in time",
-                            **base,
-                        )
-                    )
-                    finished.append((rem.rule, "ineffective", None))
-                    if followup:
-                        followups.append(_with_state(rem, "ineffective"))
+                move = lifecycle.timer(rem, now)
+                records += self._apply(conn, at, rem, move, finished=finished)
+                if move.ready:
+                    queued.append(_with_state(rem, move.state))
+                if move.followup:
+                    followups.append(_with_state(rem, move.state))
             tx.audit(records)
             return Due(queued, followups, finished)
 
@@ -1061,7 +975,7 @@ class SQLiteStore:
                 self._move(conn, rem.id, now, "interrupted", followup=bool(rem.on_failure))
                 conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
                 records.append(
-                    _about(
+                    lifecycle.about(
                         "interrupted",
                         rem,
                         reason="the process stopped while it ran",
@@ -1080,7 +994,7 @@ class SQLiteStore:
                 conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
                 tx.audit(
                     [
-                        _about(
+                        lifecycle.about(
                             "interrupted",
                             rem,
                             reason="on_failure",
@@ -1186,11 +1100,11 @@ class SQLiteStore:
             if held_too_long(rem.held_since, tx.moment, pause_hold):
                 self._move(tx.conn, rem.id, tx.now, "skipped", "paused", expect=QUEUED)
                 error = f"held by the pause since {rem.held_since}, past guards.pause_hold"
-                tx.audit([_about("skipped", rem, reason="paused", error=error)])
+                tx.audit([lifecycle.about("skipped", rem, reason="paused", error=error)])
                 finished.append((rem.rule, "skipped", "paused"))
                 continue
             tx.conn.execute("UPDATE remediations SET held_since = NULL WHERE id = ?", (rem.id,))
-            tx.audit([_about("queued", rem, reason="released: remedy resumed")])
+            tx.audit([lifecycle.about("queued", rem, reason="released: remedy resumed")])
             released.append(dataclasses.replace(rem, held_since=None))
         return Due(queued=released, finished=finished)
 

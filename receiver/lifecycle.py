@@ -1,0 +1,148 @@
+"""The remediation lifecycle: which state a remediation takes, and why, at each turn.
+
+Pure functions of a remediation (or a plan), the time and what the store
+knows, answering a :class:`Move`: the new state, its reason and timer, the
+audit events that say so, and whether the work is now ready for a worker.
+Every store applies the same moves, so SQLite and PostgreSQL cannot drift;
+a store adapter only persists and queries.
+
+    planned ─┬─ skipped (template_error...)
+             ├─ waiting ── for: elapsed ─┬─ queued
+             │                           └─ pending_approval
+             ├─ pending_approval ─┬─ approved → queued
+             │                    ├─ rejected / expired → skipped
+             └─ queued ── claimed (guards) → running → succeeded ─┬─ verifying ─┬─ verified
+                                                   → failed...    │             └─ ineffective
+                                                                  └─ verified (already resolved)
+
+A resolve cancels what still waits (``waiting``, ``pending_approval``,
+``queued``) and verifies what waited for it (``verifying``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.audit import AuditRecord
+from receiver.clock import timestamp
+from receiver.store.base import (
+    OPEN_STATES,
+    PENDING_APPROVAL,
+    QUEUED,
+    VERIFYING,
+    WAITING,
+    Plan,
+    Remediation,
+)
+from rules.alert import Alert
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Move:
+    """One remediation's next state, and what the audit log says about it.
+
+    ``events`` are (event, reason, error) triples about the remediation;
+    ``ready`` means a worker should claim it now; ``followup`` that its
+    ``on_failure`` is due.
+    """
+
+    state: str
+    reason: str | None = None
+    due_at: str | None = None
+    followup: bool = False
+    events: Sequence[tuple[str, str | None, str | None]] = ()
+    ready: bool = False
+
+    @property
+    def final(self) -> bool:
+        """Whether the remediation ends here (counted in the remediation metrics)."""
+        return self.state not in OPEN_STATES
+
+    def records(self, rem: Remediation) -> list[AuditRecord]:
+        """The move's audit events about ``rem``."""
+        return [
+            about(event, rem, reason=reason, error=error) for event, reason, error in self.events
+        ]
+
+
+def about(event: str, rem: Remediation, **fields: Any) -> AuditRecord:
+    """An audit record about one remediation (its alert, rule, target and id)."""
+    return AuditRecord(
+        event, rem.alert, rule=rem.rule, target=rem.target, remediation=rem.id, **fields
+    )
+
+
+def planned(plan: Plan, alert: Alert, now: datetime) -> Move:
+    """The state a new remediation starts in.
+
+    A plan that could not be rendered is skipped; a firing alert younger than
+    ``for:`` waits; an approval holds it; otherwise it is queued at once.
+    """
+    spec = plan.guards
+    if plan.skip_reason:
+        return Move("skipped", plan.skip_reason, events=[("skipped", plan.skip_reason, plan.error)])
+    if alert.status == "firing" and spec.for_:
+        due = alert.starts_at + timedelta(seconds=spec.for_)
+        if due > now:
+            at = timestamp(due)
+            return Move(WAITING, due_at=at, events=[("queued", f"waiting for: until {at}", None)])
+    if spec.require_approval:
+        return _awaiting_approval(now, spec.approval_timeout)
+    return Move(QUEUED, ready=True)
+
+
+def resolved(rem: Remediation) -> Move | None:
+    """What a stored resolve does to a remediation of its occurrence; ``None``: nothing.
+
+    What still waits is cancelled; what waited for the resolve is verified.
+    Work that a resolved notification itself started is not touched.
+    """
+    if rem.on_resolved_alert:
+        return None
+    if rem.state == VERIFYING:
+        return Move("verified", events=[("verified", None, None)])
+    if rem.state in (WAITING, PENDING_APPROVAL, QUEUED):
+        error = f"the alert resolved while the remediation was {rem.state}"
+        return Move("skipped", "cancelled", events=[("skipped", "cancelled", error)])
+    return None
+
+
+def timer(rem: Remediation, now: datetime) -> Move:
+    """A due timer fires: ``for:`` elapsed, approval expired, or verification ran out."""
+    if rem.state == WAITING and rem.guards.require_approval:
+        return _awaiting_approval(now, rem.guards.approval_timeout)
+    if rem.state == WAITING:
+        return Move(QUEUED, events=[("queued", "for: elapsed", None)], ready=True)
+    if rem.state == PENDING_APPROVAL:
+        return Move(
+            "skipped", "expired", events=[("skipped", "expired", "no operator decided in time")]
+        )
+    if rem.state == VERIFYING:
+        return Move(
+            "ineffective",
+            followup=bool(rem.on_failure),
+            events=[("ineffective", "the alert did not resolve in time", None)],
+        )
+    raise ValueError(f"remediation {rem.id} in state {rem.state} has no timer")
+
+
+def finished(rem: Remediation, state: str, *, resolved: bool, now: datetime) -> Move:
+    """The state after the last step: a success with ``verify`` waits for the resolve.
+
+    ``resolved`` is whether the alert had already resolved: then it is
+    verified at once.
+    """
+    within = rem.guards.verify_within
+    if state != "succeeded" or not within or rem.on_resolved_alert:
+        return Move(state)
+    if resolved:
+        return Move("verified", events=[("verified", None, None)])
+    return Move(VERIFYING, due_at=timestamp(now + timedelta(seconds=within)))
+
+
+def _awaiting_approval(now: datetime, timeout: float) -> Move:
+    due = timestamp(now + timedelta(seconds=timeout))
+    return Move(PENDING_APPROVAL, due_at=due, events=[("pending_approval", f"expires {due}", None)])
