@@ -197,6 +197,9 @@ def build_app(service: Service) -> web.Application:
     app = web.Application(
         client_max_size=service.config.max_body_bytes,
         middlewares=[request_context, same_origin, authenticate],
+        # Bodies are read as sent; the webhooks undo gzip and deflate themselves, so a
+        # coding nobody can read is a JSON 415 from the handler, not aiohttp's plain text.
+        handler_args={"auto_decompress": False},
     )
     app[SERVICE] = service
     app.cleanup_ctx.append(_lifetime)

@@ -7,7 +7,6 @@ never logged: errors say which kind of credential was wrong, not its value.
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import hmac
 from collections.abc import Sequence
@@ -49,7 +48,14 @@ class Token:
 
 
 def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time equality of a credential a request carries and a configured secret.
+
+    Header bytes that are not UTF-8 reach us as surrogates; ``surrogatepass``
+    lets them be compared (and differ) instead of raising.
+    """
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 class Authenticator:
@@ -112,8 +118,10 @@ class Authenticator:
         scheme = scheme.lower()
         found: Token | None = None
         if scheme == "bearer":
+            # A token with a username is a basic-auth password: that username is part
+            # of the credential, and a bare bearer token would skip it.
             for token in self.webhook_tokens:
-                if _same(value.strip(), token.secret) and found is None:
+                if token.username is None and _same(value.strip(), token.secret) and found is None:
                     found = token
         elif scheme == "basic":
             username, password = _basic(value)
@@ -147,7 +155,7 @@ class Authenticator:
 def _basic(value: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 inside
         raise AuthError(401, "malformed basic auth header") from None
     username, sep, password = decoded.partition(":")
     if not sep:

@@ -11,6 +11,7 @@ import functools
 import ipaddress
 import itertools
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +29,9 @@ ACTOR = web.RequestKey("actor", str)
 
 _ID_PREFIX = os.urandom(4).hex()
 _ID_COUNTER = itertools.count(1)
+# A caller's request id is kept when it is short printable ASCII: it is echoed in a
+# header and bound to every log line of the request.
+_CALLER_ID = re.compile(r"[!-~]{1,128}", re.ASCII)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("remedy.http")
@@ -43,6 +47,22 @@ def access(level: Access) -> Callable[[Handler], Handler]:
     return mark
 
 
+def webhook(source: str) -> Callable[[Handler], Handler]:
+    """Declare a sender's endpoint: webhook auth, and its refusals counted under ``source``.
+
+    Every refusal of a delivery (auth, size, encoding, a malformed field) is
+    counted in ``remedy_webhook_rejected_total{source, reason}`` where it is
+    mapped to HTTP, so no path can forget to count one or count it twice.
+    """
+
+    def mark(handler: Handler) -> Handler:
+        handler.remedy_access = "webhook"  # type: ignore[attr-defined]  # read by authenticate
+        handler.remedy_source = source  # type: ignore[attr-defined]  # read by _mapped
+        return handler
+
+    return mark
+
+
 def error_body(status: int, message: str, **extra: Any) -> web.Response:
     """The one JSON error shape: ``{"error": message, ...}``."""
     return web.json_response({"error": message, **extra}, status=status)
@@ -51,7 +71,9 @@ def error_body(status: int, message: str, **extra: Any) -> web.Response:
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id to the logs, time the request, and map errors to JSON."""
-    request_id = request.headers.get("X-Request-Id") or f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
+    request_id = request.headers.get("X-Request-Id", "")
+    if not _CALLER_ID.fullmatch(request_id):
+        request_id = f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     status = 500
@@ -73,8 +95,10 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except PayloadError as exc:
-        return error_body(400, exc.message, field=exc.field or None)
+        _count_rejected(request, exc.reason)
+        return error_body(exc.status, exc.message, field=exc.field or None)
     except AuthError as exc:
+        _count_rejected(request, "unauthorized")
         response = error_body(exc.status, str(exc))
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = exc.challenge
@@ -93,6 +117,7 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.error("store.corrupt", error=str(exc))
         return error_body(500, str(exc))
     except web.HTTPRequestEntityTooLarge:
+        _count_rejected(request, "too_large")
         limit = request.app[SERVICE].config.max_body_bytes
         return error_body(413, f"request body over the limit of {limit} bytes", limit_bytes=limit)
     except web.HTTPException as exc:
@@ -105,6 +130,13 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
             "http.internal_error", path=request.path, error_type=type(exc).__name__, exc_info=True
         )
         return error_body(500, "internal error; the request id names it in the logs")
+
+
+def _count_rejected(request: web.Request, reason: str) -> None:
+    """Count a refused delivery when the route is a sender's webhook (see :func:`webhook`)."""
+    source = getattr(request.match_info.handler, "remedy_source", None)
+    if source is not None:
+        request.app[SERVICE].metrics.webhook_rejected.labels(source, reason).inc()
 
 
 @web.middleware

@@ -160,9 +160,16 @@ async def _decide(request: web.Request, *, approve: bool) -> web.StreamResponse:
 
 async def _form(request: web.Request) -> Mapping[str, str]:
     """The posted form, once its token proves it came from this page for this credential."""
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, LookupError):  # not UTF-8, or a charset Python does not know
+        raise web.HTTPForbidden(reason="the form cannot be read, so it has no token") from None
     given = form.get("token")
-    if not isinstance(given, str) or not hmac.compare_digest(given, form_token(request)):
+    expected = form_token(request).encode()
+    # compare_digest takes str only when it is ASCII: compare the bytes of whatever was sent
+    if not isinstance(given, str) or not hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected
+    ):
         raise web.HTTPForbidden(reason="the form's token is missing or stale: reload the page")
     return {k: v for k, v in form.items() if isinstance(v, str)}
 

@@ -7,9 +7,9 @@ Alertmanager retries.
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,11 +19,13 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from receiver.audit import AuditRecord
-from receiver.ingest import Overloaded, PayloadError
+from receiver.ingest import Overloaded, PayloadError, jsontext, unicode_text
 from receiver.ingest.alertmanager import parse_webhook
 from receiver.ingest.cloudwatch import is_alarm, parse_alarm
+from receiver.ingest.sns import TYPES as SNS_TYPES
+from receiver.ingest.sns import check_envelope
 from receiver.ingest.sns_signature import SignatureError, verify
-from receiver.middleware import access
+from receiver.middleware import webhook
 from receiver.service import SERVICE, Service
 from receiver.store.base import Due, IngestResult
 from rules.alert import Alert
@@ -31,29 +33,66 @@ from rules.alert import Alert
 log = structlog.get_logger("remedy.webhook")
 
 
-async def read_json(request: web.Request, source: str) -> object:
-    """The decoded body, within the size limit; :class:`PayloadError` when it is not JSON."""
-    service = request.app[SERVICE]
-    limit = service.config.max_body_bytes
+# The content codings a body may come in, with the zlib window that reads each one.
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+async def read_json(request: web.Request) -> object:
+    """The decoded body, within the size limit; :class:`PayloadError` when it is not JSON.
+
+    The app reads bodies as sent (aiohttp's own decompression answers a coding
+    it cannot read in plain text, before any handler runs), so the content
+    coding is undone here: gzip and deflate, bounded by the same limit as a
+    plain body; any other coding is a 415 naming ``Content-Encoding``.
+    """
+    limit = request.app[SERVICE].config.max_body_bytes
+    codings = _content_codings(request)
     if request.content_length is not None and request.content_length > limit:
-        service.metrics.webhook_rejected.labels(source, "too_large").inc()
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     try:
         body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        service.metrics.webhook_rejected.labels(source, "too_large").inc()
-        raise
-    except RequestPayloadError as exc:  # a broken chunked or compressed body
-        service.metrics.webhook_rejected.labels(source, "malformed").inc()
+    except RequestPayloadError as exc:  # a broken chunked body
         raise PayloadError("", f"the body could not be read: {type(exc).__name__}") from None
+    for coding in reversed(codings):
+        body = _decompressed(body, coding, limit)
+    return jsontext.decode(body)
+
+
+def _content_codings(request: web.Request) -> list[str]:
+    """The codings applied to the body, in the order they were applied (``identity`` left out)."""
+    header = request.headers.get("Content-Encoding", "")
+    codings = [c for c in (part.strip().lower() for part in header.split(",")) if c]
+    codings = [c for c in codings if c != "identity"]
+    for coding in codings:
+        if coding not in _CODINGS:
+            raise PayloadError(
+                "Content-Encoding",
+                f"content coding {ascii(coding)[:40]} is not supported: send gzip, deflate or none",
+                status=415,
+                reason="encoding",
+            )
+    return codings
+
+
+def _decompressed(body: bytes, coding: str, limit: int) -> bytes:
+    """``body`` with ``coding`` undone, refused once it inflates past ``limit`` bytes."""
+    wbits = _CODINGS[coding]
+    if coding == "deflate" and not _zlib_header(body):
+        wbits = -zlib.MAX_WBITS  # raw deflate, as some clients send it
+    decompressor = zlib.decompressobj(wbits)
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        service.metrics.webhook_rejected.labels(source, "malformed").inc()
-        raise PayloadError("", f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        service.metrics.webhook_rejected.labels(source, "malformed").inc()
-        raise PayloadError("", "the body is nested too deeply") from None
+        data = decompressor.decompress(body, limit + 1)
+    except zlib.error:
+        raise PayloadError("Content-Encoding", f"the body is not valid {coding} data") from None
+    if len(data) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+    if not decompressor.eof or decompressor.unused_data:
+        raise PayloadError("Content-Encoding", f"the {coding} body is cut short or runs on")
+    return data
+
+
+def _zlib_header(data: bytes) -> bool:
+    return len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
 
 
 async def ingest_alerts(
@@ -74,16 +113,11 @@ async def ingest_alerts(
     return result
 
 
-@access("webhook")
+@webhook("alertmanager")
 async def alertmanager(request: web.Request) -> web.Response:
     """``POST /webhook/alertmanager``: an Alertmanager webhook, version 4."""
     service = request.app[SERVICE]
-    payload = await read_json(request, "alertmanager")
-    try:
-        message = parse_webhook(payload)
-    except PayloadError:
-        service.metrics.webhook_rejected.labels("alertmanager", "malformed").inc()
-        raise
+    message = parse_webhook(await read_json(request))
     if message.truncated_alerts:
         service.metrics.alerts_truncated.inc(message.truncated_alerts)
         log.warning(
@@ -113,10 +147,7 @@ async def alertmanager(request: web.Request) -> web.Response:
     )
 
 
-SNS_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
-
-
-@access("webhook")
+@webhook("sns")
 async def sns(request: web.Request) -> web.Response:
     """``POST /webhook/sns``: SNS deliveries of CloudWatch alarms, signatures verified.
 
@@ -127,12 +158,12 @@ async def sns(request: web.Request) -> web.Response:
     """
     service = request.app[SERVICE]
     settings = service.config.sns
-    body = await read_json(request, "sns")
+    body = await read_json(request)
     if not settings.allowed_topics:
         return await _sns_rejected(
             service, 403, "topic", "sns.allowed_topics is empty: no topic is trusted yet"
         )
-    if is_alarm(body) and isinstance(body, Mapping) and "Type" not in body:
+    if is_alarm(body) and "Type" not in body:
         if settings.verify_signature and not service.auth.enabled:
             return await _sns_rejected(
                 service,
@@ -141,19 +172,27 @@ async def sns(request: web.Request) -> web.Response:
                 "a raw delivery carries no signature: configure webhook "
                 "auth, or turn sns.verify_signature off",
             )
-        raw_topic = request.headers.get("x-amz-sns-topic-arn")
+        raw_topic = _header(request, "x-amz-sns-topic-arn")
+        message_id = _header(request, "x-amz-sns-message-id")
         if raw_topic not in settings.allowed_topics:
             return await _sns_rejected(
-                service, 403, "topic", f"topic {_shown(raw_topic)} is not allowed"
+                service,
+                403,
+                "topic",
+                f"topic {_shown(raw_topic)} is not allowed",
+                "x-amz-sns-topic-arn",
             )
-        return await _sns_alarm(service, body, request.headers.get("x-amz-sns-message-id"))
+        return await _sns_alarm(service, body, message_id)
     if not isinstance(body, Mapping) or body.get("Type") not in SNS_TYPES:
         return await _sns_rejected(
-            service, 400, "malformed", f"Type must be one of {', '.join(SNS_TYPES)}"
+            service, 400, "malformed", f"Type must be one of {', '.join(SNS_TYPES)}", "Type"
         )
+    check_envelope(body)
     topic = body.get("TopicArn")
     if topic not in settings.allowed_topics:
-        return await _sns_rejected(service, 403, "topic", f"topic {_shown(topic)} is not allowed")
+        return await _sns_rejected(
+            service, 403, "topic", f"topic {_shown(topic)} is not allowed", "TopicArn"
+        )
     if settings.verify_signature:
         try:
             await verify(
@@ -181,23 +220,27 @@ async def sns(request: web.Request) -> web.Response:
             ]
         )
         return web.json_response({"status": "recorded"})
+    text = body.get("Message")
     try:
-        message = json.loads(body.get("Message") or "")
-    except (ValueError, TypeError, RecursionError):
-        return await _sns_rejected(service, 400, "malformed", "Message is not JSON")
+        message = jsontext.decode(text if isinstance(text, str) else "", "Message")
+    except jsontext.Refused as exc:
+        return await _sns_rejected(service, 400, "malformed", exc.message, "Message")
+    except PayloadError:
+        return await _sns_rejected(service, 400, "malformed", "Message is not JSON", "Message")
     if not is_alarm(message):
-        return await _sns_rejected(service, 400, "malformed", "Message is not a CloudWatch alarm")
-    return await _sns_alarm(service, message, str(body.get("MessageId") or "") or None)
+        return await _sns_rejected(
+            service, 400, "malformed", "Message is not a CloudWatch alarm", "Message"
+        )
+    message_id = body.get("MessageId")
+    if message_id is not None and not isinstance(message_id, str):
+        raise PayloadError("MessageId", "must be a string")
+    return await _sns_alarm(service, message, message_id or None)
 
 
 async def _sns_alarm(
     service: Service, message: Mapping[str, Any], message_id: str | None
 ) -> web.Response:
-    try:
-        alert = parse_alarm(message, service.config.sns.insufficient_data)  # type: ignore[arg-type]
-    except PayloadError:
-        service.metrics.webhook_rejected.labels("sns", "malformed").inc()
-        raise
+    alert = parse_alarm(message, service.config.sns.insufficient_data)  # type: ignore[arg-type]
     if alert is None:
         await service.store.record(
             [
@@ -268,14 +311,25 @@ async def _sns_confirm(service: Service, body: Mapping[str, Any]) -> web.Respons
     return web.json_response({"status": "confirmed", "topic": topic})
 
 
+def _header(request: web.Request, name: str) -> str | None:
+    """A request header as text; :class:`PayloadError` naming it when its bytes are not UTF-8."""
+    value = request.headers.get(name)
+    return None if value is None else unicode_text(value, name)
+
+
 def _shown(value: object) -> str:
-    """A sender's value as logs and the audit may show it: a string, cut short."""
+    """A sender's value as logs and the audit may show it: a string, cut short, encodable."""
     text = value if isinstance(value, str) else repr(value)
+    text = text.encode("utf-8", "backslashreplace").decode()
     return text[:200] + ("..." if len(text) > 200 else "")
 
 
-async def _sns_rejected(service: Service, status: int, reason: str, message: str) -> web.Response:
+async def _sns_rejected(
+    service: Service, status: int, reason: str, message: str, field: str | None = None
+) -> web.Response:
+    """Refuse an SNS delivery: counted, logged and audited (``message`` is shown text)."""
     service.metrics.webhook_rejected.labels("sns", reason).inc()
     log.warning("sns.rejected", reason=reason, detail=message)
     await service.store.record([AuditRecord("skipped", reason=f"sns_{reason}", error=message)])
-    return web.json_response({"error": message, "reason": reason}, status=status)
+    answer = {"error": message, "reason": reason, **({"field": field} if field else {})}
+    return web.json_response(answer, status=status)

@@ -13,6 +13,7 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.app import build_app, build_service
 from receiver.clock import Clock
@@ -22,6 +23,7 @@ from receiver.store.base import Store
 from remediations import builtin_registry
 from rules.index import RuleSet
 from rules.loader import load_rules_text
+from tests.support.rawhttp import RawAnswer, raw_request
 
 pytest_plugins = [
     "tests.support.recorder",
@@ -123,6 +125,35 @@ class RemedyClient:
         )
         return response.status, await response.json()
 
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+    ) -> RawAnswer:
+        """A request written byte for byte (see :mod:`tests.support.rawhttp`)."""
+        port = self.client.server.port
+        assert port is not None
+        return await raw_request(port, method, path, headers, body)
+
+    async def rejections(self) -> dict[tuple[str, str], float]:
+        """``remedy_webhook_rejected_total`` by (source, reason), as Prometheus scrapes it."""
+        text = await (await self.client.get("/metrics")).text()
+        counts: dict[tuple[str, str], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "remedy_webhook_rejected_total":
+                    counts[(sample.labels["source"], sample.labels["reason"])] = sample.value
+        return counts
+
+    async def stored(self, headers: dict[str, str] | None = None) -> tuple[Any, Any]:
+        """All an operator can see of the store: every audit event and every remediation."""
+        audit = await self.client.get("/api/v1/audit", params={"limit": "1000"}, headers=headers)
+        listed = await self.client.get("/api/v1/remediations", headers=headers)
+        assert (audit.status, listed.status) == (200, 200)
+        return (await audit.json())["events"], (await listed.json())["remediations"]
+
     async def get_json(self, path: str, **kwargs: Any) -> tuple[int, Any]:
         response = await self.client.get(path, **kwargs)
         return response.status, await response.json()
@@ -136,6 +167,13 @@ class RemedyClient:
         status, body = await self.get_json("/api/v1/audit", params={"limit": "1000", **query})
         assert status == 200, body
         return list(reversed(body["events"]))
+
+
+def moved(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]
+) -> dict[tuple[str, str], float]:
+    """How far each counter of :meth:`RemedyClient.rejections` moved between two readings."""
+    return {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key)}
 
 
 def am_alert(

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.ingest import PayloadError
+from receiver.ingest import PayloadError, unicode_text
 from rules.alert import Alert, fingerprint_of
 
 _STATUSES = ("firing", "resolved")
 _GO_ZERO_TIME_YEAR = 1
+_MAX_TRUNCATED = 2**64 - 1  # Alertmanager counts in a uint64; anything more is not its count
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ def parse_webhook(payload: object) -> WebhookMessage:
     truncated = payload.get("truncatedAlerts", 0)
     if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
         raise PayloadError("truncatedAlerts", "must be a non-negative integer")
+    if truncated > _MAX_TRUNCATED:
+        raise PayloadError("truncatedAlerts", "is larger than any count Alertmanager sends (2^64)")
     for key in ("groupLabels", "commonLabels", "commonAnnotations"):
         if key in payload:
             _string_map(payload[key], key)
@@ -65,10 +68,13 @@ def _alert(raw: object, where: str) -> Alert:
     if not name:
         raise PayloadError(f"{where}.labels.alertname", "is required")
     annotations = _string_map(raw.get("annotations", {}), f"{where}.annotations")
-    fingerprint = raw.get("fingerprint") or fingerprint_of(labels)
-    if not isinstance(fingerprint, str):
+    fingerprint = raw.get("fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, str):
         raise PayloadError(f"{where}.fingerprint", "must be a string")
-    _encodable(fingerprint, f"{where}.fingerprint")
+    if fingerprint:
+        unicode_text(fingerprint, f"{where}.fingerprint")
+    else:
+        fingerprint = fingerprint_of(labels)
     starts_at = _time(raw.get("startsAt"), f"{where}.startsAt")
     if starts_at is None:
         raise PayloadError(f"{where}.startsAt", "is required")
@@ -97,20 +103,11 @@ def _string_map(value: object, where: str) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise PayloadError(where, "must be an object of strings")
     for key, item in value.items():
+        unicode_text(key, where)
         if not isinstance(item, str):
             raise PayloadError(f"{where}.{key}", f"must be a string, got {type(item).__name__}")
-        _encodable(key, where)
-        _encodable(item, f"{where}.{key}")
+        unicode_text(item, f"{where}.{key}")
     return dict(value)
-
-
-def _encodable(text: str, where: str) -> None:
-    """Reject lone surrogates (valid JSON escapes, invalid Unicode text) up front."""
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            raise PayloadError(where, "is not valid Unicode text") from None
 
 
 def _optional_str(raw: Mapping[str, Any], key: str, default: str, where: str = "") -> str:
@@ -118,8 +115,7 @@ def _optional_str(raw: Mapping[str, Any], key: str, default: str, where: str = "
     field = f"{where}.{key}" if where else key
     if not isinstance(value, str):
         raise PayloadError(field, "must be a string")
-    _encodable(value, field)
-    return value
+    return unicode_text(value, field)
 
 
 def _time(value: object, where: str) -> datetime | None:

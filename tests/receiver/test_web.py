@@ -155,6 +155,37 @@ async def test_a_form_without_its_token_or_from_another_site_changes_nothing(
     assert recorder.received == []
 
 
+async def test_a_form_token_that_is_not_ascii_is_a_403(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    auth = AuthConfig(webhook_tokens=(Token("am", "wh-secret"),), api_tokens=AUTH.api_tokens)
+    server = await remedy(rules(recorder.url()), dry_run=False, auth=auth)
+    alert = am_payload(am_alert("HighErrorRate", labels={"deployment": "web"}))
+    status, _ = await server.post_alerts(alert, headers={"Authorization": "Bearer wh-secret"})
+    assert status == 200
+    await server.settle()
+    headers = [
+        (b"Content-Type", b"application/x-www-form-urlencoded"),
+        (b"Sec-Fetch-Site", b"same-origin"),
+        (b"Authorization", b"Basic " + base64.b64encode(b"me:op-secret")),
+    ]
+    # escaped and raw UTF-8, a byte that is no UTF-8 at all, a charset nobody knows
+    bodies = [b"token=%C3%A9", b"token=\xc3\xa9", b"token=\xff", b"token=%FF%FE"]
+    for body in bodies:
+        for path in ("/ui/pause", "/ui/resume", "/ui/remediations/1/approve"):
+            answer = await server.raw("POST", path, headers, body)
+            assert answer.status == 403, (path, body, answer)
+            assert "token" in answer.json()["error"]
+    unknown = [*headers[1:], (b"Content-Type", b"application/x-www-form-urlencoded; charset=x")]
+    assert (await server.raw("POST", "/ui/pause", unknown, b"token=a")).status == 403
+    operator = {"Authorization": "Bearer op-secret"}
+    status, state = await server.get_json("/api/v1/status", headers=operator)
+    assert (status, state["paused"]) == (200, False)
+    _, body = await server.get_json("/api/v1/remediations", headers=operator)
+    assert [r["state"] for r in body["remediations"]] == ["pending_approval"]
+    assert recorder.received == []
+
+
 async def test_labels_are_shown_as_text_never_as_markup(
     remedy: StartRemedy, recorder: Recorder
 ) -> None:
