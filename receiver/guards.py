@@ -59,6 +59,12 @@ class GuardSpec:
         )
 
 
+FOLLOWUP_GUARDS = GuardSpec()
+"""An on_failure run's own guards: none of the rule's (its rate limit and cooldown count the
+remediation, not the page about it), so only pause, resolve, allow-lists, the global breaker
+and the target's lock apply."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class GlobalLimits:
     """Service-wide guard rails from the config (``guards.max_actions``)."""
@@ -116,13 +122,17 @@ def decide(
     now: datetime,
     dry_run: bool,
     denied: str | None = None,
+    before: str = "the remediation could run",
 ) -> Decision:
     """Apply every guard in order; the first that objects decides.
 
     ``occurrence`` is the firing alert's occurrence, checked for a resolve;
     ``None`` for remediations that a resolved notification itself triggered.
+    ``before`` names what would start, for the reason given when a resolve
+    stops it. Every claim goes through here, ``on_failure`` included (with
+    :data:`FOLLOWUP_GUARDS`).
     """
-    if not (stop := halt(facts, occurrence=occurrence, before="the remediation could run")).allowed:
+    if not (stop := halt(facts, occurrence=occurrence, before=before)).allowed:
         return stop
     if denied is not None:
         return Decision("denied", denied)

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from receiver.audit import (
 )
 from receiver.clock import Clock, SystemClock, timestamp
 from receiver.guards import (
-    GLOBAL_BREAKER,
+    FOLLOWUP_GUARDS,
     Decision,
     GlobalLimits,
     GuardSpec,
@@ -658,7 +658,6 @@ class SQLiteStore:
                 dry_run=dry_run,
                 denied=denied,
             )
-            base: dict[str, Any] = {"rule": rem.rule, "target": rem.target, "remediation": rem.id}
             if decision.reason == "locked" and rem.guards.lock_wait and not give_up_waiting:
                 return Claim(QUEUED, "locked", decision.detail, retry=True)
             if decision.reason == "paused":
@@ -670,61 +669,15 @@ class SQLiteStore:
                     tx.audit([lifecycle.about("queued", rem, reason="held: remedy is paused")])
                 return Claim(QUEUED, "paused", decision.detail, held=True)
             if not decision.allowed:
-                if decision.open_breaker is not None:
-                    prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
-                    conn.execute(
-                        "INSERT INTO breakers (name, opened_at, reason) VALUES (?, ?, ?)"
-                        " ON CONFLICT DO NOTHING",
-                        (prefix + decision.open_breaker, now, decision.detail or ""),
-                    )
+                self._open_breaker(tx, decision, dry_run)
                 self._move(conn, rem.id, now, "skipped", decision.reason, expect=QUEUED)
-                tx.audit(
-                    [
-                        AuditRecord(
-                            "skipped",
-                            rem.alert,
-                            reason=decision.reason,
-                            error=decision.detail,
-                            **base,
-                        )
-                    ]
-                )
+                error = decision.detail
+                tx.audit([lifecycle.about("skipped", rem, reason=decision.reason, error=error)])
                 return Claim("skipped", decision.reason, decision.detail)
             scope = rem.guards.blast_radius[0] if rem.guards.blast_radius else None
-            conn.execute(
-                "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (rem.id, rem.rule, target, scope, int(dry_run), now),
-            )
-            if dry_run:
-                self._move(conn, rem.id, now, "dry_run", expect=QUEUED)
-                tx.audit(
-                    [
-                        AuditRecord(
-                            "dry_run",
-                            rem.alert,
-                            action=step["action"],
-                            params=step["params"],
-                            **base,
-                        )
-                        for step in rem.steps
-                    ]
-                )
-                return Claim("dry_run")
-            conn.execute(
-                "INSERT INTO locks (target, remediation, at) VALUES (?, ?, ?)",
-                (target, rem.id, now),
-            )
-            self._move(conn, rem.id, now, RUNNING, expect=QUEUED)
-            first = rem.steps[0]
-            tx.audit(
-                [
-                    AuditRecord(
-                        "started", rem.alert, action=first["action"], params=first["params"], **base
-                    )
-                ]
-            )
-            return Claim(RUNNING)
+            self._take(tx, rem, rem.steps, rule=rem.rule, scope=scope, dry_run=dry_run)
+            self._move(conn, rem.id, now, "dry_run" if dry_run else RUNNING, expect=QUEUED)
+            return Claim("dry_run" if dry_run else RUNNING)
 
         return await self._write(job)
 
@@ -768,92 +721,95 @@ class SQLiteStore:
         """
 
         def job(tx: _Tx) -> Claim:
-            conn, now = tx.conn, tx.now
+            conn = tx.conn
             row = conn.execute("SELECT followup FROM remediations WHERE id = ?", (rem.id,))
             found = row.fetchone()
             if found is None or found[0] != FOLLOWUP_PENDING:
                 raise StateConflict(f"remediation {rem.id} has no on_failure due")
-            facts = _Facts(conn, dry_run)
-            holder = facts.lock_holder(rem.target or "")
-            if holder is not None and holder != rem.id:
-                return Claim(
-                    QUEUED, "locked", f"remediation {holder} holds {rem.target}", retry=True
-                )
-            reason, detail = None, None
-            if not (stop := halt(facts, occurrence=_watched(rem), before="it could run")).allowed:
-                reason, detail = stop.reason, stop.detail
-            elif denied is not None:
-                reason, detail = "denied", denied
-            elif facts.open_breakers([GLOBAL_BREAKER]):
-                reason, detail = "breaker_open", "breaker global is open until resume"
-            elif limits.max_actions is not None:
-                count, per = limits.max_actions
-                since = max(
-                    timestamp(tx.moment - timedelta(seconds=per)),
-                    facts.reset_at(GLOBAL_BREAKER) or "",
-                )
-                if facts.executions(since=since, dry_run=dry_run) >= count:
-                    reason, detail = "breaker_open", f"{count} actions within {per:g}s"
-            base: dict[str, Any] = {"rule": rem.rule, "target": rem.target, "remediation": rem.id}
-            if reason is not None:
+            rule = f"{rem.rule}/on_failure"  # counted apart from the remediation's own runs
+            decision = decide(
+                _Facts(conn, dry_run),
+                rule=rule,
+                target=rem.target or "",
+                occurrence=_watched(rem),
+                spec=FOLLOWUP_GUARDS,
+                limits=limits,
+                now=tx.moment,
+                dry_run=dry_run,
+                denied=denied,
+                before="it could run",
+            )
+            if decision.reason == "locked":
+                return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if not decision.allowed:
+                self._open_breaker(tx, decision, dry_run)
                 conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
-                tx.audit(
-                    [
-                        AuditRecord(
-                            "skipped",
-                            rem.alert,
-                            reason=reason,
-                            error=f"on_failure not run: {detail}",
-                            **base,
-                        )
-                    ]
-                )
-                return Claim("skipped", reason, detail)
-            conn.execute(
-                "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
-                " VALUES (?, ?, ?, NULL, ?, ?)",
-                (rem.id, f"{rem.rule}/on_failure", rem.target or "", int(dry_run), now),
+                error = f"on_failure not run: {decision.detail}"
+                tx.audit([lifecycle.about("skipped", rem, reason=decision.reason, error=error)])
+                return Claim("skipped", decision.reason, decision.detail)
+            self._take(
+                tx, rem, rem.on_failure, rule=rule, scope=None, dry_run=dry_run, reason="on_failure"
             )
-            if dry_run:
-                conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
-                tx.audit(
-                    [
-                        AuditRecord(
-                            "dry_run",
-                            rem.alert,
-                            action=step["action"],
-                            params=step["params"],
-                            reason="on_failure",
-                            **base,
-                        )
-                        for step in rem.on_failure
-                    ]
-                )
-                return Claim("dry_run")
-            conn.execute(
-                "UPDATE remediations SET followup = ? WHERE id = ?", (FOLLOWUP_RUNNING, rem.id)
-            )
-            conn.execute(
-                "INSERT INTO locks (target, remediation, at) VALUES (?, ?, ?)"
-                " ON CONFLICT (target) DO NOTHING",
-                (rem.target or "", rem.id, now),
-            )
-            first = rem.on_failure[0]
-            tx.audit(
-                [
-                    AuditRecord(
-                        "started",
-                        rem.alert,
-                        action=first["action"],
-                        params=first["params"],
-                        reason="on_failure",
-                        **base,
-                    )
-                ]
-            )
-            return Claim(RUNNING)
+            followup = 0 if dry_run else FOLLOWUP_RUNNING
+            conn.execute("UPDATE remediations SET followup = ? WHERE id = ?", (followup, rem.id))
+            return Claim("dry_run" if dry_run else RUNNING)
 
         return await self._write(job)
+
+    @staticmethod
+    def _open_breaker(tx: _Tx, decision: Decision, dry_run: bool) -> None:
+        """Open the breaker a decision asks for (dry-run keeps breakers of its own)."""
+        if decision.open_breaker is None:
+            return
+        prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
+        tx.conn.execute(
+            "INSERT INTO breakers (name, opened_at, reason) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (prefix + decision.open_breaker, tx.now, decision.detail or ""),
+        )
+
+    @staticmethod
+    def _take(
+        tx: _Tx,
+        rem: Remediation,
+        steps: Sequence[Mapping[str, Any]],
+        *,
+        rule: str,
+        scope: str | None,
+        dry_run: bool,
+        reason: str | None = None,
+    ) -> None:
+        """Record the execution the guards count; live, take the target's lock and start.
+
+        In dry-run every step is recorded as what would have run.
+        """
+        target = rem.target or ""
+        tx.conn.execute(
+            "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (rem.id, rule, target, scope, int(dry_run), tx.now),
+        )
+        if dry_run:
+            tx.audit(
+                [
+                    lifecycle.about(
+                        "dry_run", rem, action=s["action"], params=s["params"], reason=reason
+                    )
+                    for s in steps
+                ]
+            )
+            return
+        tx.conn.execute(
+            "INSERT INTO locks (target, remediation, at) VALUES (?, ?, ?)", (target, rem.id, tx.now)
+        )
+        first = steps[0]
+        tx.audit(
+            [
+                lifecycle.about(
+                    "started", rem, action=first["action"], params=first["params"], reason=reason
+                )
+            ]
+        )
 
     async def followup_done(self, rem: Remediation, records: Sequence[AuditRecord]) -> None:
         """on_failure has run for ``rem``: record its last step, clear the flag, free the lock."""

@@ -396,6 +396,22 @@ async def test_on_failure_does_not_start_after_a_pause(
     assert paused[1]["error"] == "on_failure not run: remedy is paused"
 
 
+async def test_on_failure_past_max_actions_opens_the_global_breaker(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    recorder.status = 500
+    extra = ON_FAILURE.format(page=recorder.url("/page"))
+    server = await remedy(
+        rule(recorder.url("/fix")) + extra, dry_run=False, max_actions=(1, 3600.0)
+    )
+    await fire(server, broken("a", 1))
+    assert [r.path for r in recorder.received] == ["/fix"]
+    skipped = await server.events(outcome="breaker_open")
+    assert skipped[0]["error"].startswith("on_failure not run: 1 actions within 3600s")
+    _, state = await server.get_json("/api/v1/status")
+    assert list(state["breakers"]) == ["global"]  # the same guard as a claim: it opens
+
+
 async def test_a_pause_stops_a_run_before_its_next_step(
     remedy: StartRemedy, recorder: Recorder
 ) -> None:
