@@ -55,23 +55,23 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Backoff between attempts of a step that failed temporarily."""
+    """Backoff between attempts of a step that failed temporarily (``guards.retry``)."""
 
-    initial: float = 1.0
-    maximum: float = 30.0
+    initial: float
+    maximum: float
     jitter: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ExecutorSettings:
-    """How the executor runs: from the config, with safe defaults."""
+    """How the executor runs, all from the config (whose defaults are the only ones)."""
 
-    dry_run: bool = True
-    workers: int = 4
-    max_queue: int = 10_000
-    limits: GlobalLimits = dataclasses.field(default_factory=GlobalLimits)
-    allow: AllowLists = dataclasses.field(default_factory=dict)
-    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    dry_run: bool
+    workers: int
+    max_queue: int
+    limits: GlobalLimits
+    allow: AllowLists
+    retry: RetryPolicy
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from receiver.clock import timestamp
 
 GLOBAL_BREAKER = "global"
+DEFAULT_APPROVAL_TIMEOUT = 3600.0
+"""How long a remediation waits for an operator when its rule sets no approval_timeout."""
 
 
 def scope_breaker(scope: str) -> str:
@@ -32,7 +34,7 @@ class GuardSpec:
     lock_wait: float | None = None
     blast_radius: tuple[str, int, float] | None = None  # rendered scope, max targets, window
     require_approval: bool = False
-    approval_timeout: float = 3600.0
+    approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT
     for_: float | None = None
     verify_within: float | None = None
 
@@ -53,7 +55,7 @@ class GuardSpec:
             lock_wait=data.get("lock_wait"),
             blast_radius=(str(blast[0]), int(blast[1]), float(blast[2])) if blast else None,
             require_approval=bool(data.get("require_approval")),
-            approval_timeout=float(data.get("approval_timeout") or 3600.0),
+            approval_timeout=float(data.get("approval_timeout") or DEFAULT_APPROVAL_TIMEOUT),
             for_=data.get("for_"),
             verify_within=data.get("verify_within"),
         )

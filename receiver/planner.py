@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from receiver.guards import GuardSpec
+from receiver.guards import DEFAULT_APPROVAL_TIMEOUT, GuardSpec
 from receiver.metrics import Metrics
 from receiver.store.base import IncomingAlert, Plan
 from rules.alert import Alert
@@ -33,10 +33,6 @@ def guard_spec(rule: Rule, alert: Alert) -> GuardSpec:
         for_=rule.for_,
         verify_within=rule.verify.resolved_within if rule.verify else None,
     )
-
-
-DEFAULT_APPROVAL_TIMEOUT = 3600.0
-"""How long a remediation waits for an operator when its rule sets no approval_timeout."""
 
 
 class Planner:
