@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from receiver import lifecycle
+from receiver import dedup, lifecycle
 from receiver.audit import (
     GENESIS_HASH,
     AuditEvent,
@@ -63,7 +63,6 @@ from receiver.store.base import (
     StoreUnavailable,
 )
 from receiver.store.writer import AuditChain, GroupWriter
-from rules.alert import Alert
 
 T = TypeVar("T")
 log = structlog.get_logger("remedy.store")
@@ -209,7 +208,10 @@ def _remediation(row: Sequence[Any]) -> Remediation:
 
 
 class _Facts:
-    """The guards' view of one SQLite transaction (see :class:`receiver.guards.GuardFacts`)."""
+    """One SQLite transaction as the pipeline reads it.
+
+    It answers :class:`receiver.guards.GuardFacts` and :class:`receiver.dedup.EpisodeFacts`.
+    """
 
     def __init__(self, conn: sqlite3.Connection, dry_run: bool) -> None:
         self.conn = conn
@@ -258,6 +260,22 @@ class _Facts:
         row = self.conn.execute("SELECT remediation FROM locks WHERE target = ?", (target,))
         found = row.fetchone()
         return int(found[0]) if found else None
+
+    def latest_firing_start(self, source: str, fingerprint: str, until: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT starts_at FROM alerts WHERE source = ? AND fingerprint = ?"
+            " AND status = 'firing' AND starts_at <= ? ORDER BY starts_at DESC LIMIT 1",
+            (source, fingerprint, until),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def resolved_after(self, source: str, fingerprint: str, since: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM alerts WHERE source = ? AND fingerprint = ? AND status = 'resolved'"
+            " AND COALESCE(ends_at, starts_at) > ? LIMIT 1",
+            (source, fingerprint, since),
+        ).fetchone()
+        return row is not None
 
     def scope_targets(self, scope: str, since: str, dry_run: bool) -> set[str]:
         rows = self.conn.execute(
@@ -484,7 +502,7 @@ class SQLiteStore:
                 )
                 return IngestResult(0, len(alerts), [], 0)
             for incoming in alerts:
-                alert = _episode(conn, incoming.alert)
+                alert = dedup.episode(incoming.alert, _Facts(conn, False))
                 summary = alert.summary()
                 occurrence = "|".join(alert.occurrence)
                 cur = conn.execute(
@@ -514,15 +532,10 @@ class SQLiteStore:
                 if alert.status == "resolved":
                     records += self._on_resolved(conn, now, occurrence, finished)
                 plans = incoming.plans
-                if _stale(conn, alert):
+                if dedup.stale(alert, _Facts(conn, False)):
                     plans = ()
                     records.append(
-                        AuditRecord(
-                            "skipped",
-                            summary,
-                            reason="cancelled",
-                            error="the alarm had already returned to OK when this ALARM arrived",
-                        )
+                        AuditRecord("skipped", summary, reason="cancelled", error=dedup.STALE_ALARM)
                     )
                 for plan in plans:
                     move = lifecycle.planned(plan, alert, moment)
@@ -1334,36 +1347,6 @@ def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str, int, str] | None:
             raise
         return None
     return (int(row[0]), str(row[1]), int(row[2]), str(row[3])) if row else None
-
-
-def _stale(conn: sqlite3.Connection, alert: Alert) -> bool:
-    """A CloudWatch ALARM that SNS delivered after the OK that ended it."""
-    if alert.source != "cloudwatch" or alert.status != "firing":
-        return False
-    row = conn.execute(
-        "SELECT 1 FROM alerts WHERE source = ? AND fingerprint = ? AND status = 'resolved'"
-        " AND COALESCE(ends_at, starts_at) > ? LIMIT 1",
-        (alert.source, alert.fingerprint, alert.starts_at.isoformat()),
-    ).fetchone()
-    return row is not None
-
-
-def _episode(conn: sqlite3.Connection, alert: Alert) -> Alert:
-    """A CloudWatch OK, tied to the ALARM it ends.
-
-    CloudWatch's OK carries the time it resolved, not when the alarm began;
-    the latest firing episode of the same alarm is the occurrence it resolves.
-    """
-    if alert.source != "cloudwatch" or alert.status != "resolved":
-        return alert
-    row = conn.execute(
-        "SELECT starts_at FROM alerts WHERE source = ? AND fingerprint = ? AND status = 'firing'"
-        " AND starts_at <= ? ORDER BY starts_at DESC LIMIT 1",
-        (alert.source, alert.fingerprint, alert.starts_at.isoformat()),
-    ).fetchone()
-    if row is None:
-        return alert
-    return dataclasses.replace(alert, starts_at=datetime.fromisoformat(row[0]))
 
 
 def _with_state(rem: Remediation, state: str) -> Remediation:
