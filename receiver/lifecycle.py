@@ -28,6 +28,7 @@ from typing import Any
 
 from receiver.audit import AuditRecord
 from receiver.clock import timestamp
+from receiver.guards import held_too_long
 from receiver.store.base import (
     OPEN_STATES,
     PENDING_APPROVAL,
@@ -44,9 +45,10 @@ from rules.alert import Alert
 class Move:
     """One remediation's next state, and what the audit log says about it.
 
-    ``events`` are (event, reason, error) triples about the remediation;
-    ``ready`` means a worker should claim it now; ``followup`` that its
-    ``on_failure`` is due.
+    ``events`` are (event, reason, error) triples about the remediation,
+    recorded as done by ``actor``; ``ready`` means a worker should claim it
+    now; ``followup`` that its ``on_failure`` is due; ``held_since`` that a
+    pause holds it.
     """
 
     state: str
@@ -55,6 +57,8 @@ class Move:
     followup: bool = False
     events: Sequence[tuple[str, str | None, str | None]] = ()
     ready: bool = False
+    held_since: str | None = None
+    actor: str = "system"
 
     @property
     def final(self) -> bool:
@@ -64,7 +68,8 @@ class Move:
     def records(self, rem: Remediation) -> list[AuditRecord]:
         """The move's audit events about ``rem``."""
         return [
-            about(event, rem, reason=reason, error=error) for event, reason, error in self.events
+            about(event, rem, reason=why, error=error, actor=self.actor)
+            for event, why, error in self.events
         ]
 
 
@@ -141,6 +146,39 @@ def finished(rem: Remediation, state: str, *, resolved: bool, now: datetime) -> 
     if resolved:
         return Move("verified", events=[("verified", None, None)])
     return Move(VERIFYING, due_at=timestamp(now + timedelta(seconds=within)))
+
+
+def approved(*, paused: bool, now: str, actor: str) -> Move:
+    """An operator approved: queued to run now, or held until resume (the approval is kept)."""
+    if paused:
+        note = "runs when resumed: remedy is paused"
+        return Move(QUEUED, held_since=now, events=[("approved", note, None)], actor=actor)
+    return Move(QUEUED, events=[("approved", None, None)], ready=True, actor=actor)
+
+
+def rejected(actor: str) -> Move:
+    """An operator rejected: it never runs."""
+    return Move("skipped", "rejected", events=[("rejected", "rejected", None)], actor=actor)
+
+
+def held(now: str) -> Move:
+    """A claim met a pause: the remediation stays queued, held until resume."""
+    return Move(QUEUED, held_since=now, events=[("queued", "held: remedy is paused", None)])
+
+
+def released(rem: Remediation, now: datetime, pause_hold: float) -> Move:
+    """A resume releases held work to the guards, unless it was held past ``pause_hold``."""
+    assert rem.held_since is not None
+    if held_too_long(rem.held_since, now, pause_hold):
+        error = f"held by the pause since {rem.held_since}, past guards.pause_hold"
+        return Move("skipped", "paused", events=[("skipped", "paused", error)])
+    return Move(QUEUED, events=[("queued", "released: remedy resumed", None)], ready=True)
+
+
+def interrupted(rem: Remediation) -> Move:
+    """Found running after its process stopped: reported, never re-run; on_failure is due."""
+    why = "the process stopped while it ran"
+    return Move("interrupted", followup=bool(rem.on_failure), events=[("interrupted", why, None)])
 
 
 def _awaiting_approval(now: datetime, timeout: float) -> Move:

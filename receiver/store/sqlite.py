@@ -40,7 +40,6 @@ from receiver.guards import (
     GuardSpec,
     decide,
     halt,
-    held_too_long,
 )
 from receiver.store.base import (
     FINAL_STATES,
@@ -636,6 +635,7 @@ class SQLiteStore:
             due_at=move.due_at,
             followup=move.followup,
             expect=expect,
+            held_since=move.held_since,
         )
         if move.final:
             finished.append((rem.rule, move.state, move.reason))
@@ -676,10 +676,8 @@ class SQLiteStore:
             if decision.reason == "paused":
                 # Held, not dropped: it stays queued and goes through every guard at resume.
                 if row[1] is None:
-                    conn.execute(
-                        "UPDATE remediations SET held_since = ? WHERE id = ?", (now, rem.id)
-                    )
-                    tx.audit([lifecycle.about("queued", rem, reason="held: remedy is paused")])
+                    move = lifecycle.held(now)
+                    tx.audit(self._apply(conn, now, rem, move, finished=[], expect=QUEUED))
                 return Claim(QUEUED, "paused", decision.detail, held=True)
             if not decision.allowed:
                 self._open_breaker(tx, decision, dry_run)
@@ -937,20 +935,13 @@ class SQLiteStore:
 
         def job(tx: _Tx) -> Due:
             conn, now = tx.conn, tx.now
-            running = _select(conn, "state = ?", (RUNNING,))
-            records = []
-            finished = []
-            for rem in running:
-                self._move(conn, rem.id, now, "interrupted", followup=bool(rem.on_failure))
-                conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
-                records.append(
-                    lifecycle.about(
-                        "interrupted",
-                        rem,
-                        reason="the process stopped while it ran",
-                    )
+            records: list[AuditRecord] = []
+            finished: list[tuple[str, str, str | None]] = []
+            for rem in _select(conn, "state = ?", (RUNNING,)):
+                records += self._apply(
+                    conn, now, rem, lifecycle.interrupted(rem), finished=finished
                 )
-                finished.append((rem.rule, "interrupted", None))
+                conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
             tx.audit(records)
             queued = _select(conn, "state = ? AND held_since IS NULL ORDER BY id", (QUEUED,))
             # An on_failure run that had started is reported, never run again.
@@ -989,22 +980,15 @@ class SQLiteStore:
             rem = _remediation(row)
             if rem.state != PENDING_APPROVAL:
                 raise StateConflict(f"remediation {remediation_id} is {rem.state}, not pending")
-            base: dict[str, Any] = {
-                "rule": rem.rule,
-                "target": rem.target,
-                "remediation": rem.id,
-                "actor": actor,
-            }
             if approve:
-                # An approval given during a pause is kept: held until resume.
-                held = now if _Facts(conn, False).paused() else None
-                self._move(conn, rem.id, now, QUEUED, expect=PENDING_APPROVAL, held_since=held)
-                note = "runs when resumed: remedy is paused" if held else None
-                tx.audit([AuditRecord("approved", rem.alert, reason=note, **base)])
-                return dataclasses.replace(rem, state=QUEUED, due_at=None, held_since=held)
-            self._move(conn, rem.id, now, "skipped", "rejected", expect=PENDING_APPROVAL)
-            tx.audit([AuditRecord("rejected", rem.alert, reason="rejected", **base)])
-            return _with_state(rem, "skipped")
+                paused = _Facts(conn, False).paused()
+                move = lifecycle.approved(paused=paused, now=now, actor=actor)
+            else:
+                move = lifecycle.rejected(actor)
+            tx.audit(self._apply(conn, now, rem, move, finished=[], expect=PENDING_APPROVAL))
+            return dataclasses.replace(
+                rem, state=move.state, reason=move.reason, due_at=None, held_since=move.held_since
+            )
 
         return await self._write(job)
 
@@ -1065,16 +1049,10 @@ class SQLiteStore:
         released: list[Remediation] = []
         finished: list[tuple[str, str, str | None]] = []
         for rem in _select(tx.conn, "state = ? AND held_since IS NOT NULL ORDER BY id", (QUEUED,)):
-            assert rem.held_since is not None
-            if held_too_long(rem.held_since, tx.moment, pause_hold):
-                self._move(tx.conn, rem.id, tx.now, "skipped", "paused", expect=QUEUED)
-                error = f"held by the pause since {rem.held_since}, past guards.pause_hold"
-                tx.audit([lifecycle.about("skipped", rem, reason="paused", error=error)])
-                finished.append((rem.rule, "skipped", "paused"))
-                continue
-            tx.conn.execute("UPDATE remediations SET held_since = NULL WHERE id = ?", (rem.id,))
-            tx.audit([lifecycle.about("queued", rem, reason="released: remedy resumed")])
-            released.append(dataclasses.replace(rem, held_since=None))
+            move = lifecycle.released(rem, tx.moment, pause_hold)
+            tx.audit(self._apply(tx.conn, tx.now, rem, move, finished=finished, expect=QUEUED))
+            if move.ready:
+                released.append(dataclasses.replace(rem, held_since=None))
         return Due(queued=released, finished=finished)
 
     @staticmethod
