@@ -21,7 +21,8 @@ from receiver.allowlist import compile_allow
 from receiver.auth import Authenticator
 from receiver.clock import Clock, SystemClock
 from receiver.config import BackendError, Config, KubernetesConfig
-from receiver.executor import Executor, ExecutorSettings, RetryPolicy
+from receiver.execute import Clients, RetryPolicy
+from receiver.executor import Executor, ExecutorSettings
 from receiver.guards import GlobalLimits
 from receiver.ingest.sns_signature import CertificateCache, http_fetcher
 from receiver.metrics import Metrics
@@ -133,12 +134,14 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
     service.executor = Executor(
         service.store,
         service.registry,
-        service.http,
+        Clients(
+            service.http,
+            docker=docker,
+            kubernetes=kubernetes,
+            aws=AwsSession(aws.region, aws.endpoint_url) if (aws := service.config.aws) else None,
+        ),
         service.metrics,
         executor_settings(service.config),
-        docker=docker,
-        kubernetes=kubernetes,
-        aws=AwsSession(aws.region, aws.endpoint_url) if (aws := service.config.aws) else None,
     )
     service.scheduler = Scheduler(
         service.store,

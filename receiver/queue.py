@@ -1,0 +1,113 @@
+"""The queue stage: work ready to claim, held in this process until a worker takes it.
+
+The store is the truth (a queued remediation survives any crash); this queue
+only orders what this process will claim next. Each piece of work is in
+flight here at most once, however often ingest, timers, recovery and sweeps
+hand it over; work that waits for a target's lock steps aside and comes back
+after a short pause, so waiting ties up no worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable
+
+from receiver.metrics import Metrics
+from receiver.store.base import Remediation
+
+RUN = "run"
+ON_FAILURE = "on_failure"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Work:
+    """One piece of work: run a remediation, or its on_failure steps."""
+
+    kind: str  # RUN or ON_FAILURE
+    rem: Remediation
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What makes two pieces of work the same."""
+        return (self.kind, self.rem.id)
+
+
+class WorkQueue:
+    """Work ready to claim, each piece at most once in flight; bounded by ``max_queue``."""
+
+    def __init__(self, metrics: Metrics, max_queue: int) -> None:
+        self.metrics = metrics
+        self.max_queue = max_queue
+        self._queue: asyncio.Queue[Work] = asyncio.Queue()
+        self._inflight: set[tuple[str, int]] = set()  # queued, taken or stepping aside
+        self._aside: set[tuple[str, int]] = set()  # waiting for a lock, back soon
+        self._taken = 0
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def depth(self) -> int:
+        """Work queued and not yet taken by a worker."""
+        return self._queue.qsize()
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether new work would exceed the bound (ingest then answers 503)."""
+        return self._queue.qsize() >= self.max_queue
+
+    def put(self, kind: str, remediations: Iterable[Remediation]) -> None:
+        """Queue work, unless the same work is already in flight here."""
+        for rem in remediations:
+            work = Work(kind, rem)
+            if work.key in self._inflight:
+                continue  # already queued or running here (a sweep found it again)
+            self._inflight.add(work.key)
+            self._queue.put_nowait(work)
+            self._idle.clear()
+        self.metrics.queue_depth.set(self._queue.qsize())
+
+    async def take(self) -> Work:
+        """The next piece of work; call :meth:`done` when it is finished."""
+        work = await self._queue.get()
+        self._taken += 1
+        self.metrics.queue_depth.set(self._queue.qsize())
+        return work
+
+    def done(self, work: Work) -> None:
+        """A taken piece of work is finished (or stepped aside)."""
+        if work.key not in self._aside:
+            self._inflight.discard(work.key)
+        self._taken -= 1
+        self._settle()
+
+    def step_aside(self, work: Work, delay: float) -> None:
+        """Take the work back after ``delay`` seconds (its target's lock is held)."""
+        self._aside.add(work.key)
+        asyncio.get_running_loop().call_later(delay, self._back, work)
+
+    def close(self) -> None:
+        """Take nothing back any more (shutting down)."""
+        self._closed = True
+
+    async def join(self) -> None:
+        """Wait until every piece of work is done, lock waits included."""
+        while self._busy:
+            self._idle.clear()
+            await self._idle.wait()
+
+    @property
+    def _busy(self) -> bool:
+        return bool(self._queue.qsize() or self._taken or self._aside)
+
+    def _back(self, work: Work) -> None:
+        self._aside.discard(work.key)
+        self._inflight.discard(work.key)
+        if not self._closed:
+            self.put(work.kind, [work.rem])
+        self._settle()
+
+    def _settle(self) -> None:
+        if not self._busy:
+            self._idle.set()
