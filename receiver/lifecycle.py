@@ -21,16 +21,12 @@ A resolve cancels what still waits (``waiting``, ``pending_approval``,
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-from receiver.audit import AuditRecord
+from receiver import verify
 from receiver.clock import timestamp
 from receiver.guards import held_too_long
 from receiver.store.base import (
-    OPEN_STATES,
     PENDING_APPROVAL,
     QUEUED,
     VERIFYING,
@@ -38,46 +34,8 @@ from receiver.store.base import (
     Plan,
     Remediation,
 )
+from receiver.transition import Move
 from rules.alert import Alert
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Move:
-    """One remediation's next state, and what the audit log says about it.
-
-    ``events`` are (event, reason, error) triples about the remediation,
-    recorded as done by ``actor``; ``ready`` means a worker should claim it
-    now; ``followup`` that its ``on_failure`` is due; ``held_since`` that a
-    pause holds it.
-    """
-
-    state: str
-    reason: str | None = None
-    due_at: str | None = None
-    followup: bool = False
-    events: Sequence[tuple[str, str | None, str | None]] = ()
-    ready: bool = False
-    held_since: str | None = None
-    actor: str = "system"
-
-    @property
-    def final(self) -> bool:
-        """Whether the remediation ends here (counted in the remediation metrics)."""
-        return self.state not in OPEN_STATES
-
-    def records(self, rem: Remediation) -> list[AuditRecord]:
-        """The move's audit events about ``rem``."""
-        return [
-            about(event, rem, reason=why, error=error, actor=self.actor)
-            for event, why, error in self.events
-        ]
-
-
-def about(event: str, rem: Remediation, **fields: Any) -> AuditRecord:
-    """An audit record about one remediation (its alert, rule, target and id)."""
-    return AuditRecord(
-        event, rem.alert, rule=rem.rule, target=rem.target, remediation=rem.id, **fields
-    )
 
 
 def planned(plan: Plan, alert: Alert, now: datetime) -> Move:
@@ -108,7 +66,7 @@ def resolved(rem: Remediation) -> Move | None:
     if rem.on_resolved_alert:
         return None
     if rem.state == VERIFYING:
-        return Move("verified", events=[("verified", None, None)])
+        return verify.resolved()
     if rem.state in (WAITING, PENDING_APPROVAL, QUEUED):
         error = f"the alert resolved while the remediation was {rem.state}"
         return Move("skipped", "cancelled", events=[("skipped", "cancelled", error)])
@@ -126,26 +84,18 @@ def timer(rem: Remediation, now: datetime) -> Move:
             "skipped", "expired", events=[("skipped", "expired", "no operator decided in time")]
         )
     if rem.state == VERIFYING:
-        return Move(
-            "ineffective",
-            followup=bool(rem.on_failure),
-            events=[("ineffective", "the alert did not resolve in time", None)],
-        )
+        return verify.deadline(rem)
     raise ValueError(f"remediation {rem.id} in state {rem.state} has no timer")
 
 
 def finished(rem: Remediation, state: str, *, resolved: bool, now: datetime) -> Move:
-    """The state after the last step: a success with ``verify`` waits for the resolve.
+    """The state after the last step: a success may still have to be verified.
 
-    ``resolved`` is whether the alert had already resolved: then it is
-    verified at once.
+    ``resolved`` is whether the alert had already resolved (see :mod:`receiver.verify`).
     """
-    within = rem.guards.verify_within
-    if state != "succeeded" or not within or rem.on_resolved_alert:
-        return Move(state)
-    if resolved:
-        return Move("verified", events=[("verified", None, None)])
-    return Move(VERIFYING, due_at=timestamp(now + timedelta(seconds=within)))
+    if state == "succeeded" and (move := verify.after_success(rem, resolved=resolved, now=now)):
+        return move
+    return Move(state)
 
 
 def approved(*, paused: bool, now: str, actor: str) -> Move:

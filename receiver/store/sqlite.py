@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from receiver import dedup, lifecycle
+from receiver import dedup, lifecycle, transition
 from receiver.audit import (
     GENESIS_HASH,
     AuditEvent,
@@ -583,7 +583,7 @@ class SQLiteStore:
                         move.due_at,
                     )
                     records.append(
-                        lifecycle.about("matched", rem, params=[_step_view(s) for s in rem.steps])
+                        transition.about("matched", rem, params=[_step_view(s) for s in rem.steps])
                     )
                     records += move.records(rem)
                     if move.ready:
@@ -620,7 +620,7 @@ class SQLiteStore:
         conn: sqlite3.Connection,
         now: str,
         rem: Remediation,
-        move: lifecycle.Move,
+        move: transition.Move,
         *,
         finished: list[tuple[str, str, str | None]],
         expect: str | None = None,
@@ -683,7 +683,7 @@ class SQLiteStore:
                 self._open_breaker(tx, decision, dry_run)
                 self._move(conn, rem.id, now, "skipped", decision.reason, expect=QUEUED)
                 error = decision.detail
-                tx.audit([lifecycle.about("skipped", rem, reason=decision.reason, error=error)])
+                tx.audit([transition.about("skipped", rem, reason=decision.reason, error=error)])
                 return Claim("skipped", decision.reason, decision.detail)
             scope = rem.guards.blast_radius[0] if rem.guards.blast_radius else None
             self._take(tx, rem, rem.steps, rule=rem.rule, scope=scope, dry_run=dry_run)
@@ -756,7 +756,7 @@ class SQLiteStore:
                 self._open_breaker(tx, decision, dry_run)
                 conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
                 error = f"on_failure not run: {decision.detail}"
-                tx.audit([lifecycle.about("skipped", rem, reason=decision.reason, error=error)])
+                tx.audit([transition.about("skipped", rem, reason=decision.reason, error=error)])
                 return Claim("skipped", decision.reason, decision.detail)
             self._take(
                 tx, rem, rem.on_failure, rule=rule, scope=None, dry_run=dry_run, reason="on_failure"
@@ -803,7 +803,7 @@ class SQLiteStore:
         if dry_run:
             tx.audit(
                 [
-                    lifecycle.about(
+                    transition.about(
                         "dry_run", rem, action=s["action"], params=s["params"], reason=reason
                     )
                     for s in steps
@@ -816,7 +816,7 @@ class SQLiteStore:
         first = steps[0]
         tx.audit(
             [
-                lifecycle.about(
+                transition.about(
                     "started", rem, action=first["action"], params=first["params"], reason=reason
                 )
             ]
@@ -954,7 +954,7 @@ class SQLiteStore:
                 conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
                 tx.audit(
                     [
-                        lifecycle.about(
+                        transition.about(
                             "interrupted",
                             rem,
                             reason="on_failure",
