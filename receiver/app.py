@@ -24,6 +24,7 @@ from receiver.config import BackendError, Config, KubernetesConfig
 from receiver.executor import Executor, ExecutorSettings, RetryPolicy
 from receiver.guards import GlobalLimits
 from receiver.ingest.sns_signature import CertificateCache, http_fetcher
+from receiver.listener import track_requests
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context, same_origin
 from receiver.planner import Planner
@@ -196,7 +197,7 @@ def build_app(service: Service) -> web.Application:
     """The HTTP application around a service."""
     app = web.Application(
         client_max_size=service.config.max_body_bytes,
-        middlewares=[request_context, same_origin, authenticate],
+        middlewares=[track_requests, request_context, same_origin, authenticate],
     )
     app[SERVICE] = service
     app.cleanup_ctx.append(_lifetime)

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from receiver import api
 from receiver.ingest import PayloadError
-from receiver.middleware import ACTOR, access
+from receiver.middleware import ACTOR, access, read_body
 from receiver.service import SERVICE, Service
 from receiver.store.base import Remediation, StateConflict, Status
 
@@ -157,6 +157,7 @@ async def _decide(request: web.Request, *, approve: bool) -> web.StreamResponse:
 
 async def _form(request: web.Request) -> Mapping[str, str]:
     """The posted form, once its token proves it came from this page for this credential."""
+    await read_body(request)  # within the body timeout; post() parses what it read
     form = await request.post()
     given = form.get("token")
     if not isinstance(given, str) or not hmac.compare_digest(given, form_token(request)):

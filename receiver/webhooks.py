@@ -23,7 +23,7 @@ from receiver.ingest import Overloaded, PayloadError
 from receiver.ingest.alertmanager import parse_webhook
 from receiver.ingest.cloudwatch import is_alarm, parse_alarm
 from receiver.ingest.sns_signature import SignatureError, verify
-from receiver.middleware import access
+from receiver.middleware import access, read_body
 from receiver.service import SERVICE, Service
 from receiver.store.base import Due, IngestResult
 from rules.alert import Alert
@@ -39,7 +39,7 @@ async def read_json(request: web.Request, source: str) -> object:
         service.metrics.webhook_rejected.labels(source, "too_large").inc()
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     try:
-        body = await request.read()
+        body = await read_body(request)
     except web.HTTPRequestEntityTooLarge:
         service.metrics.webhook_rejected.labels(source, "too_large").inc()
         raise
