@@ -273,6 +273,9 @@ async def _serve(
         "access_log": None,
         "keepalive_timeout": config.http.idle_timeout,
     }
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # before start-up: a stop during it counts
+        loop.add_signal_handler(signum, stopping.set)
     runner = web.AppRunner(app, shutdown_timeout=config.shutdown_grace, **handler_args)
     await runner.setup()
     try:
@@ -283,9 +286,6 @@ async def _serve(
             return Connection(server, limit, loop=loop, **handler_args)
 
         await _Site(runner, config.host, config.port, connection).start()
-        stopping = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
         log.info(
             "http.listening",
             listen=f"{config.host}:{config.port}",
