@@ -25,6 +25,7 @@ from receiver.execute import Clients, RetryPolicy
 from receiver.executor import Executor, ExecutorSettings
 from receiver.guards import GlobalLimits
 from receiver.ingest.sns_signature import CertificateCache, http_fetcher
+from receiver.listener import HANDLER_ARGS, track_requests
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context, same_origin
 from receiver.planner import Planner
@@ -199,10 +200,8 @@ def build_app(service: Service) -> web.Application:
     """The HTTP application around a service."""
     app = web.Application(
         client_max_size=service.config.max_body_bytes,
-        middlewares=[request_context, same_origin, authenticate],
-        # Bodies are read as sent; the webhooks undo gzip and deflate themselves, so a
-        # coding nobody can read is a JSON 415 from the handler, not aiohttp's plain text.
-        handler_args={"auto_decompress": False},
+        middlewares=[track_requests, request_context, same_origin, authenticate],
+        handler_args=dict(HANDLER_ARGS),
     )
     app[SERVICE] = service
     app.cleanup_ctx.append(_lifetime)

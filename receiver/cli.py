@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import aiohttp
-from aiohttp import web
 
-from receiver import logs
+from receiver import listener, logs
 from receiver.api import audit_query
 from receiver.app import build_app, build_service
 from receiver.clock import SystemClock
@@ -209,14 +208,7 @@ def _serve(args: argparse.Namespace) -> int:
     if config.auth is None:
         logs.warn_no_auth(config.host, config.port)
     try:
-        web.run_app(
-            build_app(service),
-            host=config.host,
-            port=config.port,
-            shutdown_timeout=config.shutdown_grace,
-            print=None,
-            access_log=None,
-        )
+        listener.serve(build_app(service), config, service.metrics)
     except OSError as exc:
         raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
     return 0

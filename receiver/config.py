@@ -61,6 +61,16 @@ class AwsConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """What an idle or slow client may hold: connections and how long each may take."""
+
+    max_connections: int | None = None  # None: derived from the open-file limit at start
+    header_timeout: float = 10.0  # a new connection sends its first request's headers within this
+    body_timeout: float = 30.0  # a request body arrives whole within this, from its headers on
+    idle_timeout: float = 75.0  # a kept-alive connection sends its next request within this
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Config:
     """Everything ``remedy serve`` needs; the defaults are the no-config-file defaults."""
 
@@ -83,6 +93,7 @@ class Config:
     command_enabled: bool = False  # False: a rule with command.run does not load
     sns: SnsConfig = dataclasses.field(default_factory=SnsConfig)
     max_body_bytes: int = DEFAULT_MAX_BODY
+    http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     shutdown_grace: float = 25.0
     retention: float | None = None  # seconds of audit log kept; None: all of it
     log_level: str = "info"

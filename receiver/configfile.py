@@ -22,6 +22,7 @@ from receiver.config import (
     AuthConfig,
     AwsConfig,
     Config,
+    HttpConfig,
     KubernetesConfig,
     SnsConfig,
 )
@@ -35,6 +36,7 @@ _TOP_KEYS = (
     "dry_run",
     "log_level",
     "max_body_bytes",
+    "http",
     "auth",
     "guards",
     "backends",
@@ -50,6 +52,7 @@ _SNS_KEYS = (
     "insufficient_data",
     "subscribe_url_pattern",
 )
+_HTTP_KEYS = ("max_connections", "header_timeout", "body_timeout", "idle_timeout")
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry", "pause_hold")
 _BACKENDS = ("http", "docker", "kubernetes", "aws", "command")
@@ -151,6 +154,7 @@ class _ConfigReader(NodeReader):
             aws=backends.aws,
             command_enabled=backends.command_enabled,
             sns=self.optional(fields, "sns", "", self.sns, SnsConfig()),
+            http=self.optional(fields, "http", "", self.http, HttpConfig()),
             shutdown_grace=self.optional(fields, "shutdown_grace", "", self.duration, 25.0),
             retention=self.optional(fields, "retention", "", self.retention, None),
             **guards,
@@ -214,6 +218,26 @@ class _ConfigReader(NodeReader):
             hold = self.optional(fields, "pause_hold", path, self.duration, DEFAULT_PAUSE_HOLD)
             out["pause_hold"] = hold
         return out
+
+    def http(self, node: Node, path: str) -> HttpConfig:
+        fields = self.mapping(node, path, _HTTP_KEYS)
+        defaults = HttpConfig()
+
+        def timeout(key: str, default: float) -> float:
+            return self.optional(fields, key, path, self.duration, default)
+
+        return HttpConfig(
+            max_connections=self.optional(
+                fields,
+                "max_connections",
+                path,
+                lambda n, p: self.integer(n, p, 1),
+                defaults.max_connections,
+            ),
+            header_timeout=timeout("header_timeout", defaults.header_timeout),
+            body_timeout=timeout("body_timeout", defaults.body_timeout),
+            idle_timeout=timeout("idle_timeout", defaults.idle_timeout),
+        )
 
     def retention(self, node: Node, path: str) -> float:
         """How long audit events are kept: at least a day (``30m`` is a typo for ``30d``)."""

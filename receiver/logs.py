@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import structlog
 
@@ -37,3 +38,27 @@ def warn_no_auth(host: str, port: int) -> None:
         "so remedy listens on loopback only",
         listen=f"{host}:{port}",
     )
+
+
+class Throttle:
+    """Lets an event through at most once per interval, and counts the ones it held back.
+
+    For what a flood repeats (a failing accept(), a connection closed to make
+    room): the first occurrence is logged at once, the next one an interval
+    later with how many came in between; the metrics keep the exact count.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = float("-inf")
+        self._held = 0
+
+    def ready(self) -> int | None:
+        """How many were held back since the last one let through; ``None``: hold this one."""
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return None
+        self._next = now + self.interval
+        held, self._held = self._held, 0
+        return held

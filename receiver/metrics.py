@@ -113,6 +113,23 @@ class Metrics:
             buckets=_FAST,
             registry=r,
         )
+        self.http_connections = Gauge(
+            "remedy_http_connections",
+            "HTTP connections open now (remedy serve only).",
+            registry=r,
+        )
+        self.http_connections_closed = Counter(
+            "remedy_http_connections_closed",
+            "Connections remedy closed on a client, by reason: limit (the longest idle, to"
+            " make room), refused (at the limit with none idle), header_timeout, body_timeout.",
+            ["reason"],
+            registry=r,
+        )
+        self.http_accept_errors = Counter(
+            "remedy_http_accept_errors",
+            "Failed accept() calls (out of file descriptors or memory).",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "remedy_queue_depth",
             "Remediations waiting for a worker.",

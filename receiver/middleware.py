@@ -7,6 +7,7 @@ same shape.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import itertools
@@ -120,6 +121,11 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
         _count_rejected(request, "too_large")
         limit = request.app[SERVICE].config.max_body_bytes
         return error_body(413, f"request body over the limit of {limit} bytes", limit_bytes=limit)
+    except web.HTTPRequestTimeout:
+        timeout = request.app[SERVICE].config.http.body_timeout
+        response = error_body(408, f"the request body did not arrive within {timeout:g}s")
+        response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -137,6 +143,22 @@ def _count_rejected(request: web.Request, reason: str) -> None:
     source = getattr(request.match_info.handler, "remedy_source", None)
     if source is not None:
         request.app[SERVICE].metrics.webhook_rejected.labels(source, reason).inc()
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, whole, within ``http.body_timeout`` of starting to read it.
+
+    A client sending it slower than that (a slowloris keeping a connection
+    busy) gets a 408 and the connection is closed. aiohttp enforces the size
+    limit (413) as the body arrives.
+    """
+    service = request.app[SERVICE]
+    try:
+        async with asyncio.timeout(service.config.http.body_timeout):
+            return await request.read()
+    except TimeoutError:
+        service.metrics.http_connections_closed.labels("body_timeout").inc()
+        raise web.HTTPRequestTimeout from None
 
 
 @web.middleware

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from receiver import api
 from receiver.ingest import PayloadError
-from receiver.middleware import ACTOR, access
+from receiver.middleware import ACTOR, access, read_body
 from receiver.service import SERVICE, Service
 from receiver.store.base import Remediation, StateConflict, Status
 
@@ -160,6 +160,7 @@ async def _decide(request: web.Request, *, approve: bool) -> web.StreamResponse:
 
 async def _form(request: web.Request) -> Mapping[str, str]:
     """The posted form, once its token proves it came from this page for this credential."""
+    await read_body(request)  # within the body timeout; post() parses what it read
     try:
         form = await request.post()
     except (ValueError, LookupError):  # not UTF-8, or a charset Python does not know

@@ -25,7 +25,7 @@ from receiver.ingest.cloudwatch import is_alarm, parse_alarm
 from receiver.ingest.sns import TYPES as SNS_TYPES
 from receiver.ingest.sns import check_envelope
 from receiver.ingest.sns_signature import SignatureError, verify
-from receiver.middleware import webhook
+from receiver.middleware import read_body, webhook
 from receiver.service import SERVICE, Service
 from receiver.store.base import Due, IngestResult
 from rules.alert import Alert
@@ -50,7 +50,7 @@ async def read_json(request: web.Request) -> object:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     try:
-        body = await request.read()
+        body = await read_body(request)
     except RequestPayloadError as exc:  # a broken chunked body
         raise PayloadError("", f"the body could not be read: {type(exc).__name__}") from None
     for coding in reversed(codings):

@@ -330,7 +330,9 @@ class SQLiteStore:
         self._lease: int | None = None
         self.clock: Clock = clock or SystemClock()
         self._busy_timeout = busy_timeout
-        self._writer = GroupWriter(AuditChain(), on_commit)
+        self._writer = GroupWriter(
+            AuditChain(), on_commit, probe=_probe, directory=self.path.parent
+        )
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="remedy-sqlite-read")
         self._local = threading.local()
         self.listeners: list[Callable[[list[AuditEvent]], None]] = []
@@ -458,9 +460,15 @@ class SQLiteStore:
     # -- the contract -------------------------------------------------------
 
     async def ping(self) -> None:
-        """Raise :class:`StoreUnavailable` unless the database answers and can be written."""
+        """Raise :class:`StoreUnavailable` unless the database answers and its last write worked.
+
+        Readiness asks this every few seconds, so it writes nothing itself: the
+        writer remembers its last failure and, while failed, probes on its own.
+        """
         if not self._writer.alive:
             raise StoreUnavailable("the store's writer is not running")
+        if self._writer.failure is not None:  # cleared by the next write that succeeds
+            raise StoreUnavailable(f"the store cannot write: {self._writer.failure}")
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def ingest(
@@ -1309,6 +1317,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(remediations)")}
     if "held_since" not in columns:
         conn.execute("ALTER TABLE remediations ADD COLUMN held_since TEXT")
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    """The smallest real write: after a failure, the writer's test that writes work again."""
+    conn.execute(
+        "INSERT INTO control (key, value) VALUES ('written_at', datetime('now'))"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )
 
 
 def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str, int, str] | None:

@@ -5,17 +5,39 @@ waiting at that moment inside one transaction (each in its own savepoint, so
 one failing job fails alone) and commits once. One fsync then covers many
 requests, and every caller's future resolves only after that commit. Only
 this thread appends to the audit chain, which keeps it linear.
+
+A write that fails for the storage's sake (a full disk, an I/O error) puts
+the writer in a failed state until a write succeeds again; readiness reads
+it, so a store that cannot write is not ready. The WAL is what makes a full
+disk stick: it keeps its largest size (about 4 MB at SQLite's default
+checkpoint of 1,000 pages) and needs that much again before a checkpoint
+lets it start over, so the little space that returns is spent growing the
+database beside it and writes fail again after a few requests. So on a
+failure the writer
+
+* checkpoints the WAL with TRUNCATE (copied into the database, its file cut
+  to nothing), again before later batches at most every
+  :data:`CHECKPOINT_INTERVAL` until that succeeds (on a full disk the copy
+  can fail for want of room to grow the database);
+* keeps the WAL short — checkpointed every :data:`TIGHT_WAL_PAGES` pages and
+  cut back after each — until the file system has :data:`ROOMY_BYTES` free;
+* tries a small probe write every :data:`RECOVERY_INTERVAL` when no job
+  comes, so the store turns ready within seconds of space returning even
+  while no traffic reaches it. It counts as writable again once a write
+  succeeds with :data:`SPARE_BYTES` free.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -36,6 +58,21 @@ Job = Callable[[sqlite3.Connection], Any]
 log = structlog.get_logger("remedy.store")
 
 _STOP = object()
+
+TIGHT_WAL_PAGES = 32
+"""WAL pages between checkpoints while space is short (SQLite's default is 1,000)."""
+
+SPARE_BYTES = 256 * 1024
+"""Free bytes a failed store needs, besides a successful write, to count as writable again."""
+
+ROOMY_BYTES = 64 * 1024 * 1024
+"""Free bytes on the store's file system at which the WAL goes back to SQLite's defaults."""
+
+CHECKPOINT_INTERVAL = 0.25
+"""Seconds between two attempts to truncate the WAL after a failed write."""
+
+RECOVERY_INTERVAL = 1.0
+"""Seconds without jobs after which a failed writer tries again on its own."""
 
 
 class AuditChain:
@@ -99,12 +136,24 @@ class GroupWriter:
     """Runs write jobs on one thread, many per transaction."""
 
     def __init__(
-        self, chain: AuditChain, on_commit: Callable[[float, int], None] | None = None
+        self,
+        chain: AuditChain,
+        on_commit: Callable[[float, int], None] | None = None,
+        probe: Job | None = None,
+        directory: Path | None = None,
     ) -> None:
         self.chain = chain
         self._on_commit = on_commit
+        self._probe = probe
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._checkpointed_at = float("-inf")
+        self._wal_pending = False  # a write failed and the WAL was not truncated since
+        self._directory = directory  # where free space is measured; None: never loosen
+        self._tight = False  # the WAL is kept short until space returns
+        self._space_checked_at = float("-inf")
+        self.failure: str | None = None
+        """Why the last write failed; ``None`` once one succeeds (set by the writer thread)."""
 
     @property
     def alive(self) -> bool:
@@ -137,7 +186,12 @@ class GroupWriter:
     def _loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
         while not stopping:
-            first = self._jobs.get()
+            try:
+                recovering = self.failure is not None or self._wal_pending
+                first = self._jobs.get(timeout=RECOVERY_INTERVAL if recovering else None)
+            except queue.Empty:
+                self._recover(conn)
+                continue
             if first is _STOP:
                 break
             batch = [first]
@@ -155,6 +209,10 @@ class GroupWriter:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         """Run one group commit; whatever goes wrong, every job gets an answer."""
+        if self._wal_pending:
+            self._checkpoint_wal(conn)
+        if self._tight:
+            self._loosen_if_roomy(conn)
         started = time.perf_counter()
         saved = self.chain.mark
         try:
@@ -166,10 +224,94 @@ class GroupWriter:
             self.chain.reset(saved)
             log.error("store.batch_failed", error_type=type(exc).__name__, error=str(exc))
             results = [(None, StoreUnavailable(f"storage unavailable: {exc}"))] * len(batch)
+            self._failed(conn, str(exc))
+        else:
+            broken = [error for _, error in results if isinstance(error, StoreUnavailable)]
+            if broken:
+                self._failed(conn, str(broken[0]).removeprefix("storage unavailable: "))
+            else:
+                self._succeeded()
         if self._on_commit is not None:
             with contextlib.suppress(Exception):
                 self._on_commit(time.perf_counter() - started, len(batch))
         self._settle(batch, results)
+
+    def _failed(self, conn: sqlite3.Connection, error: str) -> None:
+        """A write failed: not ready until one succeeds; give the WAL's space back."""
+        if self.failure is None:
+            log.error("store.unwritable", error=error)
+        self.failure = error
+        self._wal_pending = True
+        self._checkpoint_wal(conn)
+        if not self._tight:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA wal_autocheckpoint = {TIGHT_WAL_PAGES}")
+                conn.execute("PRAGMA journal_size_limit = 0")
+                self._tight = True
+
+    def _succeeded(self) -> None:
+        """A write went through: the store is back if the file system has room again.
+
+        On a full disk a small write can still succeed, in the room a failed
+        larger one left at the end of the WAL's file: that is no recovery.
+        """
+        if self.failure is not None and self._roomy(SPARE_BYTES):
+            log.warning("store.writable", after=self.failure)
+            self.failure = None
+
+    def _roomy(self, needed: int) -> bool:
+        """Whether the store's file system has ``needed`` bytes free (unknown: yes)."""
+        if self._directory is None:
+            return True
+        try:
+            fs = os.statvfs(self._directory)
+        except OSError:
+            return True
+        return fs.f_bavail * fs.f_frsize >= needed
+
+    def _checkpoint_wal(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL into the database and truncate it, at most once per interval."""
+        now = time.monotonic()
+        if now - self._checkpointed_at < CHECKPOINT_INTERVAL:
+            return
+        self._checkpointed_at = now
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:  # no room to grow the database yet: next time
+            return
+        if not busy:
+            self._wal_pending = False
+
+    def _loosen_if_roomy(self, conn: sqlite3.Connection) -> None:
+        """Back to SQLite's WAL defaults once the file system has room (looked at each second)."""
+        now = time.monotonic()
+        if self.failure is not None or now - self._space_checked_at < RECOVERY_INTERVAL:
+            return
+        self._space_checked_at = now
+        if self._roomy(ROOMY_BYTES):
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_autocheckpoint = 1000")
+                conn.execute("PRAGMA journal_size_limit = -1")
+                self._tight = False
+
+    def _recover(self, conn: sqlite3.Connection) -> None:
+        """No job came for a while: truncate the WAL, and see whether a small write goes through."""
+        if self._wal_pending:
+            self._checkpoint_wal(conn)
+        if self.failure is None:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if self._probe is not None:
+                self._probe(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            self.failure = str(exc)
+            return
+        self._succeeded()
 
     def _in_transaction(
         self, conn: sqlite3.Connection, batch: list[Any], saved: tuple[int, str]

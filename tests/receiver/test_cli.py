@@ -151,6 +151,8 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
             "backends:\n  kubernetes: {kubeconfig: k, in_cluster: true}\n",
             "remedy.yaml:2: backends.kubernetes.kubeconfig: give kubeconfig or in_cluster",
         ),
+        ("http:\n  max_conections: 10\n", "remedy.yaml:2: http: unknown key 'max_conections'"),
+        ("http:\n  idle_timeout: 0s\n", "remedy.yaml:2: http.idle_timeout: duration '0s' must be"),
         (
             "auth:\n  api_tokens: [{value: x, role: viewer}]\n",
             "remedy.yaml:2: auth: webhook_tokens: at least one token is required",
