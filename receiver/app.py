@@ -26,9 +26,9 @@ from receiver.executor import Executor, ExecutorSettings
 from receiver.guards import GlobalLimits
 from receiver.ingest.sns_signature import CertificateCache, http_fetcher
 from receiver.listener import HANDLER_ARGS, track_requests
+from receiver.match import Planner
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context, same_origin
-from receiver.planner import Planner
 from receiver.ruleset import load_ruleset, longest_window, registry_for, reload_rules
 from receiver.scheduler import Scheduler
 from receiver.service import SERVICE, Service

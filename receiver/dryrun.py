@@ -1,4 +1,4 @@
-"""``remedy test``: what an alert would trigger, through the same planner as the service."""
+"""``remedy test``: what an alert would trigger, through the same match stage as the service."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from receiver.guards import GlobalLimits
 from receiver.ingest import PayloadError
 from receiver.ingest.alertmanager import parse_webhook
 from receiver.ingest.cloudwatch import is_alarm, parse_alarm
+from receiver.match import Planner
 from receiver.metrics import Metrics
-from receiver.planner import Planner
 from receiver.ruleset import registry_for
 from receiver.store.base import Plan
 from receiver.store.sqlite import SQLiteStore

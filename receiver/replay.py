@@ -1,6 +1,6 @@
 """``remedy replay``: a recorded alert stream through the live code path, in simulated time.
 
-Every line goes through the same ingest, planner, store, guards and timers as
+Every line goes through the same ingest, match stage, store, guards and timers as
 the service; only the clock differs (it jumps to each line's receive time)
 and nothing executes (dry-run), so the result is what the guards would have
 decided. The store is a throwaway SQLite file.

@@ -13,8 +13,8 @@ from receiver.clock import Clock
 from receiver.config import Config
 from receiver.executor import Executor
 from receiver.ingest.sns_signature import CertificateCache
+from receiver.match import Planner
 from receiver.metrics import Metrics
-from receiver.planner import Planner
 from receiver.scheduler import Scheduler
 from receiver.store.base import Store
 from remediations import Registry
