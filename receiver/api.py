@@ -289,11 +289,11 @@ async def decide(request: web.Request, *, approve: bool) -> Remediation:
     if rem_id is None:
         raise PayloadError("id", "expected a remediation id")
     rem = await service.store.decide_approval(rem_id, approve, request[ACTOR])
-    if approve and rem.held_since is None:
-        service.running_executor.submit([rem])
-    else:
+    if not approve:
         service.metrics.remediations.labels(rem.rule, "skipped").inc()
         service.metrics.skipped.labels(rem.rule, "rejected").inc()
+    elif rem.held_since is None:  # held by a pause: the resume hands it to the executor
+        service.running_executor.submit([rem])
     return rem
 
 

@@ -167,7 +167,7 @@ class StepRunner:
 
         Its message keeps the error that would have been retried.
         """
-        stop = await self.store.halted(rem, before="the retry")
+        stop = await durably(functools.partial(self.store.halted, rem, before="the retry"))
         if stop.reason == "paused":
             raise PermanentError(f"{previous}; remedy was paused before the retry")
         if not stop.allowed:

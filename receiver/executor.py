@@ -160,15 +160,19 @@ class Executor:
         give_up = waiting_since is not None and (
             time.monotonic() - waiting_since >= (rem.guards.lock_wait or 0.0)
         )
-        claim = await durably(
-            lambda: self.store.claim(
-                rem,
-                dry_run=dry_run,
-                limits=self.settings.limits,
-                denied=denied,
-                give_up_waiting=give_up,
+        try:
+            claim = await durably(
+                lambda: self.store.claim(
+                    rem,
+                    dry_run=dry_run,
+                    limits=self.settings.limits,
+                    denied=denied,
+                    give_up_waiting=give_up,
+                )
             )
-        )
+        except StateConflict:
+            self._lock_waits.pop(rem.id, None)  # moved meanwhile (resolved): it waits no more
+            raise
         if claim.retry:
             # The target is locked: wait for it off the worker, so waiting ties up nothing.
             self._lock_waits.setdefault(rem.id, time.monotonic())

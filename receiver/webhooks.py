@@ -182,7 +182,7 @@ async def sns(request: web.Request) -> web.Response:
                 f"topic {_shown(raw_topic)} is not allowed",
                 "x-amz-sns-topic-arn",
             )
-        return await _sns_alarm(service, body, message_id)
+        return await _sns_alarm(service, body, message_id or None)
     if not isinstance(body, Mapping) or body.get("Type") not in SNS_TYPES:
         return await _sns_rejected(
             service, 400, "malformed", f"Type must be one of {', '.join(SNS_TYPES)}", "Type"

@@ -231,3 +231,16 @@ async def test_a_request_id_that_is_not_text_is_replaced(remedy: StartRemedy) ->
         assert answer.headers["x-request-id"] != given.decode("latin-1")
     answer = await server.raw("GET", "/healthz", [(b"X-Request-Id", b"r-42")])
     assert answer.headers["x-request-id"] == "r-42"
+
+
+async def test_raw_deliveries_with_an_empty_message_id_are_not_duplicates(
+    remedy: StartRemedy,
+) -> None:
+    server = await remedy(RULE, auth=AUTH, sns=UNSIGNED)
+    empty = (b"x-amz-sns-message-id", b"")
+    for name in ("orders-dlq-depth", "billing-dlq-depth"):
+        answer = await post(server, "/webhook/sns", alarm(name), SNS_BASIC, RAW_TOPIC, empty)
+        assert answer.status == 200, answer
+    _, body = await server.get_json("/api/v1/audit", headers={"Authorization": "Bearer op-secret"})
+    received = [e["alert"]["name"] for e in body["events"] if e["event"] == "received"]
+    assert sorted(received) == ["billing-dlq-depth", "orders-dlq-depth"]

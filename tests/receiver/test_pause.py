@@ -13,6 +13,7 @@ from tests.receiver.test_guards import (
     broken,
     decisions,
     fire,
+    metric,
     rule,
     wait_for,
 )
@@ -136,6 +137,12 @@ async def test_an_approval_given_during_a_pause_is_kept(
     await resume(server)
     assert len(recorder.received) == 1
     assert await decisions(server) == [("succeeded", None)]
+    # counted once, as what it became, never as a rejection
+    assert (
+        await metric(server, "remedy_remediations_skipped_total", rule="fix", reason="rejected")
+        == 0
+    )
+    assert await metric(server, "remedy_remediations_total", rule="fix", state="skipped") == 0
 
 
 async def test_the_page_says_who_paused_and_that_an_approval_waits(
