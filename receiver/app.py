@@ -33,7 +33,7 @@ from receiver.ruleset import load_ruleset, longest_window, registry_for, reload_
 from receiver.scheduler import Scheduler
 from receiver.service import SERVICE, Service
 from receiver.store.base import Store
-from receiver.store.sqlite import SQLiteStore
+from receiver.store.url import store_for
 from remediations import Registry
 from remediations.aws.session import AwsSession
 from rules import RuleLoadError
@@ -63,7 +63,7 @@ def build_service(
         enabled=config.auth is not None,
     )
     if store is None:
-        store = SQLiteStore(config.sqlite_path, clock=clock, on_commit=metrics.observe_commit)
+        store = store_for(config, clock=clock, on_commit=metrics.observe_commit)
     return Service(
         config=config,
         store=store,

@@ -26,7 +26,7 @@ from receiver import listener, logs
 from receiver.api import audit_query
 from receiver.app import build_app, build_service
 from receiver.clock import SystemClock
-from receiver.config import BackendError, Config
+from receiver.config import BackendError, Config, is_postgresql
 from receiver.configfile import ConfigError, load_config
 from receiver.dryrun import describe_alerts
 from receiver.ingest import PayloadError
@@ -41,6 +41,7 @@ from receiver.remote import (
 from receiver.replay import read_stream, replay
 from receiver.ruleset import load_ruleset, registry_for
 from receiver.store.base import AuditQuery, StoreCorrupt, StoreUnavailable
+from receiver.store.postgres import PostgresStore
 from receiver.store.sqlite import SQLiteStore
 from rules import RuleLoadError
 from rules.duration import parse_duration
@@ -250,7 +251,10 @@ async def _describe(text: str, config: Config) -> dict[str, Any]:
     """Ask the guards against the configured store, or an empty one when there is none yet."""
     ruleset = load_ruleset(config.rules, registry_for(config))
     with tempfile.TemporaryDirectory(prefix="remedy-test-") as tmp:
-        if config.sqlite_path.exists():
+        store: SQLiteStore | PostgresStore
+        if is_postgresql(config.storage):
+            store = PostgresStore(config.storage, config.storage_password, readonly=True)
+        elif config.sqlite_path.exists():
             store = SQLiteStore(config.sqlite_path, readonly=True)
         else:
             store = SQLiteStore(Path(tmp) / "empty.db")
@@ -417,8 +421,12 @@ async def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else 1
 
 
-async def _open_local(config_path: str | None) -> SQLiteStore:
+async def _open_local(config_path: str | None) -> SQLiteStore | PostgresStore:
     config = _config(config_path)
+    if is_postgresql(config.storage):
+        database = PostgresStore(config.storage, config.storage_password, readonly=True)
+        await database.open()
+        return database
     path = config.sqlite_path
     if not path.exists():
         raise UsageError(f"no audit store at {path} (use --config or --url)")

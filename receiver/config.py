@@ -13,6 +13,12 @@ DEFAULT_LISTEN = ("127.0.0.1", 9095)
 DEFAULT_STORAGE = "sqlite:///./remedy.db"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_PAUSE_HOLD = 3600.0  # guards.pause_hold: held work older than this is dropped at resume
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgresql(storage: str) -> bool:
+    """Whether a storage URL names a PostgreSQL database (else it is SQLite)."""
+    return storage.startswith(POSTGRESQL_SCHEMES)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,6 +83,8 @@ class Config:
     host: str = DEFAULT_LISTEN[0]
     port: int = DEFAULT_LISTEN[1]
     storage: str = DEFAULT_STORAGE
+    # The PostgreSQL password, never part of ``storage`` (which logs and errors may show).
+    storage_password: str | None = dataclasses.field(default=None, repr=False)
     rules: tuple[str, ...] = (str(DEFAULT_RULES_DIR),)
     dry_run: bool = True
     auth: AuthConfig | None = None

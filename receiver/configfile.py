@@ -12,9 +12,11 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from yaml.nodes import Node
 
+from receiver.audit import redact
 from receiver.auth import ROLES, Token
 from receiver.config import (
     DEFAULT_MAX_BODY,
@@ -25,6 +27,7 @@ from receiver.config import (
     HttpConfig,
     KubernetesConfig,
     SnsConfig,
+    is_postgresql,
 )
 from rules.yamlnodes import NULL as NULL_TAG
 from rules.yamlnodes import Invalid, NodeReader, Problem, YamlLoader, join_path, parse_document
@@ -32,6 +35,7 @@ from rules.yamlnodes import Invalid, NodeReader, Problem, YamlLoader, join_path,
 _TOP_KEYS = (
     "listen",
     "storage",
+    "storage_password",
     "rules",
     "dry_run",
     "log_level",
@@ -135,6 +139,12 @@ class _ConfigReader(NodeReader):
             fields, "listen", "", self.listen, (defaults.host, defaults.port)
         )
         storage = self.optional(fields, "storage", "", self.storage, defaults.storage)
+        storage_password = self.optional(
+            fields, "storage_password", "", self.storage_password, None
+        )
+        if storage_password is not None and not is_postgresql(storage):
+            node = fields["storage_password"][0]
+            self.problem(node, "storage_password", "only a postgresql:// storage takes a password")
         rules = self.optional(fields, "rules", "", self.rule_sources, defaults.rules)
         auth = self.optional(fields, "auth", "", self.auth, None)
         no_guards: dict[str, Any] = {}
@@ -145,6 +155,7 @@ class _ConfigReader(NodeReader):
             host=host,
             port=port,
             storage=storage,
+            storage_password=storage_password,
             rules=rules,
             dry_run=self.optional(fields, "dry_run", "", self.boolean, False),
             auth=auth,
@@ -180,14 +191,50 @@ class _ConfigReader(NodeReader):
 
     def storage(self, node: Node, path: str) -> str:
         value = self.string(node, path)
+        if is_postgresql(value):
+            return self.postgresql(node, path, value)
         if not value.startswith("sqlite:///"):
             raise self.invalid(
                 node,
                 path,
-                f"expected sqlite:///PATH (PostgreSQL is not supported yet), got {value!r}",
+                "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE,"
+                f" got {redact(value)!r}",
             )
         db = Path(value.removeprefix("sqlite:///"))
         return f"sqlite:///{db if db.is_absolute() else self.base / db}"
+
+    def postgresql(self, node: Node, path: str, value: str) -> str:
+        """A PostgreSQL URL without a password (that comes from ``storage_password``)."""
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError as exc:
+            raise self.invalid(node, path, f"not a PostgreSQL URL: {exc}") from None
+        if parts.password is not None:
+            raise self.invalid(
+                node,
+                path,
+                "a password in the URL would be shown wherever the URL is:"
+                " give it as storage_password: {env: VAR} or {file: PATH}",
+            )
+        if not parts.hostname or not parts.path.strip("/"):
+            raise self.invalid(
+                node,
+                path,
+                f"expected postgresql://USER@HOST:PORT/DATABASE, got {redact(value)!r}",
+            )
+        return value
+
+    def storage_password(self, node: Node, path: str) -> str:
+        """The PostgreSQL password, given as a token is: ``{value}``, ``{env}`` or ``{file}``."""
+        fields = self.mapping(node, path, ("value", "env", "file"))
+        sources = [key for key in ("value", "env", "file") if key in fields]
+        if len(sources) != 1:
+            raise self.invalid(node, path, "give exactly one of value, env or file")
+        kind = sources[0]
+        key_path = join_path(path, kind)
+        ref = self.string(fields[kind][1], key_path)
+        return self.resolve(fields[kind][1], key_path, kind, ref)
 
     def rule_sources(self, node: Node, path: str) -> tuple[str, ...]:
         sources = []

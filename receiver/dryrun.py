@@ -18,6 +18,7 @@ from receiver.match import Planner
 from receiver.metrics import Metrics
 from receiver.ruleset import registry_for
 from receiver.store.base import Plan
+from receiver.store.postgres import PostgresStore
 from receiver.store.sqlite import SQLiteStore
 from remediations import Registry
 from rules.alert import Alert
@@ -25,7 +26,7 @@ from rules.index import RuleSet
 
 
 async def describe_alerts(
-    text: str, ruleset: RuleSet, config: Config, store: SQLiteStore
+    text: str, ruleset: RuleSet, config: Config, store: SQLiteStore | PostgresStore
 ) -> dict[str, Any]:
     """For each alert in a webhook body: the matching rules, rendered actions and decision.
 
@@ -80,7 +81,7 @@ def _alerts(payload: object, config: Config) -> list[Alert]:
 
 
 async def _decision(
-    store: SQLiteStore,
+    store: SQLiteStore | PostgresStore,
     plan: Plan,
     alert: Alert,
     *,

@@ -23,6 +23,8 @@ from receiver.store.base import Store
 from remediations import builtin_registry
 from rules.index import RuleSet
 from rules.loader import load_rules_text
+from tests.support.database import Database
+from tests.support.postgres import postgres_schema
 from tests.support.rawhttp import RawAnswer, raw_request
 
 pytest_plugins = [
@@ -44,6 +46,29 @@ def _reset_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+ALL_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a module's store-backed tests on every backend it lists in ``BACKENDS``.
+
+    A test marked ``sqlite_only`` (it reads or copies the SQLite file itself)
+    runs on SQLite alone, visibly: its id says ``[sqlite]``.
+    """
+    if "backend" not in metafunc.fixturenames or not hasattr(metafunc.module, "BACKENDS"):
+        return
+    backends = metafunc.module.BACKENDS
+    if metafunc.definition.get_closest_marker("sqlite_only") is not None:
+        backends = ("sqlite",)
+    metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which store the test's remedy uses: ``sqlite`` unless the module asks for more."""
+    return str(getattr(request, "param", "sqlite"))
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """A fresh SQLite file for one test."""
@@ -51,9 +76,25 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def config(db_path: Path) -> Config:
+async def storage(backend: str, db_path: Path) -> AsyncIterator[str]:
+    """The test's own storage URL: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if backend == "sqlite":
+        yield f"sqlite:///{db_path}"
+        return
+    async with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def database(storage: str) -> Database:
+    """The test's database, reached around remedy (to tamper with it, or count rows)."""
+    return Database(storage)
+
+
+@pytest.fixture
+def config(storage: str) -> Config:
     """The no-config-file defaults, on a per-test database, with no rules."""
-    return Config(storage=f"sqlite:///{db_path}", rules=())
+    return Config(storage=storage, rules=())
 
 
 def ruleset(text: str, file: str = "test.yaml") -> RuleSet:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
 
-from receiver.audit import REDACTED, AuditRecord, chain_hash
-from receiver.store.sqlite import SQLiteStore
-from tests.conftest import RemedyClient, StartRemedy, am_alert, am_payload
+from receiver.audit import REDACTED, AuditRecord, VerifyResult, chain_hash
+from receiver.config import Config
+from receiver.store.url import store_for
+from tests.conftest import ALL_BACKENDS, RemedyClient, StartRemedy, am_alert, am_payload
+from tests.support.database import Database
+
+BACKENDS = ALL_BACKENDS
 
 RULE = """
 rules:
@@ -83,91 +85,84 @@ async def test_ndjson_streams_every_matching_event(remedy: StartRemedy) -> None:
     assert [json.loads(line)["id"] for line in lines] == list(range(15, 0, -1))
 
 
-async def test_secrets_never_reach_the_audit_log(remedy: StartRemedy, db_path: Path) -> None:
+async def test_secrets_never_reach_the_audit_log(remedy: StartRemedy, database: Database) -> None:
     server = await _fill(remedy, 1)
     matched = (await server.events(outcome="matched"))[0]
     headers = matched["params"][0]["params"]["headers"]
     assert headers == {"Authorization": REDACTED, "X-Team": "sre"}
-    audit_rows = sqlite3.connect(db_path).execute("SELECT data FROM audit").fetchall()
+    audit_rows = await database.fetch("SELECT data FROM audit")
     assert audit_rows
     assert not any("hunter2" in row[0] for row in audit_rows)
 
 
 async def test_verify_passes_then_names_the_edited_event(
-    remedy: StartRemedy, db_path: Path
+    remedy: StartRemedy, database: Database
 ) -> None:
     server = await _fill(remedy, 3)
     status, body = await server.get_json("/api/v1/audit/verify")
     assert (status, body) == (200, {"ok": True, "events": 9})
-    with sqlite3.connect(db_path) as conn:
-        data = conn.execute("SELECT data FROM audit WHERE id = 5").fetchone()[0]
-        forged = data.replace('"actor":"system"', '"actor":"mallory"')
-        assert forged != data
-        conn.execute("UPDATE audit SET data = ? WHERE id = 5", (forged,))
+    data = (await database.fetch("SELECT data FROM audit WHERE id = 5"))[0][0]
+    forged = data.replace('"actor":"system"', '"actor":"mallory"')
+    assert forged != data
+    await database.execute("UPDATE audit SET data = ? WHERE id = 5", forged)
     _, body = await server.get_json("/api/v1/audit/verify")
     assert body["ok"] is False
     assert body["first_bad_id"] == 5
 
 
-async def test_verify_catches_an_edited_column_a_deleted_row_and_a_cut_tail(db_path: Path) -> None:
-    store = SQLiteStore(db_path)
+async def verify(storage: str) -> VerifyResult:
+    """What a freshly opened store says of its chain."""
+    check = store_for(Config(storage=storage))
+    await check.open()
+    try:
+        return await check.verify()
+    finally:
+        await check.close()
+
+
+async def test_verify_catches_an_edited_column_a_deleted_row_and_a_cut_tail(
+    storage: str, database: Database
+) -> None:
+    store = store_for(Config(storage=storage))
     await store.open()
     for i in range(6):
         await store.record([AuditRecord("paused", reason=f"r{i}")])
     await store.close()
 
-    async def verify() -> dict[str, object]:
-        check = SQLiteStore(db_path)
-        await check.open()
-        try:
-            return (await check.verify()).to_dict()
-        finally:
-            await check.close()
-
-    assert (await verify())["ok"] is True
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE audit SET reason = 'other' WHERE id = 2")
-    assert (await verify())["first_bad_id"] == 2
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE audit SET reason = 'r1' WHERE id = 2")
-        conn.execute("DELETE FROM audit WHERE id = 4")
-    result = await verify()
-    assert (result["ok"], result["first_bad_id"]) == (False, 4)
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("DELETE FROM audit WHERE id >= 4")  # the tail is cut: the head remembers
-    result = await verify()
-    assert (result["ok"], result["first_bad_id"]) == (False, 4)
+    assert (await verify(storage)).ok is True
+    await database.execute("UPDATE audit SET reason = 'other' WHERE id = 2")
+    assert (await verify(storage)).first_bad_id == 2
+    await database.execute("UPDATE audit SET reason = 'r1' WHERE id = 2")
+    await database.execute("DELETE FROM audit WHERE id = 4")
+    result = await verify(storage)
+    assert (result.ok, result.first_bad_id) == (False, 4)
+    await database.execute("DELETE FROM audit WHERE id >= 4")  # the tail is cut: the head remembers
+    result = await verify(storage)
+    assert (result.ok, result.first_bad_id) == (False, 4)
 
 
-async def test_verify_catches_a_rehashed_tail_and_a_deleted_head(db_path: Path) -> None:
-    store = SQLiteStore(db_path)
+async def test_verify_catches_a_rehashed_tail_and_a_deleted_head(
+    storage: str, database: Database
+) -> None:
+    store = store_for(Config(storage=storage))
     await store.open()
     for i in range(4):
         await store.record([AuditRecord("paused", reason=f"r{i}")])
     await store.close()
-    with sqlite3.connect(db_path) as conn:
-        data, prev = conn.execute("SELECT data, prev_hash FROM audit WHERE id = 4").fetchone()
-        forged = data.replace("r3", "r9")
-        conn.execute(
-            "UPDATE audit SET data = ?, reason = 'r9', hash = ? WHERE id = 4",
-            (forged, chain_hash(prev, forged)),
-        )
-    check = SQLiteStore(db_path)
-    await check.open()
-    result = await check.verify()
+    data, prev = (await database.fetch("SELECT data, prev_hash FROM audit WHERE id = 4"))[0]
+    forged = data.replace("r3", "r9")
+    await database.execute(
+        "UPDATE audit SET data = ?, reason = 'r9', hash = ? WHERE id = 4",
+        forged,
+        chain_hash(prev, forged),
+    )
+    result = await verify(storage)
     assert (result.ok, result.first_bad_id) == (False, 4)
-    await check.close()
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("DELETE FROM audit WHERE id >= 3")
-        conn.execute("DELETE FROM audit_head")
-    check = SQLiteStore(db_path)
-    await check.open()
-    result = await check.verify()
+    await database.execute("DELETE FROM audit WHERE id >= 3")
+    await database.execute("DELETE FROM audit_head")
+    result = await verify(storage)
     assert not result.ok
     assert result.reason == "the recorded head of the log is missing"
-    # and the store still takes writes, continuing the chain from what is there
-    await check.record([AuditRecord("resumed")])
-    await check.close()
 
 
 async def test_bad_queries_are_400s_never_500s(remedy: StartRemedy) -> None:

@@ -126,7 +126,24 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
             "auth:\n  webhook_tokens: [{value: x}]\n  api_tokens: [{value: x, role: admin}]\n",
             "remedy.yaml:3: auth.api_tokens[0].role: expected one of viewer, operator",
         ),
-        ("storage: postgresql://db/remedy\n", "remedy.yaml:1: storage: expected sqlite:///PATH"),
+        (
+            "storage: mysql://remedy:hunter2@db/remedy\n",
+            "remedy.yaml:1: storage: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE,"
+            " got 'mysql://<redacted>@db/remedy'",
+        ),
+        (
+            "storage: postgresql://remedy:hunter2@db/remedy\n",
+            "remedy.yaml:1: storage: a password in the URL would be shown wherever the URL is",
+        ),
+        ("storage: postgresql://db\n", "remedy.yaml:1: storage: expected postgresql://USER@HOST"),
+        (
+            "storage_password: {value: hunter2}\n",
+            "remedy.yaml:1: storage_password: only a postgresql:// storage takes a password",
+        ),
+        (
+            "storage: postgresql://remedy@db/remedy\nstorage_password: {env: REMEDY_NOPE}\n",
+            "remedy.yaml:2: storage_password.env: environment variable REMEDY_NOPE is not set",
+        ),
         (
             "backends:\n  docker: {url: /var/run/docker.sock}\n",
             "remedy.yaml:2: backends.docker.url: expected unix://PATH or tcp://HOST:PORT",
@@ -165,6 +182,7 @@ def test_config_errors_are_one_line_each(tmp_path: Path, text: str, expected: st
     assert result.returncode == 1
     assert result.stderr.startswith(expected), result.stderr
     assert len(result.stderr.splitlines()) == 1
+    assert "hunter2" not in result.stderr
 
 
 def test_usage_errors_are_one_line(tmp_path: Path) -> None:

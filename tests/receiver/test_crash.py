@@ -15,8 +15,10 @@ from typing import Any
 import aiohttp
 
 from receiver.store.base import FINAL_STATES
-from tests.conftest import am_alert, am_payload
+from tests.conftest import ALL_BACKENDS, am_alert, am_payload
 from tests.support.recorder import Recorder
+
+BACKENDS = ALL_BACKENDS
 
 RULE = """
 rules:
@@ -57,11 +59,12 @@ async def serve(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
 
 
 async def test_kill_9_mid_burst_loses_nothing_and_runs_nothing_twice(
-    tmp_path: Path, recorder: Recorder
+    tmp_path: Path, recorder: Recorder, storage: str
 ) -> None:
     recorder.delay = 0.05
     (tmp_path / "rules.yaml").write_text(RULE.format(url=recorder.url("/restart")))
     (tmp_path / "remedy.yaml").write_text(
+        f"storage: '{storage}'\n"
         "dry_run: false\nrules: [rules.yaml]\nlog_level: warning\nguards: {max_concurrent: 4}\n"
     )
     port = free_port()

@@ -10,8 +10,10 @@ import pytest
 
 from receiver.store.base import StoreUnavailable
 from receiver.store.sqlite import SQLiteStore
-from tests.conftest import StartRemedy, am_alert, am_payload
+from tests.conftest import ALL_BACKENDS, StartRemedy, am_alert, am_payload
 from tests.support.recorder import Recorder
+
+BACKENDS = ALL_BACKENDS
 
 RULE = """
 rules:
@@ -65,6 +67,7 @@ async def test_failure_runs_on_failure_and_ends_failed(
     assert await remediation_states(server) == ["failed"]
 
 
+@pytest.mark.sqlite_only  # simulates the crash with a copy of the SQLite file
 async def test_work_that_was_running_at_a_crash_is_interrupted_not_rerun(
     remedy: StartRemedy, recorder: Recorder, db_path: Path
 ) -> None:
@@ -100,6 +103,7 @@ async def test_shutdown_does_not_wait_for_an_open_audit_tail(remedy: StartRemedy
         await server.client.close()
 
 
+@pytest.mark.sqlite_only  # simulates the crash with a copy of the SQLite file
 async def test_on_failure_cut_short_by_a_crash_is_reported_not_rerun(
     remedy: StartRemedy, recorder: Recorder, db_path: Path
 ) -> None:
@@ -124,6 +128,7 @@ async def test_on_failure_cut_short_by_a_crash_is_reported_not_rerun(
     assert [(e["event"], e["reason"]) for e in interrupted] == [("interrupted", "on_failure")]
 
 
+@pytest.mark.sqlite_only  # the SQLite file lease (PostgreSQL replicas come with leases)
 async def test_a_second_process_cannot_take_a_store_in_use(
     remedy: StartRemedy, db_path: Path
 ) -> None:

@@ -8,9 +8,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from receiver.store.sqlite import SQLiteStore
-from tests.conftest import RemedyClient, StartRemedy, am_alert, am_payload
+from tests.conftest import ALL_BACKENDS, RemedyClient, StartRemedy, am_alert, am_payload
 from tests.support.recorder import Recorder
+
+BACKENDS = ALL_BACKENDS
 
 
 def rule(url: str, guards: str = "", extra: str = "", name: str = "fix") -> str:
@@ -447,6 +451,7 @@ async def test_a_breaker_shows_in_metrics_and_resumes_alone(
     await wait_for(lambda: _metric_is(server, "remedy_breakers_open", 0))
 
 
+@pytest.mark.sqlite_only  # holds SQLite's write lock from a second connection
 async def test_a_finish_that_meets_a_busy_store_is_retried(
     remedy: StartRemedy, recorder: Recorder, db_path: Path
 ) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 from yarl import URL
 
-from tests.conftest import RemedyClient, StartRemedy, am_payload
+from tests.conftest import ALL_BACKENDS, RemedyClient, StartRemedy, am_payload
 from tests.receiver.test_guards import (
     ON_FAILURE,
     _received,
@@ -18,6 +18,8 @@ from tests.receiver.test_guards import (
     wait_for,
 )
 from tests.support.recorder import Recorder
+
+BACKENDS = ALL_BACKENDS
 
 
 async def pause(server: RemedyClient, reason: str = "deploy") -> None:

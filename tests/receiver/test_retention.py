@@ -4,32 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from receiver.audit import AuditRecord
 from receiver.clock import SimulatedClock
+from receiver.config import Config
 from receiver.store.base import AuditQuery
-from receiver.store.sqlite import SQLiteStore
-from tests.conftest import StartRemedy, am_alert, am_payload
+from receiver.store.url import store_for
+from tests.conftest import ALL_BACKENDS, StartRemedy, am_alert, am_payload
+from tests.support.database import Database
 from tests.support.recorder import Recorder
 
+BACKENDS = ALL_BACKENDS
 START = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
 
 
-async def write(store: SQLiteStore, clock: SimulatedClock, when: datetime, *reasons: str) -> None:
+async def write(store: Any, clock: SimulatedClock, when: datetime, *reasons: str) -> None:
     clock.set(when)
     await store.record([AuditRecord("paused", reason=reason, actor="oncall") for reason in reasons])
 
 
 @contextlib.asynccontextmanager
-async def opened(db_path: Path, clock: SimulatedClock) -> AsyncIterator[SQLiteStore]:
-    """The store at ``db_path``, open for the block (as one ``remedy serve`` run)."""
-    store = SQLiteStore(db_path, clock)
+async def opened(storage: str, clock: SimulatedClock) -> AsyncIterator[Any]:
+    """The store at ``storage``, open for the block (as one ``remedy serve`` run)."""
+    store = store_for(Config(storage=storage), clock=clock)
     await store.open()
     try:
         yield store
@@ -37,14 +40,14 @@ async def opened(db_path: Path, clock: SimulatedClock) -> AsyncIterator[SQLiteSt
         await store.close()
 
 
-async def kept(store: SQLiteStore) -> list[tuple[int, str | None]]:
+async def kept(store: Any) -> list[tuple[int, str | None]]:
     events = await store.audit(AuditQuery(limit=1000))
     return [(e.id, e.record.reason) for e in reversed(events)]
 
 
-async def test_old_events_go_and_what_remains_verifies(db_path: Path) -> None:
+async def test_old_events_go_and_what_remains_verifies(storage: str) -> None:
     clock = SimulatedClock(START)
-    async with opened(db_path, clock) as store:
+    async with opened(storage, clock) as store:
         await write(store, clock, START, "a", "b", "c")
         await write(store, clock, START + timedelta(days=40), "d", "e")
         assert await store.prune(START + timedelta(days=30)) == 3
@@ -59,18 +62,18 @@ async def test_old_events_go_and_what_remains_verifies(db_path: Path) -> None:
         }
         assert await store.prune(START + timedelta(days=30)) == 0  # nothing older left
         await write(store, clock, START + timedelta(days=41), "f")
-    async with opened(db_path, clock) as store:
+    async with opened(storage, clock) as store:
         await write(store, clock, START + timedelta(days=42), "g")
         assert [event_id for event_id, _ in await kept(store)] == [4, 5, 6, 7]
         assert (await store.verify()).ok
 
 
 async def test_an_event_stamped_too_early_does_not_take_newer_ones_with_it(
-    db_path: Path,
+    storage: str,
 ) -> None:
     """A clock stepped back once must not make pruning eat events inside the retention."""
     clock = SimulatedClock(START)
-    async with opened(db_path, clock) as store:
+    async with opened(storage, clock) as store:
         await write(store, clock, START, "old")
         await write(store, clock, START + timedelta(days=10), "recent")
         late = SimulatedClock(START)  # a second writer's clock, days behind
@@ -82,65 +85,63 @@ async def test_an_event_stamped_too_early_does_not_take_newer_ones_with_it(
         assert (await store.verify()).ok
 
 
-async def test_a_cut_tail_stays_missing_across_a_restart(db_path: Path) -> None:
+async def test_a_cut_tail_stays_missing_across_a_restart(storage: str, database: Database) -> None:
     clock = SimulatedClock(START)
-    async with opened(db_path, clock) as store:
+    async with opened(storage, clock) as store:
         await write(store, clock, START, "a", "b", "c")
-    with sqlite3.connect(db_path) as db:
-        db.execute("DELETE FROM audit WHERE id >= 2")  # hide the last two
-    async with opened(db_path, clock) as store:
+    await database.execute("DELETE FROM audit WHERE id >= 2")  # hide the last two
+    async with opened(storage, clock) as store:
         await write(store, clock, START + timedelta(hours=1), "d")
         assert [event_id for event_id, _ in await kept(store)] == [1, 4]  # 2 and 3 not reused
         result = await store.verify()
         assert (result.ok, result.first_bad_id) == (False, 2)
 
 
-async def test_a_store_pruned_empty_goes_on_from_the_checkpoint(db_path: Path) -> None:
+async def test_a_store_pruned_empty_goes_on_from_the_checkpoint(
+    storage: str, database: Database
+) -> None:
     clock = SimulatedClock(START)
-    async with opened(db_path, clock) as store:
+    async with opened(storage, clock) as store:
         await write(store, clock, START, "a", "b")
         assert await store.prune(START + timedelta(days=1)) == 2
         result = await store.verify()
         assert (result.ok, result.events) == (True, 0)
-    async with opened(db_path, clock) as store:
+    async with opened(storage, clock) as store:
         await write(store, clock, START + timedelta(days=2), "c")
         assert await kept(store) == [(3, "c")]  # never id 1 again
         assert (await store.verify()).ok
 
 
-async def test_tampering_after_pruning_is_still_found(db_path: Path) -> None:
+async def test_tampering_after_pruning_is_still_found(storage: str, database: Database) -> None:
     clock = SimulatedClock(START)
-    async with opened(db_path, clock) as store:
+    async with opened(storage, clock) as store:
         await write(store, clock, START, "a", "b")
         await write(store, clock, START + timedelta(days=9), "c", "d", "e")
         await store.prune(START + timedelta(days=5))
-        with sqlite3.connect(db_path) as db:
-            db.execute("DELETE FROM audit WHERE id = 3")  # cut the new start of the chain
+        await database.execute("DELETE FROM audit WHERE id = 3")  # cut the new start of the chain
         result = await store.verify()
         assert (result.ok, result.first_bad_id) == (False, 3)
         assert "missing" in (result.reason or "")
 
 
-async def test_hiding_the_checkpoint_is_found(db_path: Path) -> None:
+async def test_hiding_the_checkpoint_is_found(storage: str, database: Database) -> None:
     clock = SimulatedClock(START)
-    async with opened(db_path, clock) as store:
+    async with opened(storage, clock) as store:
         await write(store, clock, START, "a")
         await write(store, clock, START + timedelta(days=9), "b")
         await store.prune(START + timedelta(days=5))
-        with sqlite3.connect(db_path) as db:
-            db.execute("UPDATE audit_checkpoint SET last_hash = ?", ("f" * 64,))
+        await database.execute("UPDATE audit_checkpoint SET last_hash = ?", "f" * 64)
         result = await store.verify()
         assert (result.ok, result.first_bad_id) == (False, 2)
-        with sqlite3.connect(db_path) as db:
-            db.execute("DELETE FROM audit_checkpoint")  # as if nothing had been pruned
+        await database.execute("DELETE FROM audit_checkpoint")  # as if nothing had been pruned
         assert (await store.verify()).first_bad_id == 1
 
 
 async def test_the_service_prunes_what_is_past_its_retention(
-    remedy: StartRemedy, db_path: Path
+    remedy: StartRemedy, storage: str
 ) -> None:
     clock = SimulatedClock(datetime.now(UTC) - timedelta(days=100))
-    async with opened(db_path, clock) as old:
+    async with opened(storage, clock) as old:
         await write(old, clock, clock.now(), "long ago")
 
     server = await remedy(retention=90 * 86400.0)
@@ -153,19 +154,16 @@ async def test_the_service_prunes_what_is_past_its_retention(
     assert "remedy_audit_pruned_events_total 1.0" in metrics
 
 
-def test_audit_verify_says_what_retention_pruned(db_path: Path, tmp_path: Path) -> None:
+async def test_audit_verify_says_what_retention_pruned(storage: str, tmp_path: Path) -> None:
     clock = SimulatedClock(START)
-
-    async def prepare() -> None:
-        async with opened(db_path, clock) as store:
-            await write(store, clock, START, "a", "b")
-            await write(store, clock, START + timedelta(days=3), "c")
-            await store.prune(START + timedelta(days=2))
-
-    asyncio.run(prepare())
+    async with opened(storage, clock) as store:
+        await write(store, clock, START, "a", "b")
+        await write(store, clock, START + timedelta(days=3), "c")
+        await store.prune(START + timedelta(days=2))
     config = tmp_path / "remedy.yaml"
-    config.write_text(f"storage: sqlite:///{db_path}\n")
-    result = subprocess.run(
+    config.write_text(f"storage: {storage}\n")
+    result = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "receiver", "audit", "verify", "--config", str(config)],
         capture_output=True,
         text=True,
@@ -192,16 +190,14 @@ rules:
 """
 
 
-def table_counts(db_path: Path) -> dict[str, int]:
-    with sqlite3.connect(db_path) as db:
-        return {
-            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("alerts", "remediations", "executions")
-        }
+async def table_counts(database: Database) -> dict[str, int]:
+    return {
+        table: await database.count(table) for table in ("alerts", "remediations", "executions")
+    }
 
 
 async def test_ended_occurrences_go_and_what_the_guards_count_stays(
-    remedy: StartRemedy, recorder: Recorder, db_path: Path
+    remedy: StartRemedy, recorder: Recorder, database: Database
 ) -> None:
     clock = SimulatedClock(START)
     server = await remedy(
@@ -212,27 +208,27 @@ async def test_ended_occurrences_go_and_what_the_guards_count_stays(
     for alert in (ended, {**ended, "status": "resolved"}, still_firing):
         await server.post_alerts(am_payload(alert))
         await server.settle()
-    assert table_counts(db_path) == {"alerts": 3, "remediations": 2, "executions": 2}
+    assert (await table_counts(database)) == {"alerts": 3, "remediations": 2, "executions": 2}
 
     clock.set(START + timedelta(days=45))
     await server.service.running_scheduler.prune()
     # a's occurrence ended: gone; b still fires: kept, and so its redelivery stays a duplicate;
     # both executions stay, since the rate limit looks back 60 days
-    assert table_counts(db_path) == {"alerts": 1, "remediations": 1, "executions": 2}
+    assert (await table_counts(database)) == {"alerts": 1, "remediations": 1, "executions": 2}
     _, body = await server.post_alerts(am_payload(still_firing))
     assert body["duplicates"] == 1
     assert len(recorder.received) == 2
     # the rule shortened (or removed) for a while: the 60-day window is remembered
     await server.service.store.prune_history(clock.now() - timedelta(days=30), 0.0)
-    assert table_counts(db_path)["executions"] == 2
+    assert (await table_counts(database))["executions"] == 2
 
     clock.set(START + timedelta(days=70))
     await server.service.running_scheduler.prune()
-    assert table_counts(db_path)["executions"] == 0
+    assert (await table_counts(database))["executions"] == 0
 
 
 async def test_no_remediation_id_is_ever_given_out_twice(
-    remedy: StartRemedy, recorder: Recorder, db_path: Path
+    remedy: StartRemedy, recorder: Recorder, database: Database
 ) -> None:
     """An old approve link must never approve a newer remediation that got its id."""
     clock = SimulatedClock(START)

@@ -11,10 +11,12 @@ from pathlib import Path
 from receiver.auth import Token
 from receiver.clock import SimulatedClock, timestamp
 from receiver.config import AuthConfig, SnsConfig
-from tests.conftest import StartRemedy
+from tests.conftest import ALL_BACKENDS, StartRemedy
 from tests.support.cloudwatch import TOPIC, alarm, sns_notification
 from tests.support.recorder import Recorder
 from tests.support.sns import AWS_CERT, FIXTURES, CertServer, Signer, signed
+
+BACKENDS = ALL_BACKENDS
 
 UNSIGNED = SnsConfig(verify_signature=False, allowed_topics=(TOPIC,))
 RULE = """

@@ -8,9 +8,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from receiver.store.sqlite import SQLiteStore
-from tests.conftest import StartRemedy, am_alert, am_payload
+from tests.conftest import ALL_BACKENDS, StartRemedy, am_alert, am_payload
 from tests.support.recorder import Recorder
+
+BACKENDS = ALL_BACKENDS
 
 HOOK_RULE = """
 rules:
@@ -206,6 +210,7 @@ async def test_truncated_alerts_are_counted_not_resolved(remedy: StartRemedy) ->
     assert "remedy_alerts_truncated_total 7.0" in text
 
 
+@pytest.mark.sqlite_only  # holds SQLite's write lock from a second connection
 async def test_storage_that_cannot_take_the_write_is_a_503(
     remedy: StartRemedy, db_path: Path
 ) -> None:

@@ -1,0 +1,1658 @@
+"""PostgreSQL storage (``postgresql://user@host:port/db``) on asyncpg, same semantics as SQLite.
+
+The adapter only persists and queries; the policy is the pipeline's
+(:mod:`receiver.lifecycle`, :mod:`receiver.guards`, :mod:`receiver.dedup`).
+Those read their facts through small synchronous protocols, so each decision
+is made against a :class:`_Facts` snapshot that loads, inside the
+transaction, exactly the facts the pure function asks for (see
+:func:`_answer`), and then calls the very same function SQLite calls.
+
+Writes go through one group-committing writer: every job waiting at that
+moment runs in one transaction, each in its own savepoint, and commits once.
+Every write transaction first takes one transaction-scoped advisory lock
+(:data:`WRITER_LOCK`, per schema) and then the audit head's row
+``FOR UPDATE``. That is the simplest correct choice: claims and every guard
+counter (rate limit, cooldown, breakers, blast radius, target locks, pause)
+are read and written by one transaction at a time, across replicas too, and
+the audit chain's ids and hashes stay linear. Finer locks can come when
+leases spread running work over replicas. The schema is created by
+versioned migrations under an advisory lock at :meth:`PostgresStore.open`,
+so replicas starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import structlog
+
+from receiver import dedup, lifecycle, transition
+from receiver.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    AuditRecord,
+    StoredRow,
+    VerifyResult,
+    canonical_json,
+    chain_hash,
+    event_body,
+    indexed_values,
+    verify_chain,
+)
+from receiver.clock import Clock, SystemClock, timestamp
+from receiver.guards import FOLLOWUP_GUARDS, Decision, GlobalLimits, GuardSpec, decide, halt
+from receiver.store.base import (
+    FINAL_STATES,
+    PENDING_APPROVAL,
+    QUEUED,
+    RUNNING,
+    VERIFYING,
+    WAITING,
+    AuditQuery,
+    Claim,
+    Due,
+    IncomingAlert,
+    IngestResult,
+    NotFound,
+    Pause,
+    Remediation,
+    StateConflict,
+    Status,
+    StoreCorrupt,
+    StoreUnavailable,
+)
+
+T = TypeVar("T")
+log = structlog.get_logger("remedy.store")
+
+# Text compares bytewise (COLLATE "C"), as SQLite's does: timestamps and
+# occurrence keys are compared and ordered as strings by the same queries.
+_T = 'TEXT COLLATE "C"'
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        f"""
+CREATE TABLE alerts (
+    id BIGSERIAL PRIMARY KEY,
+    source {_T} NOT NULL,
+    fingerprint {_T} NOT NULL,
+    starts_at {_T} NOT NULL,
+    status {_T} NOT NULL,
+    occurrence {_T} NOT NULL,
+    name {_T} NOT NULL,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    ends_at {_T},
+    received_at {_T} NOT NULL,
+    UNIQUE (source, fingerprint, starts_at, status)
+);
+CREATE INDEX alerts_occurrence ON alerts (occurrence, status);
+CREATE TABLE remediations (
+    id BIGSERIAL PRIMARY KEY,
+    occurrence {_T} NOT NULL,
+    rule {_T} NOT NULL,
+    alert_id BIGINT NOT NULL REFERENCES alerts (id),
+    target {_T},
+    state {_T} NOT NULL,
+    reason {_T},
+    dry_run BOOLEAN NOT NULL,
+    plan TEXT NOT NULL,
+    created_at {_T} NOT NULL,
+    updated_at {_T} NOT NULL,
+    due_at {_T},
+    followup SMALLINT NOT NULL DEFAULT 0,
+    held_since {_T},
+    UNIQUE (occurrence, rule)
+);
+CREATE INDEX remediations_state ON remediations (state, due_at);
+CREATE INDEX remediations_followup ON remediations (followup) WHERE followup > 0;
+CREATE TABLE executions (
+    id BIGSERIAL PRIMARY KEY,
+    remediation BIGINT NOT NULL,
+    rule {_T} NOT NULL,
+    target {_T} NOT NULL,
+    scope {_T},
+    dry_run BOOLEAN NOT NULL,
+    at {_T} NOT NULL
+);
+CREATE INDEX executions_rule_target ON executions (rule, target, dry_run, at);
+CREATE INDEX executions_scope ON executions (scope, dry_run, at);
+CREATE INDEX executions_at ON executions (dry_run, at);
+CREATE TABLE locks (
+    target {_T} PRIMARY KEY,
+    remediation BIGINT NOT NULL,
+    at {_T} NOT NULL
+);
+CREATE TABLE breakers (
+    name {_T} PRIMARY KEY,
+    opened_at {_T} NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE deliveries (
+    message_id {_T} PRIMARY KEY,
+    received_at {_T} NOT NULL
+);
+CREATE TABLE breaker_resets (
+    name {_T} PRIMARY KEY,
+    at {_T} NOT NULL
+);
+CREATE TABLE control (
+    key {_T} PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE audit (
+    id BIGINT PRIMARY KEY,
+    ts {_T} NOT NULL,
+    event {_T} NOT NULL,
+    rule {_T},
+    target {_T},
+    reason {_T},
+    fingerprint {_T},
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_ts ON audit (ts);
+CREATE INDEX audit_rule ON audit (rule, id);
+CREATE INDEX audit_target ON audit (target, id);
+CREATE INDEX audit_fingerprint ON audit (fingerprint, id);
+CREATE TABLE audit_head (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    last_id BIGINT NOT NULL,
+    last_hash TEXT NOT NULL
+);
+CREATE TABLE audit_checkpoint (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    last_id BIGINT NOT NULL,
+    last_hash TEXT NOT NULL,
+    pruned BIGINT NOT NULL,
+    at {_T} NOT NULL
+);
+""",
+    ),
+)
+"""Schema versions in order; each runs once, in the transaction that records it."""
+
+MIGRATION_LOCK = "remedy.migrations:"
+WRITER_LOCK = "remedy.writer:"
+"""Advisory lock names, suffixed with the schema in use (so two remedy schemas never contend)."""
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1 || current_schema(), 0))"
+
+PRUNE_CHUNK = 5000  # audit events deleted per write transaction
+HISTORY_CHUNK = 1000  # alert occurrences examined per write transaction
+VERIFY_CHUNK = 10_000  # audit rows read at a time by verify
+FINALS = ", ".join(f"'{state}'" for state in FINAL_STATES)  # for SQL: constants only
+FOLLOWUP_PENDING = 1
+FOLLOWUP_RUNNING = 2
+DRY_RUN_BREAKER_PREFIX = "dry-run/"
+CONNECT_TIMEOUT = 5.0
+_REMEDIATION_COLUMNS = (
+    "id, rule, target, state, reason, dry_run, plan, created_at, updated_at, occurrence,"
+    " due_at, followup, held_since"
+)
+_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+"""What asyncpg raises when the database cannot take a statement now (the caller answers 503)."""
+
+Job = Callable[["_Tx"], Awaitable[T]]
+
+
+def display_url(url: str) -> str:
+    """The URL as logs and errors may show it: no password, no query options."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = (f"{parts.username}@" if parts.username else "") + host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _remediation(row: Mapping[str, Any] | Sequence[Any]) -> Remediation:
+    values = list(row.values()) if isinstance(row, Mapping) else list(row)
+    plan = json.loads(values[6])
+    return Remediation(
+        id=values[0],
+        rule=values[1],
+        target=values[2],
+        state=values[3],
+        reason=values[4],
+        alert=plan["alert"],
+        steps=plan["steps"],
+        on_failure=plan["on_failure"],
+        dry_run=bool(values[5]),
+        created_at=values[7],
+        updated_at=values[8],
+        occurrence=values[9],
+        guards=GuardSpec.from_json(plan.get("guards")),
+        due_at=values[10],
+        followup=bool(values[11]),
+        held_since=values[12],
+    )
+
+
+async def _select(conn: Any, where: str, *args: Any) -> list[Remediation]:
+    """Remediations matching a WHERE clause of constant text with placeholders."""
+    rows = await conn.fetch(f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE {where}", *args)
+    return [_remediation(row) for row in rows]
+
+
+def _count(status: str) -> int:
+    """The row count of an ``INSERT``/``UPDATE``/``DELETE`` command status."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class _Missing(Exception):
+    """A fact the snapshot has not loaded yet."""
+
+    def __init__(self, key: tuple[Any, ...]) -> None:
+        super().__init__(key[0])
+        self.key = key
+
+
+class _Facts:
+    """The facts one decision read, loaded from its transaction.
+
+    It answers :class:`receiver.guards.GuardFacts` and :class:`receiver.dedup.EpisodeFacts`
+    synchronously from what it holds; a fact it lacks raises :class:`_Missing`,
+    which :func:`_answer` loads before asking the pure function again.
+    """
+
+    def __init__(self, dry_run: bool = False) -> None:
+        self.prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
+        self.known: dict[tuple[Any, ...], Any] = {}
+
+    def _get(self, *key: Any) -> Any:
+        try:
+            return self.known[key]
+        except KeyError:
+            raise _Missing(key) from None
+
+    def resolved(self, occurrence: str) -> bool:
+        return bool(self._get("resolved", occurrence))
+
+    def paused(self) -> bool:
+        return bool(self._get("paused"))
+
+    def open_breakers(self, names: list[str]) -> list[str]:
+        return list(self._get("open_breakers", tuple(self.prefix + name for name in names)))
+
+    def executions(
+        self, *, since: str, dry_run: bool, rule: str | None = None, target: str | None = None
+    ) -> int:
+        return int(self._get("executions", since, dry_run, rule, target))
+
+    def last_execution(self, rule: str, target: str, dry_run: bool) -> str | None:
+        found: str | None = self._get("last_execution", rule, target, dry_run)
+        return found
+
+    def reset_at(self, breaker: str) -> str | None:
+        found: str | None = self._get("reset_at", self.prefix + breaker)
+        return found
+
+    def lock_holder(self, target: str) -> int | None:
+        found = self._get("lock_holder", target)
+        return None if found is None else int(found)
+
+    def latest_firing_start(self, source: str, fingerprint: str, until: str) -> str | None:
+        found: str | None = self._get("latest_firing_start", source, fingerprint, until)
+        return found
+
+    def resolved_after(self, source: str, fingerprint: str, since: str) -> bool:
+        return bool(self._get("resolved_after", source, fingerprint, since))
+
+    def scope_targets(self, scope: str, since: str, dry_run: bool) -> set[str]:
+        return set(self._get("scope_targets", scope, since, dry_run))
+
+    async def load(self, conn: Any, key: tuple[Any, ...]) -> Any:
+        """Read one fact (``key`` is the protocol method and its arguments)."""
+        name, *args = key
+        if name == "resolved":
+            sql = (
+                "SELECT EXISTS (SELECT 1 FROM alerts WHERE occurrence = $1 AND status = 'resolved')"
+            )
+            return await conn.fetchval(sql, *args)
+        if name == "paused":
+            return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM control WHERE key = 'paused')")
+        if name == "open_breakers":
+            rows = await conn.fetch(
+                "SELECT name FROM breakers WHERE name = ANY($1::text[]) ORDER BY name",
+                list(args[0]),
+            )
+            return tuple(row[0].removeprefix(self.prefix) for row in rows)
+        if name == "executions":
+            since, dry_run, rule, target = args
+            if rule is None:
+                sql = "SELECT COUNT(*) FROM executions WHERE dry_run = $1 AND at > $2"
+                return await conn.fetchval(sql, dry_run, since)
+            return await conn.fetchval(
+                "SELECT COUNT(*) FROM executions WHERE dry_run = $1 AND at > $2"
+                " AND rule = $3 AND target = $4",
+                dry_run,
+                since,
+                rule,
+                target,
+            )
+        if name == "last_execution":
+            return await conn.fetchval(
+                "SELECT MAX(at) FROM executions WHERE rule = $1 AND target = $2 AND dry_run = $3",
+                *args,
+            )
+        if name == "reset_at":
+            return await conn.fetchval("SELECT at FROM breaker_resets WHERE name = $1", *args)
+        if name == "lock_holder":
+            return await conn.fetchval("SELECT remediation FROM locks WHERE target = $1", *args)
+        if name == "latest_firing_start":
+            return await conn.fetchval(
+                "SELECT starts_at FROM alerts WHERE source = $1 AND fingerprint = $2"
+                " AND status = 'firing' AND starts_at <= $3 ORDER BY starts_at DESC LIMIT 1",
+                *args,
+            )
+        if name == "resolved_after":
+            return await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM alerts WHERE source = $1 AND fingerprint = $2"
+                " AND status = 'resolved' AND COALESCE(ends_at, starts_at) > $3)",
+                *args,
+            )
+        if name == "scope_targets":
+            rows = await conn.fetch(
+                "SELECT DISTINCT target FROM executions WHERE scope = $1 AND dry_run = $3"
+                " AND at > $2",
+                *args,
+            )
+            return frozenset(row[0] for row in rows)
+        raise AssertionError(f"no query for the fact {name}")
+
+
+async def _answer(conn: Any, decision: Callable[[_Facts], T], *, dry_run: bool = False) -> T:
+    """Call a pure policy function against the facts of this transaction.
+
+    The function is asked again after each fact it lacked is loaded; being
+    pure, it asks the same questions in the same order, so each fact is read
+    once (about as many queries as SQLite's direct reads).
+    """
+    facts = _Facts(dry_run)
+    while True:
+        try:
+            return decision(facts)
+        except _Missing as missing:
+            facts.known[missing.key] = await facts.load(conn, missing.key)
+
+
+def _watched(rem: Remediation) -> str | None:
+    """The occurrence whose resolve stops ``rem``; none for work a resolve itself started."""
+    return None if rem.on_resolved_alert else rem.occurrence
+
+
+async def _resolved(conn: Any, occurrence: str) -> bool:
+    return await _answer(conn, lambda facts: facts.resolved(occurrence))
+
+
+class _Chain:
+    """The end of the audit chain within one write transaction (read under the head's lock)."""
+
+    def __init__(self, mark: tuple[int, str]) -> None:
+        self.last_id, self.last_hash = mark
+        self.start = mark
+
+    @property
+    def mark(self) -> tuple[int, str]:
+        return self.last_id, self.last_hash
+
+    def reset(self, mark: tuple[int, str]) -> None:
+        self.last_id, self.last_hash = mark
+
+    async def append(self, conn: Any, ts: str, records: Sequence[AuditRecord]) -> list[AuditEvent]:
+        """Insert chained events for ``records`` at time ``ts``."""
+        events = []
+        rows = []
+        for record in records:
+            event_id = self.last_id + 1
+            body = event_body(event_id, ts, record)
+            data = canonical_json(body)
+            digest = chain_hash(self.last_hash, data)
+            cols = indexed_values(body)
+            rows.append(
+                (
+                    event_id,
+                    cols["ts"],
+                    cols["event"],
+                    cols["rule"],
+                    cols["target"],
+                    cols["reason"],
+                    cols["fingerprint"],
+                    data,
+                    self.last_hash,
+                    digest,
+                )
+            )
+            events.append(AuditEvent(event_id, ts, record, self.last_hash, digest))
+            self.last_id, self.last_hash = event_id, digest
+        if rows:
+            await conn.executemany(
+                "INSERT INTO audit (id, ts, event, rule, target, reason, fingerprint, data,"
+                " prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                rows,
+            )
+        return events
+
+
+@dataclasses.dataclass(slots=True)
+class _Tx:
+    """One job's transaction: its connection, its time, and the audit chain to extend."""
+
+    conn: Any
+    now: str
+    moment: datetime
+    chain: _Chain
+    events: list[AuditEvent]
+
+    async def audit(self, records: Sequence[AuditRecord]) -> None:
+        """Append chained audit events, stamped with the job's time."""
+        self.events.extend(await self.chain.append(self.conn, self.now, records))
+
+
+_STOP = object()
+
+
+class _GroupWriter:
+    """Runs write jobs on one connection at a time, every waiting job in one transaction."""
+
+    def __init__(self, pool: Any, on_commit: Callable[[float, int], None] | None) -> None:
+        self._pool = pool
+        self._on_commit = on_commit
+        self._jobs: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Finish every queued job, then stop."""
+        if self._task is not None:
+            self._jobs.put_nowait(_STOP)
+            await self._task
+            self._task = None
+
+    async def run(self, job: Callable[[Any, _Chain], Awaitable[T]]) -> T:
+        """Run ``job`` in the next group commit; its result once committed."""
+        if not self.alive:
+            raise StoreUnavailable("the store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put_nowait((job, future))
+        return await future
+
+    async def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._jobs.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            while not self._jobs.empty():
+                item = self._jobs.get_nowait()
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._run_batch(batch)
+
+    async def _run_batch(self, batch: list[Any]) -> None:
+        """One group commit; whatever goes wrong, every job gets an answer."""
+        started = time.perf_counter()
+        try:
+            results = await self._in_transaction(batch)
+        except _UNAVAILABLE as exc:
+            log.error("store.batch_failed", error_type=type(exc).__name__, error=str(exc))
+            results = [(None, StoreUnavailable(f"storage unavailable: {exc}"))] * len(batch)
+        except Exception as exc:  # the writer must outlive any failure, or callers hang
+            log.error("store.batch_failed", error_type=type(exc).__name__, error=str(exc))
+            results = [(None, StoreUnavailable(f"storage unavailable: {exc}"))] * len(batch)
+        if self._on_commit is not None:
+            with contextlib.suppress(Exception):
+                self._on_commit(time.perf_counter() - started, len(batch))
+        for (_job, future), (value, error) in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+    async def _in_transaction(self, batch: list[Any]) -> list[tuple[Any, BaseException | None]]:
+        results: list[tuple[Any, BaseException | None]] = []
+        async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
+            await conn.execute(_LOCK, WRITER_LOCK)
+            head = await conn.fetchrow(
+                "SELECT last_id, last_hash FROM audit_head WHERE one = 1 FOR UPDATE"
+            )
+            # The chain goes on from the furthest of: the recorded head, the newest
+            # event and the pruning checkpoint, as SQLite's does (a cut tail's ids
+            # are never reused, so verify goes on reporting them missing).
+            ends = await conn.fetch(
+                "(SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1)"
+                " UNION ALL SELECT last_id, last_hash FROM audit_checkpoint"
+            )
+            marks = [(int(row[0]), str(row[1])) for row in [*ends, *([head] if head else [])]]
+            chain = _Chain(max(marks, default=(0, GENESIS_HASH)))
+            for job, _future in batch:
+                mark = chain.mark
+                try:
+                    async with conn.transaction():  # a savepoint: one job fails alone
+                        value = await job(conn, chain)
+                except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+                    raise  # the connection is gone: the whole batch fails
+                except Exception as exc:  # one job's failure is that job's answer alone
+                    chain.reset(mark)
+                    if isinstance(exc, asyncpg.PostgresError):
+                        exc = StoreUnavailable(f"storage unavailable: {exc}")
+                    results.append((None, exc))
+                else:
+                    results.append((value, None))
+            if chain.mark != chain.start:
+                await conn.execute(
+                    "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, $1, $2)"
+                    " ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id,"
+                    " last_hash = excluded.last_hash",
+                    chain.last_id,
+                    chain.last_hash,
+                )
+        return results
+
+
+async def migrate(conn: Any) -> list[int]:
+    """Apply the migrations this database lacks, under an advisory lock; the versions applied.
+
+    Idempotent, and safe when several replicas start at once: the lock is
+    held until the transaction that applies and records them commits.
+    """
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute(_LOCK, MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
+    return applied
+
+
+class PostgresStore:
+    """The store for one PostgreSQL database (one replica for now; several with leases)."""
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        password: str | None = None,
+        clock: Clock | None = None,
+        on_commit: Callable[[float, int], None] | None = None,
+        *,
+        readonly: bool = False,
+        pool_size: int = 8,
+    ) -> None:
+        self.url = url
+        self.shown = display_url(url)
+        self._password = password
+        self.readonly = readonly
+        self.clock: Clock = clock or SystemClock()
+        self._on_commit = on_commit
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._writer: _GroupWriter | None = None
+        self.listeners: list[Callable[[list[AuditEvent]], None]] = []
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.shown!r})"
+
+    async def open(self) -> None:
+        """Connect, bring the schema up to date and start the writer.
+
+        An unreachable database is :class:`StoreUnavailable`; later outages are
+        answered 503 and the pool reconnects once the database is back.
+        """
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                password=self._password,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=60,
+                max_inactive_connection_lifetime=300,
+            )
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                if self.readonly:
+                    exists = await conn.fetchval("SELECT to_regclass('audit') IS NOT NULL")
+                    if not exists:
+                        raise StoreUnavailable(f"no remedy store in {self.shown}")
+                    return
+                if applied := await migrate(conn):
+                    log.info("store.migrated", storage=self.shown, versions=applied)
+                await self._check_head(conn)
+        except _UNAVAILABLE as exc:
+            await self._close_pool()
+            raise StoreUnavailable(f"cannot open {self.shown}: {_reason(exc)}") from None
+        except StoreUnavailable:
+            await self._close_pool()
+            raise
+        self._writer = _GroupWriter(self._pool, self._on_commit)
+        self._writer.start()
+
+    @staticmethod
+    async def _check_head(conn: Any) -> None:
+        newest = await conn.fetchrow("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+        head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
+        if newest is not None and (head is None or tuple(head) != tuple(newest)):
+            log.error("audit.head_mismatch", last_id=newest[0], head_id=head[0] if head else None)
+
+    async def close(self) -> None:
+        """Finish every queued write, then close the connections."""
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), 10)
+
+    # -- plumbing -----------------------------------------------------------
+
+    async def _write(self, job: Job[T]) -> T:
+        """Run a job in the next group commit at the time it was asked for.
+
+        The audit events it appended go to the listeners once committed.
+        """
+        if self._writer is None:
+            raise StoreUnavailable("the store is not open for writing")
+        moment = self.clock.now()
+        events: list[AuditEvent] = []
+
+        async def run(conn: Any, chain: _Chain) -> T:
+            return await job(_Tx(conn, timestamp(moment), moment, chain, events))
+
+        result = await self._writer.run(run)
+        for listener in self.listeners:
+            listener(events)
+        return result
+
+    async def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                return await fn(conn)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"storage unavailable: {_reason(exc)}") from None
+
+    @staticmethod
+    async def _move(
+        conn: Any,
+        rem_id: int,
+        now: str,
+        state: str,
+        reason: str | None = None,
+        *,
+        due_at: str | None = None,
+        followup: bool = False,
+        expect: str | None = None,
+        held_since: str | None = None,
+    ) -> None:
+        sql = (
+            "UPDATE remediations SET state = $1, reason = $2, updated_at = $3, due_at = $4,"
+            " followup = $5, held_since = $6 WHERE id = $7"
+        )
+        args: list[Any] = [state, reason, now, due_at, int(followup), held_since, rem_id]
+        if expect is not None:
+            sql += " AND state = $8"
+            args.append(expect)
+        if _count(await conn.execute(sql, *args)) == 0:
+            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
+
+    # -- the contract -------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the database answers."""
+        if self._writer is not None and not self._writer.alive:
+            raise StoreUnavailable("the store's writer is not running")
+        await self._read(lambda conn: conn.fetchval("SELECT 1"))
+
+    async def ingest(
+        self, alerts: Sequence[IncomingAlert], message_id: str | None = None
+    ) -> IngestResult:
+        """Store alerts, their remediations and audit events in one transaction.
+
+        A resolved alert cancels what still waits for its occurrence and
+        verifies what waited for it to resolve. With ``message_id`` (SNS), a
+        delivery seen before stores nothing and records its alerts as duplicates.
+        """
+
+        async def job(tx: _Tx) -> IngestResult:
+            conn, now, moment = tx.conn, tx.now, tx.moment
+            records: list[AuditRecord] = []
+            queued: list[Remediation] = []
+            stored = duplicates = skipped = waiting = 0
+            finished: list[tuple[str, str, str | None]] = []
+            if message_id is not None and not await conn.fetchval(
+                "INSERT INTO deliveries (message_id, received_at) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                message_id,
+                now,
+            ):
+                await tx.audit(
+                    [
+                        AuditRecord(
+                            "skipped",
+                            i.alert.summary(),
+                            reason="duplicate",
+                            error=f"message {message_id} was delivered before",
+                        )
+                        for i in alerts
+                    ]
+                )
+                return IngestResult(0, len(alerts), [], 0)
+            for incoming in alerts:
+                alert = await _answer(conn, functools.partial(dedup.episode, incoming.alert))
+                summary = alert.summary()
+                occurrence = "|".join(alert.occurrence)
+                alert_id = await conn.fetchval(
+                    "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
+                    " name, labels, annotations, ends_at, received_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    " ON CONFLICT DO NOTHING RETURNING id",
+                    alert.source,
+                    alert.fingerprint,
+                    alert.starts_at.isoformat(),
+                    alert.status,
+                    occurrence,
+                    alert.name,
+                    json.dumps(dict(alert.labels)),
+                    json.dumps(dict(alert.annotations)),
+                    alert.ends_at.isoformat() if alert.ends_at else None,
+                    now,
+                )
+                if alert_id is None:
+                    duplicates += 1
+                    records.append(AuditRecord("skipped", summary, reason="duplicate"))
+                    continue
+                stored += 1
+                records.append(AuditRecord("received", summary))
+                if alert.status == "resolved":
+                    records += await self._on_resolved(conn, now, occurrence, finished)
+                plans = incoming.plans
+                if await _answer(conn, functools.partial(dedup.stale, alert)):
+                    plans = ()
+                    records.append(
+                        AuditRecord("skipped", summary, reason="cancelled", error=dedup.STALE_ALARM)
+                    )
+                for plan in plans:
+                    move = lifecycle.planned(plan, alert, moment)
+                    steps, on_failure = list(plan.steps), list(plan.on_failure)
+                    body = {
+                        "alert": summary,
+                        "steps": steps,
+                        "on_failure": on_failure,
+                        "guards": plan.guards.to_json(),
+                    }
+                    rem_id = await conn.fetchval(
+                        "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
+                        " reason, dry_run, plan, created_at, updated_at, due_at)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                        " ON CONFLICT DO NOTHING RETURNING id",
+                        occurrence,
+                        plan.rule,
+                        alert_id,
+                        plan.target,
+                        move.state,
+                        move.reason,
+                        plan.dry_run,
+                        json.dumps(body),
+                        now,
+                        now,
+                        move.due_at,
+                    )
+                    if rem_id is None:
+                        continue
+                    rem = Remediation(
+                        int(rem_id),
+                        plan.rule,
+                        plan.target,
+                        move.state,
+                        move.reason,
+                        summary,
+                        steps,
+                        on_failure,
+                        plan.dry_run,
+                        now,
+                        now,
+                        occurrence,
+                        plan.guards,
+                        move.due_at,
+                    )
+                    records.append(
+                        transition.about("matched", rem, params=[_step_view(s) for s in rem.steps])
+                    )
+                    records += move.records(rem)
+                    if move.ready:
+                        queued.append(rem)
+                    elif move.state == "skipped":
+                        skipped += 1
+                    else:
+                        waiting += 1
+            await tx.audit(records)
+            return IngestResult(stored, duplicates, queued, skipped, waiting, finished)
+
+        return await self._write(job)
+
+    async def _on_resolved(
+        self, conn: Any, now: str, occurrence: str, finished: list[tuple[str, str, str | None]]
+    ) -> list[AuditRecord]:
+        """Cancel what still waits for a now-resolved occurrence; verify what waited on it."""
+        records: list[AuditRecord] = []
+        for rem in await _select(
+            conn,
+            "occurrence = $1 AND state IN ($2, $3, $4, $5) ORDER BY id",
+            occurrence,
+            WAITING,
+            PENDING_APPROVAL,
+            QUEUED,
+            VERIFYING,
+        ):
+            if (move := lifecycle.resolved(rem)) is not None:
+                records += await self._apply(conn, now, rem, move, finished=finished)
+        return records
+
+    async def _apply(
+        self,
+        conn: Any,
+        now: str,
+        rem: Remediation,
+        move: transition.Move,
+        *,
+        finished: list[tuple[str, str, str | None]],
+        expect: str | None = None,
+    ) -> list[AuditRecord]:
+        """Write a lifecycle move; its audit records (for the caller to append)."""
+        await self._move(
+            conn,
+            rem.id,
+            now,
+            move.state,
+            move.reason,
+            due_at=move.due_at,
+            followup=move.followup,
+            expect=expect,
+            held_since=move.held_since,
+        )
+        if move.final:
+            finished.append((rem.rule, move.state, move.reason))
+        return move.records(rem)
+
+    async def claim(
+        self,
+        rem: Remediation,
+        *,
+        dry_run: bool,
+        limits: GlobalLimits,
+        denied: str | None = None,
+        give_up_waiting: bool = False,
+    ) -> Claim:
+        """Apply the guards and, when they allow it, take the remediation: one transaction."""
+
+        async def job(tx: _Tx) -> Claim:
+            conn, now, moment = tx.conn, tx.now, tx.moment
+            row = await conn.fetchrow(
+                "SELECT state, held_since FROM remediations WHERE id = $1 FOR UPDATE", rem.id
+            )
+            if row is None or row[0] != QUEUED:
+                raise StateConflict(f"remediation {rem.id} is no longer queued")
+            decision = await _answer(
+                conn,
+                lambda facts: decide(
+                    facts,
+                    rule=rem.rule,
+                    target=rem.target or "",
+                    occurrence=_watched(rem),
+                    spec=rem.guards,
+                    limits=limits,
+                    now=moment,
+                    dry_run=dry_run,
+                    denied=denied,
+                ),
+                dry_run=dry_run,
+            )
+            if decision.reason == "locked" and rem.guards.lock_wait and not give_up_waiting:
+                return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if decision.reason == "paused":
+                # Held, not dropped: it stays queued and goes through every guard at resume.
+                if row[1] is None:
+                    move = lifecycle.held(now)
+                    await tx.audit(
+                        await self._apply(conn, now, rem, move, finished=[], expect=QUEUED)
+                    )
+                return Claim(QUEUED, "paused", decision.detail, held=True)
+            if not decision.allowed:
+                await self._open_breaker(tx, decision, dry_run)
+                await self._move(conn, rem.id, now, "skipped", decision.reason, expect=QUEUED)
+                error = decision.detail
+                await tx.audit(
+                    [transition.about("skipped", rem, reason=decision.reason, error=error)]
+                )
+                return Claim("skipped", decision.reason, decision.detail)
+            scope = rem.guards.blast_radius[0] if rem.guards.blast_radius else None
+            await self._take(tx, rem, rem.steps, rule=rem.rule, scope=scope, dry_run=dry_run)
+            await self._move(conn, rem.id, now, "dry_run" if dry_run else RUNNING, expect=QUEUED)
+            return Claim("dry_run" if dry_run else RUNNING)
+
+        return await self._write(job)
+
+    async def finish(
+        self,
+        rem: Remediation,
+        records: Sequence[AuditRecord],
+        state: str,
+        *,
+        followup: bool = False,
+    ) -> str:
+        """Record the last step's outcome and the remediation's state; release its lock."""
+
+        async def job(tx: _Tx) -> str:
+            resolved = await _resolved(tx.conn, rem.occurrence)
+            move = lifecycle.finished(rem, state, resolved=resolved, now=tx.moment)
+            move = dataclasses.replace(move, followup=followup)
+            more = await self._apply(tx.conn, tx.now, rem, move, finished=[], expect=RUNNING)
+            await tx.conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
+            await tx.audit([*records, *more])
+            return move.state
+
+        return await self._write(job)
+
+    async def claim_followup(
+        self,
+        rem: Remediation,
+        *,
+        dry_run: bool,
+        limits: GlobalLimits,
+        denied: str | None = None,
+    ) -> Claim:
+        """Take a due on_failure run past pause, allow-lists, the breaker and the target lock."""
+
+        async def job(tx: _Tx) -> Claim:
+            conn = tx.conn
+            found = await conn.fetchval(
+                "SELECT followup FROM remediations WHERE id = $1 FOR UPDATE", rem.id
+            )
+            if found != FOLLOWUP_PENDING:
+                raise StateConflict(f"remediation {rem.id} has no on_failure due")
+            rule = f"{rem.rule}/on_failure"  # counted apart from the remediation's own runs
+            decision = await _answer(
+                conn,
+                lambda facts: decide(
+                    facts,
+                    rule=rule,
+                    target=rem.target or "",
+                    occurrence=_watched(rem),
+                    spec=FOLLOWUP_GUARDS,
+                    limits=limits,
+                    now=tx.moment,
+                    dry_run=dry_run,
+                    denied=denied,
+                    before="it could run",
+                ),
+                dry_run=dry_run,
+            )
+            if decision.reason == "locked":
+                return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if not decision.allowed:
+                await self._open_breaker(tx, decision, dry_run)
+                await conn.execute("UPDATE remediations SET followup = 0 WHERE id = $1", rem.id)
+                error = f"on_failure not run: {decision.detail}"
+                await tx.audit(
+                    [transition.about("skipped", rem, reason=decision.reason, error=error)]
+                )
+                return Claim("skipped", decision.reason, decision.detail)
+            await self._take(
+                tx, rem, rem.on_failure, rule=rule, scope=None, dry_run=dry_run, reason="on_failure"
+            )
+            followup = 0 if dry_run else FOLLOWUP_RUNNING
+            await conn.execute(
+                "UPDATE remediations SET followup = $1 WHERE id = $2", followup, rem.id
+            )
+            return Claim("dry_run" if dry_run else RUNNING)
+
+        return await self._write(job)
+
+    @staticmethod
+    async def _open_breaker(tx: _Tx, decision: Decision, dry_run: bool) -> None:
+        """Open the breaker a decision asks for (dry-run keeps breakers of its own)."""
+        if decision.open_breaker is None:
+            return
+        prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
+        await tx.conn.execute(
+            "INSERT INTO breakers (name, opened_at, reason) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            prefix + decision.open_breaker,
+            tx.now,
+            decision.detail or "",
+        )
+
+    @staticmethod
+    async def _take(
+        tx: _Tx,
+        rem: Remediation,
+        steps: Sequence[Mapping[str, Any]],
+        *,
+        rule: str,
+        scope: str | None,
+        dry_run: bool,
+        reason: str | None = None,
+    ) -> None:
+        """Record the execution the guards count; live, take the target's lock and start."""
+        target = rem.target or ""
+        await tx.conn.execute(
+            "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            rem.id,
+            rule,
+            target,
+            scope,
+            dry_run,
+            tx.now,
+        )
+        if dry_run:
+            await tx.audit(
+                [
+                    transition.about(
+                        "dry_run", rem, action=s["action"], params=s["params"], reason=reason
+                    )
+                    for s in steps
+                ]
+            )
+            return
+        await tx.conn.execute(
+            "INSERT INTO locks (target, remediation, at) VALUES ($1, $2, $3)",
+            target,
+            rem.id,
+            tx.now,
+        )
+        first = steps[0]
+        await tx.audit(
+            [
+                transition.about(
+                    "started", rem, action=first["action"], params=first["params"], reason=reason
+                )
+            ]
+        )
+
+    async def followup_done(self, rem: Remediation, records: Sequence[AuditRecord]) -> None:
+        """on_failure has run for ``rem``: record its last step, clear the flag, free the lock."""
+
+        async def job(tx: _Tx) -> None:
+            await tx.conn.execute("UPDATE remediations SET followup = 0 WHERE id = $1", rem.id)
+            await tx.conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
+            await tx.audit(records)
+
+        await self._write(job)
+
+    async def begin_step(self, rem: Remediation, started: AuditRecord, *, before: str) -> Decision:
+        """Record a further step's ``started``, unless a resolve or a pause now stops it."""
+
+        async def job(tx: _Tx) -> Decision:
+            stop = await _answer(
+                tx.conn, lambda facts: halt(facts, occurrence=_watched(rem), before=before)
+            )
+            if stop.allowed:
+                await tx.audit([started])
+            return stop
+
+        return await self._write(job)
+
+    async def halted(self, rem: Remediation, *, before: str) -> Decision:
+        """Whether a resolve or a pause stops what would start next (a retry), reading only."""
+        return await self._read(
+            lambda conn: _answer(
+                conn, lambda facts: halt(facts, occurrence=_watched(rem), before=before)
+            )
+        )
+
+    async def record(self, records: Sequence[AuditRecord]) -> list[AuditEvent]:
+        """Append audit events that change no remediation (reloads, on_failure steps)."""
+
+        async def job(tx: _Tx) -> list[AuditEvent]:
+            await tx.audit(records)
+            return tx.events
+
+        return await self._write(job)
+
+    async def advance(self, now: datetime) -> Due:
+        """Move every remediation whose timer is due at ``now``."""
+
+        async def job(tx: _Tx) -> Due:
+            at = timestamp(now)
+            due = await _select(
+                tx.conn,
+                "state IN ($1, $2, $3) AND due_at <= $4 ORDER BY due_at, id",
+                WAITING,
+                PENDING_APPROVAL,
+                VERIFYING,
+                at,
+            )
+            queued: list[Remediation] = []
+            followups: list[Remediation] = []
+            finished: list[tuple[str, str, str | None]] = []
+            records: list[AuditRecord] = []
+            for rem in due:
+                move = lifecycle.timer(rem, now)
+                records += await self._apply(tx.conn, at, rem, move, finished=finished)
+                if move.ready:
+                    queued.append(_with_state(rem, move.state))
+                if move.followup:
+                    followups.append(_with_state(rem, move.state))
+            await tx.audit(records)
+            return Due(queued, followups, finished)
+
+        return await self._write(job)
+
+    async def preview(
+        self,
+        *,
+        rule: str,
+        target: str,
+        occurrence: str | None,
+        spec: GuardSpec,
+        limits: GlobalLimits,
+        dry_run: bool,
+        denied: str | None = None,
+    ) -> Decision:
+        """What the guards would decide now, reading only (``remedy test``)."""
+        now = self.clock.now()
+        return await self._read(
+            lambda conn: _answer(
+                conn,
+                lambda facts: decide(
+                    facts,
+                    rule=rule,
+                    target=target,
+                    occurrence=occurrence,
+                    spec=spec,
+                    limits=limits,
+                    now=now,
+                    dry_run=dry_run,
+                    denied=denied,
+                ),
+                dry_run=dry_run,
+            )
+        )
+
+    async def next_due(self) -> str | None:
+        """The earliest timer still to fire, if any."""
+        found: str | None = await self._read(
+            lambda conn: conn.fetchval(
+                "SELECT MIN(due_at) FROM remediations WHERE state IN ($1, $2, $3)",
+                WAITING,
+                PENDING_APPROVAL,
+                VERIFYING,
+            )
+        )
+        return found
+
+    async def recover(self) -> Due:
+        """After a restart: interrupt what was running, hand back what was queued."""
+
+        async def job(tx: _Tx) -> Due:
+            conn, now = tx.conn, tx.now
+            records: list[AuditRecord] = []
+            finished: list[tuple[str, str, str | None]] = []
+            for rem in await _select(conn, "state = $1 ORDER BY id", RUNNING):
+                records += await self._apply(
+                    conn, now, rem, lifecycle.interrupted(rem), finished=finished
+                )
+                await conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
+            await tx.audit(records)
+            queued = await _select(conn, "state = $1 AND held_since IS NULL ORDER BY id", QUEUED)
+            # An on_failure run that had started is reported, never run again.
+            for rem in await _select(conn, "followup = $1 ORDER BY id", FOLLOWUP_RUNNING):
+                await conn.execute("UPDATE remediations SET followup = 0 WHERE id = $1", rem.id)
+                await conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
+                await tx.audit([transition.about("interrupted", rem, reason="on_failure")])
+            followups = await _select(conn, "followup = $1 ORDER BY id", FOLLOWUP_PENDING)
+            return Due(queued, followups, finished)
+
+        return await self._write(job)
+
+    async def decide_approval(self, remediation_id: int, approve: bool, actor: str) -> Remediation:
+        """An operator's decision on a ``pending_approval`` remediation."""
+
+        async def job(tx: _Tx) -> Remediation:
+            conn, now = tx.conn, tx.now
+            found = await _select(conn, "id = $1 FOR UPDATE", remediation_id)
+            if not found:
+                raise NotFound(f"remediation {remediation_id} does not exist")
+            rem = found[0]
+            if rem.state != PENDING_APPROVAL:
+                raise StateConflict(f"remediation {remediation_id} is {rem.state}, not pending")
+            if approve:
+                paused = await _answer(conn, lambda facts: facts.paused())
+                move = lifecycle.approved(paused=paused, now=now, actor=actor)
+            else:
+                move = lifecycle.rejected(actor)
+            await tx.audit(
+                await self._apply(conn, now, rem, move, finished=[], expect=PENDING_APPROVAL)
+            )
+            return dataclasses.replace(
+                rem, state=move.state, reason=move.reason, due_at=None, held_since=move.held_since
+            )
+
+        return await self._write(job)
+
+    async def set_paused(
+        self,
+        paused: bool,
+        actor: str,
+        reason: str | None = None,
+        breaker: str | None = None,
+        *,
+        pause_hold: float,
+    ) -> Due:
+        """Pause (nothing starts after this commits) or resume; what resuming releases.
+
+        The same semantics as :meth:`receiver.store.sqlite.SQLiteStore.set_paused`.
+        """
+
+        async def job(tx: _Tx) -> Due:
+            conn, now = tx.conn, tx.now
+            if breaker is not None:
+                names = [breaker, DRY_RUN_BREAKER_PREFIX + breaker]
+                found = await conn.fetch(
+                    "SELECT name FROM breakers WHERE name = ANY($1::text[]) ORDER BY name", names
+                )
+                if not found:
+                    raise NotFound(f"breaker {breaker} is not open")
+                for row in found:
+                    await self._close_breaker(conn, row[0], now)
+                await tx.audit(
+                    [AuditRecord("resumed", actor=actor, reason=f"closed breakers: {breaker}")]
+                )
+                return Due()
+            if paused:
+                # A pause that is already in force keeps who started it, why and since when.
+                await conn.execute(
+                    "INSERT INTO control (key, value) VALUES ('paused', $1) ON CONFLICT DO NOTHING",
+                    json.dumps({"actor": actor, "at": now, "reason": reason}),
+                )
+                await tx.audit([AuditRecord("paused", actor=actor, reason=reason)])
+                return Due()
+            closed = [row[0] for row in await conn.fetch("SELECT name FROM breakers ORDER BY name")]
+            await conn.execute("DELETE FROM control WHERE key = 'paused'")
+            for name in closed:
+                await self._close_breaker(conn, name, now)
+            note = f"closed breakers: {', '.join(closed)}" if closed else reason
+            await tx.audit([AuditRecord("resumed", actor=actor, reason=note)])
+            return await self._release_held(tx, pause_hold)
+
+        return await self._write(job)
+
+    async def _release_held(self, tx: _Tx, pause_hold: float) -> Due:
+        """Hand back the work a pause held, or drop what it held too long."""
+        released: list[Remediation] = []
+        finished: list[tuple[str, str, str | None]] = []
+        for rem in await _select(
+            tx.conn, "state = $1 AND held_since IS NOT NULL ORDER BY id", QUEUED
+        ):
+            move = lifecycle.released(rem, tx.moment, pause_hold)
+            await tx.audit(
+                await self._apply(tx.conn, tx.now, rem, move, finished=finished, expect=QUEUED)
+            )
+            if move.ready:
+                released.append(dataclasses.replace(rem, held_since=None))
+        return Due(queued=released, finished=finished)
+
+    @staticmethod
+    async def _close_breaker(conn: Any, name: str, now: str) -> None:
+        await conn.execute("DELETE FROM breakers WHERE name = $1", name)
+        await conn.execute(
+            "INSERT INTO breaker_resets (name, at) VALUES ($1, $2)"
+            " ON CONFLICT (name) DO UPDATE SET at = excluded.at",
+            name,
+            now,
+        )
+
+    async def pending(self) -> Due:
+        """Stored work that should be in some worker's queue: queued, and on_failure due."""
+
+        async def read(conn: Any) -> Due:
+            queued = await _select(
+                conn, "state = $1 AND held_since IS NULL ORDER BY id LIMIT 10000", QUEUED
+            )
+            followups = await _select(conn, "followup = $1 ORDER BY id", FOLLOWUP_PENDING)
+            return Due(queued, followups)
+
+        return await self._read(read)
+
+    async def paused(self) -> bool:
+        """Whether an operator has paused remedy (read before each further step)."""
+        return (await self.control())[0]
+
+    async def control(self) -> tuple[bool, int]:
+        """Paused, and how many breakers are open: cheap enough to read every tick."""
+
+        async def read(conn: Any) -> tuple[bool, int]:
+            row = await conn.fetchrow(
+                "SELECT EXISTS (SELECT 1 FROM control WHERE key = 'paused'),"
+                " (SELECT COUNT(*) FROM breakers WHERE name NOT LIKE $1)",
+                DRY_RUN_BREAKER_PREFIX + "%",
+            )
+            return bool(row[0]), int(row[1])
+
+        return await self._read(read)
+
+    async def status(self) -> Status:
+        """Pause, open breakers, remediations by state, the oldest queued."""
+
+        async def read(conn: Any) -> Status:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                paused = await conn.fetchval("SELECT value FROM control WHERE key = 'paused'")
+                breakers = await conn.fetch("SELECT name, reason FROM breakers ORDER BY name")
+                states = await conn.fetch("SELECT state, COUNT(*) FROM remediations GROUP BY state")
+                oldest = await conn.fetchval(
+                    "SELECT MIN(updated_at) FROM remediations WHERE state = $1", QUEUED
+                )
+                held = await conn.fetchval(
+                    "SELECT COUNT(*) FROM remediations WHERE state = $1 AND held_since IS NOT NULL",
+                    QUEUED,
+                )
+            pause = Pause.from_json(paused) if paused else None
+            return Status(
+                pause is not None,
+                {row[0]: row[1] for row in breakers},
+                {row[0]: int(row[1]) for row in states},
+                oldest,
+                pause,
+                int(held),
+            )
+
+        return await self._read(read)
+
+    async def remediations(self, states: Sequence[str] = ()) -> list[Remediation]:
+        """Remediation records, oldest first, optionally only in the given states."""
+        if states:
+            return await self._read(
+                lambda conn: _select(conn, "state = ANY($1::text[]) ORDER BY id", list(states))
+            )
+        return await self._read(lambda conn: _select(conn, "true ORDER BY id"))
+
+    async def remediation(self, remediation_id: int) -> Remediation:
+        """One remediation record; :class:`NotFound` when there is none."""
+        found = await self._read(lambda conn: _select(conn, "id = $1", remediation_id))
+        if not found:
+            raise NotFound(f"remediation {remediation_id} does not exist")
+        return found[0]
+
+    async def audit(self, query: AuditQuery) -> list[AuditEvent]:
+        """Audit events matching the query, newest first."""
+        where, args = _audit_filter(query)
+        order = "ASC" if query.after_id is not None else "DESC"
+        sql = (
+            f"SELECT data, prev_hash, hash FROM audit {where} ORDER BY id {order}"
+            f" LIMIT ${len(args) + 1}"
+        )
+
+        async def read(conn: Any) -> list[AuditEvent]:
+            rows = await conn.fetch(sql, *args, query.limit)
+            return [_event(row[0], row[1], row[2]) for row in rows]
+
+        return await self._read(read)
+
+    async def verify(self) -> VerifyResult:
+        """Check the chain from the pruning checkpoint (or the first event) to the recorded head.
+
+        One consistent snapshot, read a chunk at a time so memory stays flat.
+        """
+
+        async def read(conn: Any) -> VerifyResult:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head_row = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
+                checkpoint = await conn.fetchrow(
+                    "SELECT last_id, last_hash, pruned, at FROM audit_checkpoint"
+                )
+                start = (
+                    (int(checkpoint[0]), str(checkpoint[1])) if checkpoint else (0, GENESIS_HASH)
+                )
+                result = await _verify_rows(
+                    conn, (int(head_row[0]), str(head_row[1])) if head_row else None, start
+                )
+            if checkpoint is None:
+                return result
+            # Said with every answer: whoever can write the store could also
+            # rewrite the checkpoint, so a reader should see where it starts.
+            pruned = {"through": checkpoint[0], "events": checkpoint[2], "at": checkpoint[3]}
+            return dataclasses.replace(result, pruned=pruned)
+
+        return await self._read(read)
+
+    async def prune(self, before: datetime) -> int:
+        """Drop audit events older than ``before``; how many went (as SQLite's ``prune``)."""
+        cutoff = timestamp(before)
+
+        async def job(tx: _Tx) -> int:
+            conn = tx.conn
+            await conn.execute("DELETE FROM deliveries WHERE received_at < $1", cutoff)
+            first_kept = await conn.fetchval("SELECT MIN(id) FROM audit WHERE ts >= $1", cutoff)
+            bound = first_kept if first_kept is not None else 2**62
+            row = await conn.fetchrow(
+                "SELECT id, hash FROM audit WHERE id < $1 ORDER BY id LIMIT 1 OFFSET $2",
+                bound,
+                PRUNE_CHUNK - 1,
+            ) or await conn.fetchrow(
+                "SELECT id, hash FROM audit WHERE id < $1 ORDER BY id DESC LIMIT 1", bound
+            )
+            if row is None:
+                return 0
+            gone = _count(await conn.execute("DELETE FROM audit WHERE id <= $1", row[0]))
+            await conn.execute(
+                "INSERT INTO audit_checkpoint (one, last_id, last_hash, pruned, at)"
+                " VALUES (1, $1, $2, $3, $4) ON CONFLICT (one) DO UPDATE SET"
+                " last_id = excluded.last_id, last_hash = excluded.last_hash,"
+                " pruned = audit_checkpoint.pruned + excluded.pruned, at = excluded.at",
+                row[0],
+                row[1],
+                gone,
+                tx.now,
+            )
+            return gone
+
+        total = 0
+        while gone := await self._write(job):
+            total += gone
+            if gone < PRUNE_CHUNK:
+                break
+        return total
+
+    async def prune_history(self, before: datetime, guard_window: float) -> int:
+        """Drop the alerts and remediations of occurrences that ended before ``before``.
+
+        The same rules as :meth:`receiver.store.sqlite.SQLiteStore.prune_history`;
+        ids come from sequences here, so none is ever given out twice anyway,
+        but the newest row of each table stays too, so both stores keep the same rows.
+        """
+        cutoff = timestamp(before)
+
+        async def executions(tx: _Tx) -> None:
+            remembered = await tx.conn.fetchval(
+                "SELECT value FROM control WHERE key = 'guard_window'"
+            )
+            window = max(guard_window, float(remembered) if remembered else 0.0)
+            await tx.conn.execute(
+                "INSERT INTO control (key, value) VALUES ('guard_window', $1)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                str(window),
+            )
+            oldest = timestamp(min(before, tx.moment - timedelta(seconds=window)))
+            await tx.conn.execute("DELETE FROM executions WHERE at < $1", oldest)
+
+        async def occurrences(tx: _Tx, after: str) -> tuple[int, str | None]:
+            conn = tx.conn
+            examined = [
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT DISTINCT occurrence FROM alerts WHERE occurrence > $1"
+                    " ORDER BY occurrence LIMIT $2",
+                    after,
+                    HISTORY_CHUNK,
+                )
+            ]
+            if not examined:
+                return 0, None
+            ended = [
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT occurrence FROM alerts a WHERE occurrence = ANY($1::text[])"
+                    " GROUP BY occurrence"
+                    " HAVING MAX(received_at) < $2 AND bool_or(status = 'resolved')"
+                    " AND NOT EXISTS (SELECT 1 FROM remediations r"
+                    "  WHERE r.occurrence = a.occurrence AND (r.updated_at >= $2"
+                    f"  OR r.followup > 0 OR r.state NOT IN ({FINALS})))",
+                    examined,
+                    cutoff,
+                )
+            ]
+            newest_rem = await conn.fetchval("SELECT MAX(id) FROM remediations") or 0
+            newest_alert = await conn.fetchval("SELECT MAX(id) FROM alerts") or 0
+            gone = 0
+            for occurrence in ended:
+                await conn.execute(
+                    "DELETE FROM remediations WHERE occurrence = $1 AND id < $2",
+                    occurrence,
+                    newest_rem,
+                )
+                gone += _count(
+                    await conn.execute(
+                        "DELETE FROM alerts WHERE occurrence = $1 AND id < $2 AND id NOT IN"
+                        " (SELECT alert_id FROM remediations WHERE occurrence = $1)",
+                        occurrence,
+                        newest_alert,
+                    )
+                )
+            return gone, examined[-1]
+
+        await self._write(executions)
+        total, after = 0, ""
+        while True:
+            gone, last = await self._write(functools.partial(occurrences, after=after))
+            total += gone
+            if last is None:
+                return total
+            after = last
+
+
+async def _verify_rows(
+    conn: Any, head: tuple[int, str] | None, start: tuple[int, str]
+) -> VerifyResult:
+    """:func:`receiver.audit.verify_chain` over the stored rows, a chunk at a time."""
+    position, count = start, 0
+    while True:
+        rows = await conn.fetch(
+            "SELECT id, ts, event, rule, target, reason, fingerprint, data, prev_hash, hash"
+            " FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
+            position[0],
+            VERIFY_CHUNK,
+        )
+        if not rows:
+            break
+        stored = [
+            StoredRow(
+                row[0],
+                {
+                    name: row[name]
+                    for name in ("ts", "event", "rule", "target", "reason", "fingerprint")
+                },
+                row[7],
+                row[8],
+                row[9],
+            )
+            for row in rows
+        ]
+        last = (stored[-1].id, stored[-1].hash)
+        part = verify_chain(stored, last, position)
+        if not part.ok:
+            return dataclasses.replace(part, events=count + part.events)
+        count += part.events
+        position = last
+    if head is None and position != start:
+        return VerifyResult(False, count, position[0], "the recorded head of the log is missing")
+    end = verify_chain([], head, position)
+    return dataclasses.replace(end, events=count + end.events)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def _with_state(rem: Remediation, state: str) -> Remediation:
+    return dataclasses.replace(rem, state=state, due_at=None)
+
+
+def _event(data: str, prev_hash: str, hash_: str) -> AuditEvent:
+    try:
+        return AuditEvent.from_data(data, prev_hash, hash_)
+    except (ValueError, KeyError, TypeError):
+        raise StoreCorrupt(
+            f"an audit event (hash {hash_[:12]}) is unreadable; run remedy audit verify"
+        ) from None
+
+
+def _audit_filter(query: AuditQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    for column, value in (
+        ("rule", query.rule),
+        ("target", query.target),
+        ("fingerprint", query.alert),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = {arg(value)}")
+    if query.outcome is not None:
+        mark = arg(query.outcome)
+        clauses.append(f"(event = {mark} OR reason = {mark})")
+    if query.since is not None:
+        clauses.append(f"ts >= {arg(query.since)}")
+    if query.until is not None:
+        clauses.append(f"ts < {arg(query.until)}")
+    if query.before_id is not None:
+        clauses.append(f"id < {arg(query.before_id)}")
+    if query.after_id is not None:
+        clauses.append(f"id > {arg(query.after_id)}")
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _step_view(step: Any) -> Any:
+    return {"action": step.get("action"), "params": step.get("params")}
