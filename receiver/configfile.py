@@ -227,7 +227,10 @@ class _ConfigReader(NodeReader):
 
     def storage_password(self, node: Node, path: str) -> str:
         """The PostgreSQL password, given as a token is: ``{value}``, ``{env}`` or ``{file}``."""
-        fields = self.mapping(node, path, ("value", "env", "file"))
+        return self.secret(node, path, self.mapping(node, path, ("value", "env", "file")))
+
+    def secret(self, node: Node, path: str, fields: dict[str, Any]) -> str:
+        """The secret of a reference with exactly one of ``value``, ``env`` or ``file``."""
         sources = [key for key in ("value", "env", "file") if key in fields]
         if len(sources) != 1:
             raise self.invalid(node, path, "give exactly one of value, env or file")
@@ -476,13 +479,7 @@ class _ConfigReader(NodeReader):
             else ("value", "env", "file", "name", "username")
         )
         fields = self.mapping(node, path, keys, ("role",) if api else ())
-        sources = [key for key in ("value", "env", "file") if key in fields]
-        if len(sources) != 1:
-            raise self.invalid(node, path, "give exactly one of value, env or file")
-        kind = sources[0]
-        key_path = join_path(path, kind)
-        ref = self.string(fields[kind][1], key_path)
-        secret = self.resolve(fields[kind][1], key_path, kind, ref)
+        secret = self.secret(node, path, fields)
         default_name = f"{'api' if api else 'webhook'}-{index}"
         return Token(
             name=self.optional(fields, "name", path, self.string, default_name),

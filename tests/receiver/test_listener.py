@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import am_alert, am_payload
 from tests.receiver.test_serve import free_port, post, wait_ready
+from tests.support.engines import missing
 
 
 class Served:
@@ -130,7 +131,7 @@ def many_files() -> Iterator[None]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < 4096:
         if hard != resource.RLIM_INFINITY and hard < 4096:
-            pytest.skip(f"the test needs 4096 open files, the hard limit is {hard}")
+            missing(f"the test needs 4096 open files, the hard limit is {hard}: raise it")
         resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
