@@ -220,6 +220,9 @@ class Executor:
         if claim.retry:
             self.queue.step_aside(work, LOCK_POLL)
             return
+        if claim.held:  # stored as held: a resume hands it back
+            log.info("guard.held", remediation=rem.id, rule=rem.rule, on_failure=True)
+            return
         if claim.state != RUNNING:
             log.info("remediation.on_failure_skipped", remediation=rem.id, reason=claim.reason)
             return

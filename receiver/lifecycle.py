@@ -125,6 +125,20 @@ def released(rem: Remediation, now: datetime, pause_hold: float) -> Move:
     return Move(QUEUED, events=[("queued", "released: remedy resumed", None)], ready=True)
 
 
+ON_FAILURE_HELD = "on_failure held: remedy is paused"
+
+
+def followup_released(
+    rem: Remediation, now: datetime, pause_hold: float
+) -> tuple[bool, tuple[str, str | None, str | None]]:
+    """Whether a resume lets a held on_failure run, and the audit event that says so."""
+    assert rem.held_since is not None
+    if held_too_long(rem.held_since, now, pause_hold):
+        error = f"on_failure held by the pause since {rem.held_since}, past guards.pause_hold"
+        return False, ("skipped", "paused", error)
+    return True, ("queued", "on_failure released: remedy resumed", None)
+
+
 def interrupted(rem: Remediation) -> Move:
     """Found running after its process stopped: reported, never re-run; on_failure is due."""
     why = "the process stopped while it ran"

@@ -194,6 +194,7 @@ VERIFY_CHUNK = 10_000  # audit rows read at a time by verify
 FINALS = ", ".join(f"'{state}'" for state in FINAL_STATES)  # for SQL: constants only
 FOLLOWUP_PENDING = 1
 FOLLOWUP_RUNNING = 2
+FOLLOWUP_HELD = 3  # due while remedy was paused: waits for resume
 DRY_RUN_BREAKER_PREFIX = "dry-run/"
 CONNECT_TIMEOUT = 5.0
 _REMEDIATION_COLUMNS = (
@@ -1025,6 +1026,15 @@ class PostgresStore:
             )
             if decision.reason == "locked":
                 return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if decision.reason == "paused":  # held, like the remediations a pause holds
+                await conn.execute(
+                    "UPDATE remediations SET followup = $1, held_since = $2 WHERE id = $3",
+                    FOLLOWUP_HELD,
+                    tx.now,
+                    rem.id,
+                )
+                await tx.audit([transition.about("queued", rem, reason=lifecycle.ON_FAILURE_HELD)])
+                return Claim(QUEUED, "paused", decision.detail, held=True)
             if not decision.allowed:
                 await self._open_breaker(tx, decision, dry_run)
                 await conn.execute("UPDATE remediations SET followup = 0 WHERE id = $1", rem.id)
@@ -1327,7 +1337,18 @@ class PostgresStore:
             )
             if move.ready:
                 released.append(dataclasses.replace(rem, held_since=None))
-        return Due(queued=released, finished=finished)
+        followups: list[Remediation] = []
+        for rem in await _select(tx.conn, "followup = $1 ORDER BY id", FOLLOWUP_HELD):
+            runs, (event, reason, error) = lifecycle.followup_released(rem, tx.moment, pause_hold)
+            await tx.conn.execute(
+                "UPDATE remediations SET followup = $1, held_since = NULL WHERE id = $2",
+                FOLLOWUP_PENDING if runs else 0,
+                rem.id,
+            )
+            await tx.audit([transition.about(event, rem, reason=reason, error=error)])
+            if runs:
+                followups.append(dataclasses.replace(rem, held_since=None))
+        return Due(queued=released, followups=followups, finished=finished)
 
     @staticmethod
     async def _close_breaker(conn: Any, name: str, now: str) -> None:
@@ -1380,8 +1401,10 @@ class PostgresStore:
                     "SELECT MIN(updated_at) FROM remediations WHERE state = $1", QUEUED
                 )
                 held = await conn.fetchval(
-                    "SELECT COUNT(*) FROM remediations WHERE state = $1 AND held_since IS NOT NULL",
+                    "SELECT COUNT(*) FROM remediations"
+                    " WHERE (state = $1 AND held_since IS NOT NULL) OR followup = $2",
                     QUEUED,
+                    FOLLOWUP_HELD,
                 )
             pause = Pause.from_json(paused) if paused else None
             return Status(

@@ -170,6 +170,7 @@ HISTORY_CHUNK = 1000  # alert occurrences examined per write transaction
 FINALS = ", ".join(f"'{state}'" for state in FINAL_STATES)  # for SQL: constants only
 FOLLOWUP_PENDING = 1
 FOLLOWUP_RUNNING = 2
+FOLLOWUP_HELD = 3  # due while remedy was paused: waits for resume
 
 _REMEDIATION_COLUMNS = (
     "id, rule, target, state, reason, dry_run, plan, created_at, updated_at, occurrence,"
@@ -760,6 +761,13 @@ class SQLiteStore:
             )
             if decision.reason == "locked":
                 return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if decision.reason == "paused":  # held, like the remediations a pause holds
+                conn.execute(
+                    "UPDATE remediations SET followup = ?, held_since = ? WHERE id = ?",
+                    (FOLLOWUP_HELD, tx.now, rem.id),
+                )
+                tx.audit([transition.about("queued", rem, reason=lifecycle.ON_FAILURE_HELD)])
+                return Claim(QUEUED, "paused", decision.detail, held=True)
             if not decision.allowed:
                 self._open_breaker(tx, decision, dry_run)
                 conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
@@ -1061,7 +1069,17 @@ class SQLiteStore:
             tx.audit(self._apply(tx.conn, tx.now, rem, move, finished=finished, expect=QUEUED))
             if move.ready:
                 released.append(dataclasses.replace(rem, held_since=None))
-        return Due(queued=released, finished=finished)
+        followups: list[Remediation] = []
+        for rem in _select(tx.conn, "followup = ? ORDER BY id", (FOLLOWUP_HELD,)):
+            runs, (event, reason, error) = lifecycle.followup_released(rem, tx.moment, pause_hold)
+            tx.conn.execute(
+                "UPDATE remediations SET followup = ?, held_since = NULL WHERE id = ?",
+                (FOLLOWUP_PENDING if runs else 0, rem.id),
+            )
+            tx.audit([transition.about(event, rem, reason=reason, error=error)])
+            if runs:
+                followups.append(dataclasses.replace(rem, held_since=None))
+        return Due(queued=released, followups=followups, finished=finished)
 
     @staticmethod
     def _close_breaker(conn: sqlite3.Connection, name: str, now: str) -> None:
@@ -1117,8 +1135,9 @@ class SQLiteStore:
                 "SELECT MIN(updated_at) FROM remediations WHERE state = ?", (QUEUED,)
             ).fetchone()[0]
             held = conn.execute(
-                "SELECT COUNT(*) FROM remediations WHERE state = ? AND held_since IS NOT NULL",
-                (QUEUED,),
+                "SELECT COUNT(*) FROM remediations"
+                " WHERE (state = ? AND held_since IS NOT NULL) OR followup = ?",
+                (QUEUED, FOLLOWUP_HELD),
             ).fetchone()[0]
             pause = Pause.from_json(paused[0]) if paused else None
             return Status(pause is not None, breakers, states, oldest, pause, int(held))

@@ -382,7 +382,7 @@ async def test_on_failure_outside_the_allow_list_is_denied(
     assert denied[0]["error"].startswith("on_failure not run: http.request:")
 
 
-async def test_on_failure_does_not_start_after_a_pause(
+async def test_on_failure_due_during_a_pause_is_held_until_resume(
     remedy: StartRemedy, recorder: Recorder
 ) -> None:
     recorder.status = 500
@@ -395,9 +395,13 @@ async def test_on_failure_does_not_start_after_a_pause(
     recorder.gate.set()
     await server.settle()
     assert [r.path for r in recorder.received] == ["/fix"]
-    paused = await server.events(outcome="paused")
-    assert [e["event"] for e in paused] == ["paused", "skipped"]
-    assert paused[1]["error"] == "on_failure not run: remedy is paused"
+    held = [e for e in await server.events() if e["reason"] == "on_failure held: remedy is paused"]
+    assert [e["event"] for e in held] == ["queued"]
+    _, state = await server.get_json("/api/v1/status")
+    assert state["held"] == 1
+    await server.client.post("/api/v1/resume")  # held, not dropped: it runs after resume
+    await server.settle()
+    assert [r.path for r in recorder.received] == ["/fix", "/page"]
 
 
 async def test_on_failure_past_max_actions_opens_the_global_breaker(

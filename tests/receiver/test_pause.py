@@ -216,3 +216,26 @@ async def test_a_resolve_stops_retries_and_on_failure(
     assert [e["error"] for e in skipped] == [
         "on_failure not run: the alert resolved before it could run"
     ]
+
+
+async def test_an_on_failure_held_past_pause_hold_is_dropped_at_resume(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    recorder.status = 500
+    recorder.gate = asyncio.Event()
+    server = await remedy(
+        rule(recorder.url("/fix")) + ON_FAILURE.format(page=recorder.url("/page")),
+        dry_run=False,
+        pause_hold=0.2,
+    )
+    await server.post_alerts(am_payload(broken("a", 1)))
+    await wait_for(lambda: _received(recorder, 1))
+    await pause(server)
+    recorder.gate.set()
+    await server.settle()
+    await asyncio.sleep(0.3)
+    await resume(server)
+    assert [r.path for r in recorder.received] == ["/fix"]
+    dropped = await server.events(outcome="paused")
+    assert "on_failure held by the pause since" in dropped[-1]["error"]
+    assert (await status(server))["held"] == 0
