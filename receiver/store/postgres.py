@@ -43,10 +43,6 @@ from receiver.audit import (
     AuditRecord,
     StoredRow,
     VerifyResult,
-    canonical_json,
-    chain_hash,
-    event_body,
-    indexed_values,
     verify_chain,
 )
 from receiver.clock import Clock, SystemClock, timestamp
@@ -71,6 +67,7 @@ from receiver.store.base import (
     StoreCorrupt,
     StoreUnavailable,
 )
+from receiver.store.writer import AuditChain
 
 T = TypeVar("T")
 log = structlog.get_logger("remedy.store")
@@ -397,46 +394,16 @@ async def _resolved(conn: Any, occurrence: str) -> bool:
     return await _answer(conn, lambda facts: facts.resolved(occurrence))
 
 
-class _Chain:
+class _Chain(AuditChain):
     """The end of the audit chain within one write transaction (read under the head's lock)."""
 
     def __init__(self, mark: tuple[int, str]) -> None:
-        self.last_id, self.last_hash = mark
+        super().__init__(*mark)
         self.start = mark
 
-    @property
-    def mark(self) -> tuple[int, str]:
-        return self.last_id, self.last_hash
-
-    def reset(self, mark: tuple[int, str]) -> None:
-        self.last_id, self.last_hash = mark
-
-    async def append(self, conn: Any, ts: str, records: Sequence[AuditRecord]) -> list[AuditEvent]:
+    async def insert(self, conn: Any, ts: str, records: Sequence[AuditRecord]) -> list[AuditEvent]:
         """Insert chained events for ``records`` at time ``ts``."""
-        events = []
-        rows = []
-        for record in records:
-            event_id = self.last_id + 1
-            body = event_body(event_id, ts, record)
-            data = canonical_json(body)
-            digest = chain_hash(self.last_hash, data)
-            cols = indexed_values(body)
-            rows.append(
-                (
-                    event_id,
-                    cols["ts"],
-                    cols["event"],
-                    cols["rule"],
-                    cols["target"],
-                    cols["reason"],
-                    cols["fingerprint"],
-                    data,
-                    self.last_hash,
-                    digest,
-                )
-            )
-            events.append(AuditEvent(event_id, ts, record, self.last_hash, digest))
-            self.last_id, self.last_hash = event_id, digest
+        events, rows = self.link(ts, records)
         if rows:
             await conn.executemany(
                 "INSERT INTO audit (id, ts, event, rule, target, reason, fingerprint, data,"
@@ -458,7 +425,7 @@ class _Tx:
 
     async def audit(self, records: Sequence[AuditRecord]) -> None:
         """Append chained audit events, stamped with the job's time."""
-        self.events.extend(await self.chain.append(self.conn, self.now, records))
+        self.events.extend(await self.chain.insert(self.conn, self.now, records))
 
 
 _STOP = object()

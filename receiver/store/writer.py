@@ -91,12 +91,16 @@ class AuditChain:
         """Forget events appended after ``mark`` (their transaction rolled back)."""
         self.last_id, self.last_hash = mark
 
-    def append(
-        self, conn: sqlite3.Connection, ts: str, records: Sequence[AuditRecord]
-    ) -> list[AuditEvent]:
-        """Insert chained events for ``records`` at time ``ts``."""
+    def link(
+        self, ts: str, records: Sequence[AuditRecord]
+    ) -> tuple[list[AuditEvent], list[tuple[Any, ...]]]:
+        """Chain ``records`` at time ``ts``: the events and the audit table's rows to insert.
+
+        The chain's end moves past them; every store inserts the rows in its
+        own transaction (and resets the chain if that transaction fails).
+        """
         events = []
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for record in records:
             event_id = self.last_id + 1
             body = event_body(event_id, ts, record)
@@ -119,6 +123,13 @@ class AuditChain:
             )
             events.append(AuditEvent(event_id, ts, record, self.last_hash, digest))
             self.last_id, self.last_hash = event_id, digest
+        return events, rows
+
+    def append(
+        self, conn: sqlite3.Connection, ts: str, records: Sequence[AuditRecord]
+    ) -> list[AuditEvent]:
+        """Insert chained events for ``records`` at time ``ts``."""
+        events, rows = self.link(ts, records)
         conn.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return events
 
