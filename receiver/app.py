@@ -151,6 +151,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         service.metrics,
         retention=service.config.retention,
         guard_window=lambda: longest_window(service.planner.rules, service.config),
+        heartbeat_every=service.config.storage_lease / 3,
     )
     try:
         await service.executor.start()

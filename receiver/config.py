@@ -12,6 +12,7 @@ from rules.loader import DEFAULT_RULES_DIR
 DEFAULT_LISTEN = ("127.0.0.1", 9095)
 DEFAULT_STORAGE = "sqlite:///./remedy.db"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_STORAGE_LEASE = 15.0  # a PostgreSQL replica's work is taken over this long after it stops
 DEFAULT_PAUSE_HOLD = 3600.0  # guards.pause_hold: held work older than this is dropped at resume
 POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -85,6 +86,7 @@ class Config:
     storage: str = DEFAULT_STORAGE
     # The PostgreSQL password, never part of ``storage`` (which logs and errors may show).
     storage_password: str | None = dataclasses.field(default=None, repr=False)
+    storage_lease: float = DEFAULT_STORAGE_LEASE
     rules: tuple[str, ...] = (str(DEFAULT_RULES_DIR),)
     dry_run: bool = True
     auth: AuthConfig | None = None

@@ -36,6 +36,7 @@ _TOP_KEYS = (
     "listen",
     "storage",
     "storage_password",
+    "storage_lease",
     "rules",
     "dry_run",
     "log_level",
@@ -145,6 +146,15 @@ class _ConfigReader(NodeReader):
         if storage_password is not None and not is_postgresql(storage):
             node = fields["storage_password"][0]
             self.problem(node, "storage_password", "only a postgresql:// storage takes a password")
+        storage_lease = self.optional(
+            fields, "storage_lease", "", self.duration, defaults.storage_lease
+        )
+        if "storage_lease" in fields and not is_postgresql(storage):
+            node = fields["storage_lease"][0]
+            self.problem(node, "storage_lease", "only a postgresql:// storage has replica leases")
+        elif storage_lease < 1:
+            node = fields["storage_lease"][0]
+            self.problem(node, "storage_lease", "expected at least 1s")
         rules = self.optional(fields, "rules", "", self.rule_sources, defaults.rules)
         auth = self.optional(fields, "auth", "", self.auth, None)
         no_guards: dict[str, Any] = {}
@@ -156,6 +166,7 @@ class _ConfigReader(NodeReader):
             port=port,
             storage=storage,
             storage_password=storage_password,
+            storage_lease=storage_lease,
             rules=rules,
             dry_run=self.optional(fields, "dry_run", "", self.boolean, False),
             auth=auth,
@@ -166,7 +177,9 @@ class _ConfigReader(NodeReader):
             command_enabled=backends.command_enabled,
             sns=self.optional(fields, "sns", "", self.sns, SnsConfig()),
             http=self.optional(fields, "http", "", self.http, HttpConfig()),
-            shutdown_grace=self.optional(fields, "shutdown_grace", "", self.duration, 25.0),
+            shutdown_grace=self.optional(
+                fields, "shutdown_grace", "", self.duration, defaults.shutdown_grace
+            ),
             retention=self.optional(fields, "retention", "", self.retention, None),
             **guards,
             max_body_bytes=self.optional(

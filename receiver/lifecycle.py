@@ -139,9 +139,8 @@ def followup_released(
     return True, ("queued", "on_failure released: remedy resumed", None)
 
 
-def interrupted(rem: Remediation) -> Move:
+def interrupted(rem: Remediation, why: str = "the process stopped while it ran") -> Move:
     """Found running after its process stopped: reported, never re-run; on_failure is due."""
-    why = "the process stopped while it ran"
     return Move("interrupted", followup=bool(rem.on_failure), events=[("interrupted", why, None)])
 
 

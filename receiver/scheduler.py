@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from receiver.clock import Clock
+from receiver.config import DEFAULT_STORAGE_LEASE
 from receiver.executor import Executor
 from receiver.metrics import Metrics
 from receiver.store.base import Store
@@ -41,6 +42,7 @@ class Scheduler:
         sweep_every: float = SWEEP_SECONDS,
         retention: float | None = None,
         guard_window: Callable[[], float] = lambda: 0.0,
+        heartbeat_every: float = DEFAULT_STORAGE_LEASE / 3,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -50,6 +52,7 @@ class Scheduler:
         self.sweep_every = sweep_every
         self.retention = retention
         self.guard_window = guard_window  # executions the guards still count are kept
+        self.heartbeat_every = heartbeat_every
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -97,6 +100,10 @@ class Scheduler:
             log.info("history.pruned", alerts=alerts, before=before.isoformat())
         return pruned
 
+    async def heartbeat(self) -> None:
+        """Keep this replica's lease; queue what dead replicas left (PostgreSQL)."""
+        self.executor.handle(await self.store.heartbeat())
+
     async def gauges(self) -> None:
         """Keep the pause and breaker gauges true to the store, whoever changed it."""
         paused, breakers = await self.store.control()
@@ -104,10 +111,13 @@ class Scheduler:
         self.metrics.breakers_open.set(breakers)
 
     async def _run(self) -> None:
-        last_sweep = time.monotonic()
+        last_sweep = last_beat = time.monotonic()
         last_prune: float | None = None  # at start, then hourly
         while True:
             try:
+                if time.monotonic() - last_beat >= self.heartbeat_every:
+                    await self.heartbeat()
+                    last_beat = time.monotonic()
                 await self.tick()
                 await self.gauges()
                 if time.monotonic() - last_sweep >= self.sweep_every:

@@ -264,6 +264,10 @@ class Store(Protocol):
 
     async def recover(self) -> Due: ...
 
+    async def heartbeat(self) -> Due:
+        """Renew this replica's lease on its work; take over what dead replicas left."""
+        ...
+
     async def decide_approval(
         self, remediation_id: int, approve: bool, actor: str
     ) -> Remediation: ...

@@ -27,6 +27,9 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -46,6 +49,7 @@ from receiver.audit import (
     verify_chain,
 )
 from receiver.clock import Clock, SystemClock, timestamp
+from receiver.config import DEFAULT_STORAGE_LEASE
 from receiver.guards import FOLLOWUP_GUARDS, Decision, GlobalLimits, GuardSpec, decide, halt
 from receiver.store.base import (
     FINAL_STATES,
@@ -177,6 +181,19 @@ CREATE TABLE audit_checkpoint (
 );
 """,
     ),
+    (
+        2,
+        f"""
+CREATE TABLE replicas (
+    id {_T} PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    lease_until TIMESTAMPTZ NOT NULL
+);
+ALTER TABLE remediations ADD COLUMN owner {_T};
+""",
+    ),
 )
 """Schema versions in order; each runs once, in the transaction that records it."""
 
@@ -185,6 +202,11 @@ WRITER_LOCK = "remedy.writer:"
 """Advisory lock names, suffixed with the schema in use (so two remedy schemas never contend)."""
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1 || current_schema(), 0))"
 
+AUDIT_CHANNEL = "remedy_audit"
+"""Notified at each commit that appended audit events, with the schema and the last id."""
+_NOTIFY = f"SELECT pg_notify('{AUDIT_CHANNEL}', current_schema() || ' ' || $1)"
+TAIL_POLL = 5.0  # the tail also looks without a notification (one lost in an outage)
+TAIL_BATCH = 1000
 PRUNE_CHUNK = 5000  # audit events deleted per write transaction
 HISTORY_CHUNK = 1000  # alert occurrences examined per write transaction
 VERIFY_CHUNK = 10_000  # audit rows read at a time by verify
@@ -537,7 +559,89 @@ class _GroupWriter:
                     chain.last_id,
                     chain.last_hash,
                 )
+                # Every replica's tail reads the new events once this commits.
+                await conn.execute(_NOTIFY, str(chain.last_id))
         return results
+
+
+class _Tail:
+    """Hands every replica's committed audit events to the listeners, in id order.
+
+    The one path for events to the live tail, this replica's own included: a
+    notification at each commit wakes it, and it reads what follows the last
+    event it handed on. It reconnects after an outage and goes on from there.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        listeners: list[Callable[[list[AuditEvent]], None]],
+    ) -> None:
+        self.connect = connect
+        self.listeners = listeners
+        self.after: int | None = None  # the last event handed on (None: start at the head)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="remedy-audit-tail")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except (*_UNAVAILABLE, StoreUnavailable) as exc:
+                log.warning("audit.tail_reconnecting", error_type=type(exc).__name__)
+            await asyncio.sleep(1.0)
+
+    async def _follow(self) -> None:
+        conn = await self.connect()
+        try:
+            schema = await conn.fetchval("SELECT current_schema()")
+            wake = asyncio.Event()
+
+            def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+                if payload.rpartition(" ")[0] == schema:
+                    wake.set()
+
+            await conn.add_listener(AUDIT_CHANNEL, notified)
+            if self.after is None:
+                self.after = int(await conn.fetchval("SELECT COALESCE(MAX(id), 0) FROM audit"))
+            while not conn.is_closed():
+                wake.clear()
+                await self._catch_up(conn)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), TAIL_POLL)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT)
+
+    async def _catch_up(self, conn: Any) -> None:
+        assert self.after is not None
+        while True:
+            if not self.listeners:  # nobody reads: just keep the place
+                newest = await conn.fetchval("SELECT MAX(id) FROM audit")
+                self.after = max(self.after, int(newest or 0))
+                return
+            rows = await conn.fetch(
+                "SELECT id, data, prev_hash, hash FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
+                self.after,
+                TAIL_BATCH,
+            )
+            if not rows:
+                return
+            self.after = int(rows[-1][0])
+            events = [_event(row[1], row[2], row[3]) for row in rows]
+            for listener in list(self.listeners):
+                listener(events)
+            if len(rows) < TAIL_BATCH:
+                return
 
 
 async def migrate(conn: Any) -> list[int]:
@@ -564,7 +668,14 @@ async def migrate(conn: Any) -> list[int]:
 
 
 class PostgresStore:
-    """The store for one PostgreSQL database (one replica for now; several with leases)."""
+    """The store for one PostgreSQL database, shared by every replica that names it.
+
+    Each store is one replica, ``replica`` (host, pid and a random suffix). The
+    work it queues, claims and runs is marked as its own (``owner``), and it
+    renews a lease on all of it with :meth:`heartbeat`. A replica whose lease
+    has run out is dead: the next heartbeat of any live replica marks its
+    started work ``interrupted`` and takes its queued work.
+    """
 
     backend = "postgresql"
 
@@ -577,8 +688,11 @@ class PostgresStore:
         *,
         readonly: bool = False,
         pool_size: int = 8,
+        lease: float = DEFAULT_STORAGE_LEASE,
     ) -> None:
         self.url = url
+        self.lease = lease
+        self.replica = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
         self.shown = display_url(url)
         self._password = password
         self.readonly = readonly
@@ -588,6 +702,10 @@ class PostgresStore:
         self._pool: Any = None
         self._writer: _GroupWriter | None = None
         self.listeners: list[Callable[[list[AuditEvent]], None]] = []
+        self._tail = _Tail(
+            lambda: asyncpg.connect(url, password=password, timeout=CONNECT_TIMEOUT),
+            self.listeners,
+        )
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.shown!r})"
@@ -625,6 +743,7 @@ class PostgresStore:
             raise
         self._writer = _GroupWriter(self._pool, self._on_commit)
         self._writer.start()
+        self._tail.start()
 
     @staticmethod
     async def _check_head(conn: Any) -> None:
@@ -634,8 +753,17 @@ class PostgresStore:
             log.error("audit.head_mismatch", last_id=newest[0], head_id=head[0] if head else None)
 
     async def close(self) -> None:
-        """Finish every queued write, then close the connections."""
+        """Finish every queued write, give up the lease, then close the connections.
+
+        Work this replica still had (queued, or running past the shutdown
+        grace) goes to the other replicas at their next heartbeat.
+        """
+        await self._tail.stop()
         if self._writer is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self._write(
+                    lambda tx: tx.conn.execute("DELETE FROM replicas WHERE id = $1", self.replica)
+                )
             await self._writer.stop()
             self._writer = None
         await self._close_pool()
@@ -651,7 +779,8 @@ class PostgresStore:
     async def _write(self, job: Job[T]) -> T:
         """Run a job in the next group commit at the time it was asked for.
 
-        The audit events it appended go to the listeners once committed.
+        The audit events it appended reach the listeners by the tail, with
+        every other replica's.
         """
         if self._writer is None:
             raise StoreUnavailable("the store is not open for writing")
@@ -661,10 +790,7 @@ class PostgresStore:
         async def run(conn: Any, chain: _Chain) -> T:
             return await job(_Tx(conn, timestamp(moment), moment, chain, events))
 
-        result = await self._writer.run(run)
-        for listener in self.listeners:
-            listener(events)
-        return result
+        return await self._writer.run(run)
 
     async def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         if self._pool is None:
@@ -675,8 +801,8 @@ class PostgresStore:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"storage unavailable: {_reason(exc)}") from None
 
-    @staticmethod
     async def _move(
+        self,
         conn: Any,
         rem_id: int,
         now: str,
@@ -690,11 +816,20 @@ class PostgresStore:
     ) -> None:
         sql = (
             "UPDATE remediations SET state = $1, reason = $2, updated_at = $3, due_at = $4,"
-            " followup = $5, held_since = $6 WHERE id = $7"
+            " followup = $5, held_since = $6, owner = $7 WHERE id = $8"
         )
-        args: list[Any] = [state, reason, now, due_at, int(followup), held_since, rem_id]
+        args: list[Any] = [
+            state,
+            reason,
+            now,
+            due_at,
+            int(followup),
+            held_since,
+            self.replica,
+            rem_id,
+        ]
         if expect is not None:
-            sql += " AND state = $8"
+            sql += " AND state = $9"
             args.append(expect)
         if _count(await conn.execute(sql, *args)) == 0:
             raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
@@ -786,8 +921,8 @@ class PostgresStore:
                     }
                     rem_id = await conn.fetchval(
                         "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
-                        " reason, dry_run, plan, created_at, updated_at, due_at)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                        " reason, dry_run, plan, created_at, updated_at, due_at, owner)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                         " ON CONFLICT DO NOTHING RETURNING id",
                         occurrence,
                         plan.rule,
@@ -800,6 +935,7 @@ class PostgresStore:
                         now,
                         now,
                         move.due_at,
+                        self.replica,
                     )
                     if rem_id is None:
                         continue
@@ -1015,7 +1151,10 @@ class PostgresStore:
             )
             followup = 0 if dry_run else FOLLOWUP_RUNNING
             await conn.execute(
-                "UPDATE remediations SET followup = $1 WHERE id = $2", followup, rem.id
+                "UPDATE remediations SET followup = $1, owner = $2 WHERE id = $3",
+                followup,
+                self.replica,
+                rem.id,
             )
             return Claim("dry_run" if dry_run else RUNNING)
 
@@ -1087,7 +1226,15 @@ class PostgresStore:
         """on_failure has run for ``rem``: record its last step, clear the flag, free the lock."""
 
         async def job(tx: _Tx) -> None:
-            await tx.conn.execute("UPDATE remediations SET followup = 0 WHERE id = $1", rem.id)
+            done = await tx.conn.execute(
+                "UPDATE remediations SET followup = 0 WHERE id = $1 AND followup = $2"
+                " AND owner = $3",
+                rem.id,
+                FOLLOWUP_RUNNING,
+                self.replica,
+            )
+            if _count(done) == 0:  # its lease ran out and another replica reported it
+                raise StateConflict(f"remediation {rem.id}'s on_failure is no longer ours")
             await tx.conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
             await tx.audit(records)
 
@@ -1097,6 +1244,9 @@ class PostgresStore:
         """Record a further step's ``started``, unless a resolve or a pause now stops it."""
 
         async def job(tx: _Tx) -> Decision:
+            owner = await tx.conn.fetchval("SELECT owner FROM remediations WHERE id = $1", rem.id)
+            if owner != self.replica:  # its lease ran out and another replica reported it
+                return Decision("interrupted", f"this replica's lease lapsed before {before}")
             stop = await _answer(
                 tx.conn, lambda facts: halt(facts, occurrence=_watched(rem), before=before)
             )
@@ -1196,28 +1346,91 @@ class PostgresStore:
         return found
 
     async def recover(self) -> Due:
-        """After a restart: interrupt what was running, hand back what was queued."""
+        """At start: join the replicas, and take over what dead replicas left.
+
+        Unlike SQLite's, this does not interrupt every ``running`` remediation:
+        those of live replicas are theirs. This process's previous life, if it
+        had one, is a dead replica like any other once its lease runs out.
+        """
+        return await self.heartbeat()
+
+    async def heartbeat(self) -> Due:
+        """Renew this replica's lease; take over the work of replicas whose lease ran out.
+
+        Their started work (and started on_failure runs) becomes
+        ``interrupted``, never run again; their queued work and due
+        on_failure runs become this replica's, returned for its queue.
+        """
 
         async def job(tx: _Tx) -> Due:
-            conn, now = tx.conn, tx.now
-            records: list[AuditRecord] = []
-            finished: list[tuple[str, str, str | None]] = []
-            for rem in await _select(conn, "state = $1 ORDER BY id", RUNNING):
-                records += await self._apply(
-                    conn, now, rem, lifecycle.interrupted(rem), finished=finished
-                )
-                await conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
-            await tx.audit(records)
-            queued = await _select(conn, "state = $1 AND held_since IS NULL ORDER BY id", QUEUED)
-            # An on_failure run that had started is reported, never run again.
-            for rem in await _select(conn, "followup = $1 ORDER BY id", FOLLOWUP_RUNNING):
-                await conn.execute("UPDATE remediations SET followup = 0 WHERE id = $1", rem.id)
-                await conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
-                await tx.audit([transition.about("interrupted", rem, reason="on_failure")])
-            followups = await _select(conn, "followup = $1 ORDER BY id", FOLLOWUP_PENDING)
-            return Due(queued, followups, finished)
+            conn = tx.conn
+            await conn.execute(
+                "INSERT INTO replicas (id, host, pid, started_at, lease_until)"
+                " VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4))"
+                " ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
+                self.replica,
+                socket.gethostname(),
+                os.getpid(),
+                self.lease,
+            )
+            return await self._take_over(tx)
 
         return await self._write(job)
+
+    async def _take_over(self, tx: _Tx) -> Due:
+        conn, now = tx.conn, tx.now
+        dead = await conn.fetch(
+            "SELECT DISTINCT COALESCE(owner, '') FROM remediations"
+            " WHERE (state = $1 OR (state = $2 AND held_since IS NULL) OR followup IN ($3, $4))"
+            " AND (owner IS NULL"
+            " OR owner NOT IN (SELECT id FROM replicas WHERE lease_until > now()))",
+            RUNNING,
+            QUEUED,
+            FOLLOWUP_PENDING,
+            FOLLOWUP_RUNNING,
+        )
+        owners = [row[0] for row in dead]
+        await conn.execute("DELETE FROM replicas WHERE lease_until <= now()")
+        if not owners:
+            return Due()
+        log.warning("replica.taken_over", replicas=owners, by=self.replica)
+        theirs = "COALESCE(owner, '') = ANY($2::text[])"
+        records: list[AuditRecord] = []
+        finished: list[tuple[str, str, str | None]] = []
+        why = "the replica running it stopped renewing its lease"
+        interrupted: list[Remediation] = []  # with an on_failure now due here
+        for rem in await _select(conn, f"state = $1 AND {theirs} ORDER BY id", RUNNING, owners):
+            move = lifecycle.interrupted(rem, why)
+            records += await self._apply(conn, now, rem, move, finished=finished)
+            await conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
+            if move.followup:
+                interrupted.append(_with_state(rem, move.state))
+        for rem in await _select(
+            conn, f"followup = $1 AND {theirs} ORDER BY id", FOLLOWUP_RUNNING, owners
+        ):
+            await conn.execute(
+                "UPDATE remediations SET followup = 0, owner = $1 WHERE id = $2",
+                self.replica,
+                rem.id,
+            )
+            await conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
+            records.append(transition.about("interrupted", rem, reason="on_failure", error=why))
+        await tx.audit(records)
+        queued = await _select(
+            conn,
+            f"state = $1 AND held_since IS NULL AND {theirs} ORDER BY id",
+            QUEUED,
+            owners,
+        )
+        followups = await _select(
+            conn, f"followup = $1 AND {theirs} ORDER BY id", FOLLOWUP_PENDING, owners
+        )
+        await conn.execute(
+            "UPDATE remediations SET owner = $1 WHERE id = ANY($2::bigint[])",
+            self.replica,
+            [rem.id for rem in (*queued, *followups)],
+        )
+        return Due(queued, [*interrupted, *followups], finished)
 
     async def decide_approval(self, remediation_id: int, approve: bool, actor: str) -> Remediation:
         """An operator's decision on a ``pending_approval`` remediation."""
@@ -1308,8 +1521,10 @@ class PostgresStore:
         for rem in await _select(tx.conn, "followup = $1 ORDER BY id", FOLLOWUP_HELD):
             runs, (event, reason, error) = lifecycle.followup_released(rem, tx.moment, pause_hold)
             await tx.conn.execute(
-                "UPDATE remediations SET followup = $1, held_since = NULL WHERE id = $2",
+                "UPDATE remediations SET followup = $1, held_since = NULL, owner = $2"
+                " WHERE id = $3",
                 FOLLOWUP_PENDING if runs else 0,
+                self.replica,
                 rem.id,
             )
             await tx.audit([transition.about(event, rem, reason=reason, error=error)])
@@ -1328,13 +1543,21 @@ class PostgresStore:
         )
 
     async def pending(self) -> Due:
-        """Stored work that should be in some worker's queue: queued, and on_failure due."""
+        """This replica's stored work that should be in its queue: queued, on_failure due.
+
+        Another live replica's work is its own; a dead one's comes by :meth:`heartbeat`.
+        """
 
         async def read(conn: Any) -> Due:
             queued = await _select(
-                conn, "state = $1 AND held_since IS NULL ORDER BY id LIMIT 10000", QUEUED
+                conn,
+                "state = $1 AND held_since IS NULL AND owner = $2 ORDER BY id LIMIT 10000",
+                QUEUED,
+                self.replica,
             )
-            followups = await _select(conn, "followup = $1 ORDER BY id", FOLLOWUP_PENDING)
+            followups = await _select(
+                conn, "followup = $1 AND owner = $2 ORDER BY id", FOLLOWUP_PENDING, self.replica
+            )
             return Due(queued, followups)
 
         return await self._read(read)

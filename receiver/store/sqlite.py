@@ -946,6 +946,10 @@ class SQLiteStore:
 
         return await self._read(read)
 
+    async def heartbeat(self) -> Due:
+        """Nothing to renew or take over: one process owns a SQLite file."""
+        return Due()
+
     async def recover(self) -> Due:
         """After a restart: interrupt what was running, hand back what was queued."""
 

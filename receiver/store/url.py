@@ -26,5 +26,6 @@ def store_for(
             clock=clock,
             on_commit=on_commit,
             readonly=readonly,
+            lease=config.storage_lease,
         )
     return SQLiteStore(config.sqlite_path, clock=clock, on_commit=on_commit, readonly=readonly)

@@ -12,6 +12,7 @@ import pytest
 
 from receiver.store.sqlite import SQLiteStore
 from tests.conftest import ALL_BACKENDS, RemedyClient, StartRemedy, am_alert, am_payload
+from tests.support.polling import wait_for
 from tests.support.recorder import Recorder
 
 BACKENDS = ALL_BACKENDS
@@ -56,13 +57,6 @@ async def metric(server: RemedyClient, name: str, **labels: str) -> float:
     series = f"{name}{{{wanted}}}" if labels else name
     match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
-
-
-async def wait_for(predicate: Any) -> None:
-    """Poll what a user would poll (the API, the target) until it holds; 10 s hang guard."""
-    async with asyncio.timeout(10):
-        while not await predicate():  # noqa: ASYNC110 - the condition is remote state
-            await asyncio.sleep(0.05)
 
 
 async def test_rate_limit_per_rule_and_target(remedy: StartRemedy, recorder: Recorder) -> None:

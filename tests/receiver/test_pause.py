@@ -15,8 +15,8 @@ from tests.receiver.test_guards import (
     fire,
     metric,
     rule,
-    wait_for,
 )
+from tests.support.polling import wait_for
 from tests.support.recorder import Recorder
 
 BACKENDS = ALL_BACKENDS
