@@ -81,7 +81,7 @@ def executor_settings(config: Config) -> ExecutorSettings:
         dry_run=config.dry_run,
         workers=config.max_concurrent,
         max_queue=config.max_queue,
-        limits=GlobalLimits(max_actions=config.max_actions),
+        limits=GlobalLimits(max_actions=config.max_actions, max_concurrent=config.max_concurrent),
         allow=compile_allow(config.allow),
         retry=RetryPolicy(initial=config.retry_initial, maximum=config.retry_max),
     )
@@ -160,7 +160,8 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         yield service
     finally:
         await service.scheduler.stop()
-        await service.executor.stop(service.config.shutdown_grace)
+        async with service.scheduler.leased():  # running actions stay this replica's
+            await service.executor.stop(service.config.shutdown_grace)
         await service.http.close()
         if docker is not None:
             await docker.close()

@@ -42,7 +42,7 @@ async def describe_alerts(
     alerts = _alerts(payload, config)
     registry = registry_for(config)
     planner = Planner(ruleset, registry, Metrics(), dry_run=config.dry_run)
-    limits = GlobalLimits(max_actions=config.max_actions)
+    limits = GlobalLimits(max_actions=config.max_actions, max_concurrent=config.max_concurrent)
     allow = compile_allow(config.allow)
     report = []
     for incoming in planner.plan_all(alerts):

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from receiver.clock import timestamp
 
 GLOBAL_BREAKER = "global"
+BUSY = "busy"  # max_concurrent actions are running: the claim waits (never a skip reason)
 DEFAULT_APPROVAL_TIMEOUT = 3600.0
 """How long a remediation waits for an operator when its rule sets no approval_timeout."""
 
@@ -69,9 +70,13 @@ and the target's lock apply."""
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GlobalLimits:
-    """Service-wide guard rails from the config (``guards.max_actions``)."""
+    """Service-wide guard rails from the config (``guards.max_actions``, ``max_concurrent``).
+
+    Both count every replica's actions: they are read from the store.
+    """
 
     max_actions: tuple[int, float] | None = None
+    max_concurrent: int | None = None
 
 
 class GuardFacts(Protocol):
@@ -90,6 +95,10 @@ class GuardFacts(Protocol):
     def last_execution(self, rule: str, target: str, dry_run: bool) -> str | None: ...
 
     def lock_holder(self, target: str) -> int | None: ...
+
+    def running(self) -> int:
+        """Live actions running now, on every replica (each holds its target's lock)."""
+        ...
 
     def reset_at(self, breaker: str) -> str | None: ...
 
@@ -174,7 +183,24 @@ def decide(
                 f"{done} actions within {per:g}s; global breaker opened",
                 open_breaker=GLOBAL_BREAKER,
             )
+    busy = limits.max_concurrent
+    if not dry_run and busy is not None and (running := facts.running()) >= busy:
+        return Decision(BUSY, f"{running} actions running (max_concurrent {busy})")
     return ALLOW
+
+
+def waits(decision: Decision, spec: GuardSpec, *, give_up: bool, followup: bool = False) -> bool:
+    """Whether a claim the guards refused stays queued, to be tried again soon.
+
+    It waits while ``max_concurrent`` actions run, and for a locked target as
+    long as the rule's ``lock_wait`` allows (``give_up`` once that has
+    passed); an on_failure run always waits for its target's lock.
+    """
+    if decision.reason == BUSY:
+        return True
+    if decision.reason == "locked":
+        return followup or (bool(spec.lock_wait) and not give_up)
+    return False
 
 
 def halt(facts: GuardFacts, *, occurrence: str | None, before: str) -> Decision:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 import structlog
@@ -103,6 +103,30 @@ class Scheduler:
     async def heartbeat(self) -> None:
         """Keep this replica's lease; queue what dead replicas left (PostgreSQL)."""
         self.executor.handle(await self.store.heartbeat())
+
+    @contextlib.asynccontextmanager
+    async def leased(self) -> AsyncIterator[None]:
+        """Keep renewing the lease (and take nothing over) while running actions finish.
+
+        For the shutdown grace, after the timers stopped: another replica
+        must not report this one's running work interrupted while it ends.
+        """
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.heartbeat_every)
+                try:
+                    await self.store.heartbeat(take_over=False)
+                except Exception as exc:  # a storage hiccup: the next renewal may pass
+                    log.error("scheduler.renew_failed", error_type=type(exc).__name__)
+
+        task = asyncio.create_task(renew(), name="remedy-lease")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def gauges(self) -> None:
         """Keep the pause and breaker gauges true to the store, whoever changed it."""

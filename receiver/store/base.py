@@ -264,7 +264,7 @@ class Store(Protocol):
 
     async def recover(self) -> Due: ...
 
-    async def heartbeat(self) -> Due:
+    async def heartbeat(self, *, take_over: bool = True) -> Due:
         """Renew this replica's lease on its work; take over what dead replicas left."""
         ...
 

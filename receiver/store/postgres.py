@@ -50,7 +50,15 @@ from receiver.audit import (
 )
 from receiver.clock import Clock, SystemClock, timestamp
 from receiver.config import DEFAULT_STORAGE_LEASE
-from receiver.guards import FOLLOWUP_GUARDS, Decision, GlobalLimits, GuardSpec, decide, halt
+from receiver.guards import (
+    FOLLOWUP_GUARDS,
+    Decision,
+    GlobalLimits,
+    GuardSpec,
+    decide,
+    halt,
+    waits,
+)
 from receiver.store.base import (
     FINAL_STATES,
     PENDING_APPROVAL,
@@ -322,6 +330,9 @@ class _Facts:
         found = self._get("lock_holder", target)
         return None if found is None else int(found)
 
+    def running(self) -> int:
+        return int(self._get("running"))
+
     def latest_firing_start(self, source: str, fingerprint: str, until: str) -> str | None:
         found: str | None = self._get("latest_firing_start", source, fingerprint, until)
         return found
@@ -370,6 +381,8 @@ class _Facts:
             return await conn.fetchval("SELECT at FROM breaker_resets WHERE name = $1", *args)
         if name == "lock_holder":
             return await conn.fetchval("SELECT remediation FROM locks WHERE target = $1", *args)
+        if name == "running":
+            return await conn.fetchval("SELECT COUNT(*) FROM locks")
         if name == "latest_firing_start":
             return await conn.fetchval(
                 "SELECT starts_at FROM alerts WHERE source = $1 AND fingerprint = $2"
@@ -1047,8 +1060,8 @@ class PostgresStore:
                 ),
                 dry_run=dry_run,
             )
-            if decision.reason == "locked" and rem.guards.lock_wait and not give_up_waiting:
-                return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if waits(decision, rem.guards, give_up=give_up_waiting):
+                return Claim(QUEUED, decision.reason, decision.detail, retry=True)
             if decision.reason == "paused":
                 # Held, not dropped: it stays queued and goes through every guard at resume.
                 if row[1] is None:
@@ -1127,8 +1140,8 @@ class PostgresStore:
                 ),
                 dry_run=dry_run,
             )
-            if decision.reason == "locked":
-                return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if waits(decision, FOLLOWUP_GUARDS, give_up=False, followup=True):
+                return Claim(QUEUED, decision.reason, decision.detail, retry=True)
             if decision.reason == "paused":  # held, like the remediations a pause holds
                 await conn.execute(
                     "UPDATE remediations SET followup = $1, held_since = $2 WHERE id = $3",
@@ -1354,12 +1367,13 @@ class PostgresStore:
         """
         return await self.heartbeat()
 
-    async def heartbeat(self) -> Due:
+    async def heartbeat(self, *, take_over: bool = True) -> Due:
         """Renew this replica's lease; take over the work of replicas whose lease ran out.
 
         Their started work (and started on_failure runs) becomes
         ``interrupted``, never run again; their queued work and due
         on_failure runs become this replica's, returned for its queue.
+        A stopping replica only renews (``take_over=False``).
         """
 
         async def job(tx: _Tx) -> Due:
@@ -1373,7 +1387,7 @@ class PostgresStore:
                 os.getpid(),
                 self.lease,
             )
-            return await self._take_over(tx)
+            return await self._take_over(tx) if take_over else Due()
 
         return await self._write(job)
 

@@ -40,6 +40,7 @@ from receiver.guards import (
     GuardSpec,
     decide,
     halt,
+    waits,
 )
 from receiver.store.base import (
     FINAL_STATES,
@@ -260,6 +261,9 @@ class _Facts:
         row = self.conn.execute("SELECT remediation FROM locks WHERE target = ?", (target,))
         found = row.fetchone()
         return int(found[0]) if found else None
+
+    def running(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM locks").fetchone()[0])
 
     def latest_firing_start(self, source: str, fingerprint: str, until: str) -> str | None:
         row = self.conn.execute(
@@ -680,8 +684,8 @@ class SQLiteStore:
                 dry_run=dry_run,
                 denied=denied,
             )
-            if decision.reason == "locked" and rem.guards.lock_wait and not give_up_waiting:
-                return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if waits(decision, rem.guards, give_up=give_up_waiting):
+                return Claim(QUEUED, decision.reason, decision.detail, retry=True)
             if decision.reason == "paused":
                 # Held, not dropped: it stays queued and goes through every guard at resume.
                 if row[1] is None:
@@ -759,8 +763,8 @@ class SQLiteStore:
                 denied=denied,
                 before="it could run",
             )
-            if decision.reason == "locked":
-                return Claim(QUEUED, "locked", decision.detail, retry=True)
+            if waits(decision, FOLLOWUP_GUARDS, give_up=False, followup=True):
+                return Claim(QUEUED, decision.reason, decision.detail, retry=True)
             if decision.reason == "paused":  # held, like the remediations a pause holds
                 conn.execute(
                     "UPDATE remediations SET followup = ?, held_since = ? WHERE id = ?",
@@ -946,7 +950,7 @@ class SQLiteStore:
 
         return await self._read(read)
 
-    async def heartbeat(self) -> Due:
+    async def heartbeat(self, *, take_over: bool = True) -> Due:
         """Nothing to renew or take over: one process owns a SQLite file."""
         return Due()
 

@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from receiver.config import is_postgresql
 from receiver.configfile import load_config
 from receiver.ingest.cloudwatch import parse_alarm
 from remediations import builtin_registry
@@ -29,6 +31,7 @@ from tests.support.engines import ensure_debian_packages
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"
+COMPOSE_YML = DEPLOY / "docker-compose.yml"
 PROMETHEUS = DEPLOY / "prometheus"
 ALERTMANAGER_YML = DEPLOY / "alertmanager" / "alertmanager.yml"
 
@@ -78,6 +81,20 @@ def only(kind: str) -> dict[str, Any]:
     found = [doc for doc in manifests() if doc["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
+
+
+def remedy_container() -> dict[str, Any]:
+    (container,) = only("Deployment")["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def secret_env(container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The container's environment variables that come from a Secret: (secret, key)."""
+    return {
+        env["name"]: (ref["name"], ref["key"])
+        for env in container.get("env", [])
+        if (ref := env.get("valueFrom", {}).get("secretKeyRef"))
+    }
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -286,8 +303,9 @@ def test_every_manifest_parses() -> None:
         "Role",
         "RoleBinding",
         "PodDisruptionBudget",
-        "PersistentVolumeClaim",
     }
+    # The store is PostgreSQL, provided by the platform: nothing to keep in the cluster here.
+    assert "PersistentVolumeClaim" not in {d["kind"] for d in docs}
     for doc in docs:
         assert doc["apiVersion"] and doc["metadata"]["name"] and doc["metadata"]["namespace"]
 
@@ -330,11 +348,15 @@ def test_rbac_binds_the_pods_service_account_in_the_allowed_namespaces() -> None
     assert remedy_yaml["backends"]["kubernetes"]["namespaces"] == [role["metadata"]["namespace"]]
 
 
-def test_deployment_is_one_non_root_read_only_writer() -> None:
+def test_deployment_is_three_non_root_read_only_replicas() -> None:
     deployment = only("Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 3
+    # Nothing is kept in the pod, so replicas are replaced one at a time.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1},
+    }
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
@@ -347,28 +369,48 @@ def test_deployment_is_one_non_root_read_only_writer() -> None:
         get = container[probe]["httpGet"]
         assert get["path"] == path
         assert ports.get(get["port"], get["port"]) == 9095
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    claim = only("PersistentVolumeClaim")["metadata"]["name"]
-    assert volumes[mounts["/var/lib/remedy"]]["persistentVolumeClaim"]["claimName"] == claim
-    assert "projected" in volumes[mounts["/etc/remedy"]]
-    (env,) = [e for e in container["env"] if e["name"] == "REMEDY_WEBHOOK_TOKEN"]
-    assert env["valueFrom"]["secretKeyRef"]["name"] == "remedy-tokens"
+    assert set(mounts) == {"/etc/remedy", "/tmp"}
+    assert "projected" in volumes[mounts["/etc/remedy"]["name"]]
+    assert mounts["/etc/remedy"]["readOnly"] is True
+    # remedy writes nothing locally: the only writable volume is scratch space.
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    assert not any("persistentVolumeClaim" in v for v in volumes.values())
+    assert secret_env(container) == {
+        "REMEDY_WEBHOOK_TOKEN": ("remedy-tokens", "webhook-token"),
+        "REMEDY_DB_PASSWORD": ("remedy-postgresql", "password"),
+    }
 
     labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()
+    # Spread over nodes where the cluster can, never left unscheduled for it.
+    spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    by_host = spread["kubernetes.io/hostname"]
+    assert by_host["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert by_host["maxSkew"] == 1
+    assert by_host["labelSelector"]["matchLabels"].items() <= labels.items()
     service = only("Service")
     assert service["spec"]["selector"].items() <= labels.items()
     assert [(p["port"], ports.get(p["targetPort"])) for p in service["spec"]["ports"]] == [
         (9095, 9095)
     ]
-    pdb = only("PodDisruptionBudget")
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_disruption_budget_keeps_all_but_one_replica() -> None:
+    """Drains take one replica at a time; the other two keep taking alerts."""
+    spec = only("Deployment")["spec"]
+    pdb = only("PodDisruptionBudget")["spec"]
+    assert pdb["minAvailable"] == spec["replicas"] - 1 == 2
+    assert "maxUnavailable" not in pdb
+    assert pdb["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
 @pytest.fixture
 def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """/etc/remedy as deployment.yaml projects it: ConfigMap keys and Secret items."""
+    """/etc/remedy as deployment.yaml projects it (ConfigMap keys and Secret items), and
+    the environment it sets from Secrets; a Secret's value is ``test-`` and its key."""
     data = only("ConfigMap")["data"]
     deployment = only("Deployment")
     (config,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "projected" in v]
@@ -379,7 +421,8 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 content = data[item["key"]] if kind == "configMap" else "test-" + item["key"]
                 target.write_text(content, encoding="utf-8")
-    monkeypatch.setenv("REMEDY_WEBHOOK_TOKEN", "test-webhook-token")
+    for name, (_, key) in secret_env(remedy_container()).items():
+        monkeypatch.setenv(name, "test-" + key)
     yield tmp_path
 
 
@@ -388,6 +431,7 @@ def test_configmap_passes_remedy_check(config_dir: Path) -> None:
 
     ``backends.kubernetes.in_cluster: true`` stays in: ``check`` validates the
     config and never opens the cluster client, so it passes outside a cluster.
+    Nor does it connect to the database, whose host does not resolve here.
     """
     result = run(
         [sys.executable, "-m", "receiver", "check", "--config", str(config_dir / "remedy.yaml")],
@@ -397,7 +441,20 @@ def test_configmap_passes_remedy_check(config_dir: Path) -> None:
     assert result.stdout.startswith(f"OK: {shipped_count()} rules")
 
     config = load_config(config_dir / "remedy.yaml")
-    assert config.sqlite_path == Path("/var/lib/remedy/remedy.db")
+    assert is_postgresql(config.storage)
+    url = urlsplit(config.storage)
+    assert (url.username, url.password, url.port, url.path) == ("remedy", None, 5432, "/remedy")
+    assert "sslmode=" in url.query
+    # The password: the Secret deployment.yaml puts in the environment storage_password names.
+    raw = yaml.safe_load((config_dir / "remedy.yaml").read_text(encoding="utf-8"))
+    assert raw["storage_password"] == {"env": "REMEDY_DB_PASSWORD"}
+    assert secret_env(remedy_container())["REMEDY_DB_PASSWORD"] == ("remedy-postgresql", "password")
+    assert config.storage_password == "test-password"
+    assert raw["storage_lease"] == "15s"
+    assert config.storage_lease == 15.0
+    # SIGTERM: running actions get shutdown_grace before the kubelet kills the pod.
+    grace = only("Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > config.shutdown_grace
     assert (config.host, config.port) == ("0.0.0.0", 9095)  # noqa: S104 - in a pod, all
     assert config.kubernetes is not None and config.kubernetes.in_cluster
     assert config.allow["kubernetes"] == ("^shop\\-prod$",)
@@ -439,9 +496,9 @@ def test_dockerfile() -> None:
 
 
 def test_compose_stack() -> None:
-    compose = load(DEPLOY / "docker-compose.yml")
+    compose = load(COMPOSE_YML)
     services = compose["services"]
-    assert set(services) == {"prometheus", "alertmanager", "remedy"}
+    assert set(services) == {"prometheus", "alertmanager", "remedy", "postgresql"}
     build = services["remedy"]["build"]
     context = (DEPLOY / build["context"]).resolve()
     assert context == ROOT
@@ -450,13 +507,16 @@ def test_compose_stack() -> None:
     named = set(compose["volumes"])
     for name, service in services.items():
         for volume in service.get("volumes", []):
-            source, target = volume.split(":")[:2]
+            source = volume.split(":")[0]
             if source.startswith("."):
                 assert (DEPLOY / source).is_file(), f"{name}: {source} does not exist"
             else:
                 assert source in named, f"{name}: volume {source} is not declared"
-            if name == "remedy" and not source.startswith("."):
-                assert target == "/var/lib/remedy"
+            if name == "remedy":  # its store is PostgreSQL: nothing of its own to keep
+                assert source.startswith("."), f"remedy: volume {source}"
+                assert volume.endswith(":ro")
+    assert services["remedy"]["tmpfs"] == ["/tmp"]
+    assert set(compose["volumes"]) == {"prometheus-data", "alertmanager-data", "postgresql-data"}
     # Alertmanager's token file is the compose secret it mounts.
     (secret,) = services["alertmanager"]["secrets"]
     assert secret in compose["secrets"]
@@ -466,8 +526,56 @@ def test_compose_stack() -> None:
     assert compose["secrets"][secret]["environment"] == "REMEDY_WEBHOOK_TOKEN"
 
 
+def test_compose_postgresql_is_remedys_store() -> None:
+    compose = load(COMPOSE_YML)
+    services = compose["services"]
+    database, remedy = services["postgresql"], services["remedy"]
+    assert database["image"] == "postgres:16"
+    # remedy starts once the database answers; Alertmanager, after remedy.
+    assert remedy["depends_on"] == {"postgresql": {"condition": "service_healthy"}}
+    assert services["alertmanager"]["depends_on"] == ["remedy"]
+    check = database["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "pg_isready"]
+    assert "--host=127.0.0.1" in check  # not the init server, which listens on the socket only
+    (data,) = database["volumes"]
+    assert data == "postgresql-data:/var/lib/postgresql/data"
+
+    # One password, from REMEDY_DB_PASSWORD: a secret file for PostgreSQL, the
+    # environment storage_password names for remedy.
+    environment = database["environment"]
+    assert (environment["POSTGRES_USER"], environment["POSTGRES_DB"]) == ("remedy", "remedy")
+    assert "POSTGRES_PASSWORD" not in environment
+    (secret,) = database["secrets"]
+    assert environment["POSTGRES_PASSWORD_FILE"] == f"/run/secrets/{secret}"
+    assert compose["secrets"][secret] == {"environment": "REMEDY_DB_PASSWORD"}
+    assert remedy["environment"]["REMEDY_DB_PASSWORD"].startswith("${REMEDY_DB_PASSWORD:?")
+
+    config = load(DEPLOY / "compose" / "remedy.yaml")
+    assert config["storage_password"] == {"env": "REMEDY_DB_PASSWORD"}
+    url = urlsplit(config["storage"])
+    assert url.scheme == "postgresql"
+    assert (url.hostname, url.port, url.password) == ("postgresql", 5432, None)
+    assert (url.username, url.path) == (environment["POSTGRES_USER"], "/remedy")
+
+
+def test_compose_header_exports_every_variable_the_stack_needs() -> None:
+    text = COMPOSE_YML.read_text(encoding="utf-8")
+    needed = set(re.findall(r"\$\{([A-Z_]+):\?", text))
+    needed |= {s["environment"] for s in load(COMPOSE_YML)["secrets"].values()}
+    assert needed == {"REMEDY_WEBHOOK_TOKEN", "REMEDY_OPS_TOKEN", "REMEDY_DB_PASSWORD"}
+    header = text.split("docker compose", 1)[0]
+    assert "export " in header
+    assert set(re.findall(r"\b([A-Z_]+)=\$\(openssl rand", header)) == needed
+
+
 def test_compose_remedy_config_passes_check() -> None:
-    env = {**os.environ, "REMEDY_WEBHOOK_TOKEN": "t1", "REMEDY_OPS_TOKEN": "t2"}
+    """``remedy check`` validates; it does not connect to the stack's PostgreSQL."""
+    env = {
+        **os.environ,
+        "REMEDY_WEBHOOK_TOKEN": "t1",
+        "REMEDY_OPS_TOKEN": "t2",
+        "REMEDY_DB_PASSWORD": "t3",
+    }
     result = run(
         [sys.executable, "-m", "receiver", "check", "--config", "deploy/compose/remedy.yaml"],
         env=env,

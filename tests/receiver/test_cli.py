@@ -141,6 +141,14 @@ def test_check_names_file_line_rule_and_field(tmp_path: Path, text: str, expecte
             "remedy.yaml:1: storage_password: only a postgresql:// storage takes a password",
         ),
         (
+            "storage_lease: 10s\n",
+            "remedy.yaml:1: storage_lease: only a postgresql:// storage has replica leases",
+        ),
+        (
+            "storage: postgresql://remedy@db/remedy\nstorage_lease: 500ms\n",
+            "remedy.yaml:2: storage_lease: expected at least 1s",
+        ),
+        (
             "storage: postgresql://remedy@db/remedy\nstorage_password: {env: REMEDY_NOPE}\n",
             "remedy.yaml:2: storage_password.env: environment variable REMEDY_NOPE is not set",
         ),

@@ -198,6 +198,29 @@ async def test_a_pause_through_one_replica_holds_the_work_of_all_three(
     assert {r["state"] for r in records} == {"succeeded"}
 
 
+async def test_max_concurrent_counts_the_actions_of_every_replica(
+    tmp_path: Path, storage: str, recorder: Recorder
+) -> None:
+    recorder.gate = asyncio.Event()
+    recorder.gate_path = "/slow"
+    alerts = [am_alert("Stuck", labels={"svc": f"svc-{i}"}) for i in range(3)]
+    settings = "guards: {max_concurrent: 1}\n"
+    async with replicas(tmp_path, storage, recorder, settings=settings) as (urls, _procs, _app):
+        async with aiohttp.ClientSession() as session:
+            codes = await asyncio.gather(
+                *(post(session, u, a) for u, a in zip(urls, alerts, strict=True))
+            )
+        assert set(codes) == {200}
+        await wait_for(lambda: asyncio.sleep(0, bool(recorder.received)), within=30)
+        await asyncio.sleep(1.5)  # time enough for the other two replicas to start theirs
+        assert len(recorder.received) == 1  # one action at a time, across three replicas
+        recorder.gate.set()
+        records = await settled(urls[0], len(alerts))
+
+    assert {r["state"] for r in records} == {"succeeded"}  # the others waited, then ran
+    assert hits(recorder, "/slow", "svc") == {f"svc-{i}": 1 for i in range(3)}
+
+
 async def test_a_killed_replica_s_work_is_interrupted_or_taken_over_after_its_lease(
     tmp_path: Path, storage: str, recorder: Recorder
 ) -> None:
@@ -223,6 +246,26 @@ async def test_a_killed_replica_s_work_is_interrupted_or_taken_over_after_its_le
     assert hits(recorder, "/slow", "svc") == {f"svc-{i}": 1 for i in range(5)}
     assert hits(recorder, "/page", "svc") == {first: 1}  # its on_failure ran once
     assert (await audit_verify(tmp_path)).startswith("OK ")
+
+
+async def test_a_replica_stopping_keeps_its_lease_while_its_actions_finish(
+    tmp_path: Path, storage: str, recorder: Recorder
+) -> None:
+    recorder.gate = asyncio.Event()
+    recorder.gate_path = "/slow"
+    settings = "shutdown_grace: 20s\n"
+    async with replicas(tmp_path, storage, recorder, settings=settings) as (urls, procs, _app):
+        async with aiohttp.ClientSession() as session:
+            assert await post(session, urls[0], am_alert("Stuck", labels={"svc": "a"})) == 200
+        await wait_for(lambda: asyncio.sleep(0, bool(recorder.received)), within=30)
+        procs[0].terminate()  # a rolling update: the running action gets shutdown_grace
+        await asyncio.sleep(4.0)  # twice the lease
+        recorder.gate.set()
+        assert await procs[0].wait() == 0
+        records = await settled(urls[1], 1)
+
+    assert [r["state"] for r in records] == ["succeeded"]  # not reported interrupted meanwhile
+    assert hits(recorder, "/page", "svc") == {}
 
 
 async def test_backends_terminated_mid_burst_lose_nothing_answered_200(
