@@ -139,7 +139,7 @@ def followup_released(
     return True, ("queued", "on_failure released: remedy resumed", None)
 
 
-def interrupted(rem: Remediation, why: str = "the process stopped while it ran") -> Move:
+def interrupted(rem: Remediation, why: str) -> Move:
     """Found running after its process stopped: reported, never re-run; on_failure is due."""
     return Move("interrupted", followup=bool(rem.on_failure), events=[("interrupted", why, None)])
 

@@ -1,23 +1,23 @@
-"""PostgreSQL storage (``postgresql://user@host:port/db``) on asyncpg, same semantics as SQLite.
+"""PostgreSQL storage (``postgresql://user@host:port/db``) on asyncpg, shared by replicas.
 
-The adapter only persists and queries; the policy is the pipeline's
-(:mod:`receiver.lifecycle`, :mod:`receiver.guards`, :mod:`receiver.dedup`).
-Those read their facts through small synchronous protocols, so each decision
-is made against a :class:`_Facts` snapshot that loads, inside the
-transaction, exactly the facts the pure function asks for (see
-:func:`_answer`), and then calls the very same function SQLite calls.
+The adapter only persists and queries: each lifecycle write is a flow of
+:mod:`receiver.store.flows`, the same SQLite runs, over this module's
+:class:`_Tx` rows. The policy those flows ask is the pipeline's pure
+functions; here each decision is made against a :class:`_Facts` snapshot
+that loads, inside the transaction, exactly the facts the function asks for
+(see :func:`_answer`).
 
 Writes go through one group-committing writer: every job waiting at that
 moment runs in one transaction, each in its own savepoint, and commits once.
 Every write transaction first takes one transaction-scoped advisory lock
 (:data:`WRITER_LOCK`, per schema) and then the audit head's row
 ``FOR UPDATE``. That is the simplest correct choice: claims and every guard
-counter (rate limit, cooldown, breakers, blast radius, target locks, pause)
-are read and written by one transaction at a time, across replicas too, and
-the audit chain's ids and hashes stay linear. Finer locks can come when
-leases spread running work over replicas. The schema is created by
-versioned migrations under an advisory lock at :meth:`PostgresStore.open`,
-so replicas starting together migrate once.
+counter (rate limit, cooldown, breakers, blast radius, target locks,
+max_concurrent, pause) are read and written by one transaction at a time,
+across replicas too, and the audit chain's ids and hashes stay linear. Work
+is leased to the replica that queued or claimed it (:meth:`PostgresStore.heartbeat`).
+The schema is created by versioned migrations under an advisory lock at
+:meth:`PostgresStore.open`, so replicas starting together migrate once.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-from receiver import dedup, lifecycle, transition
 from receiver.audit import (
     GENESIS_HASH,
     AuditEvent,
@@ -51,14 +50,13 @@ from receiver.audit import (
 from receiver.clock import Clock, SystemClock, timestamp
 from receiver.config import DEFAULT_STORAGE_LEASE
 from receiver.guards import (
-    FOLLOWUP_GUARDS,
     Decision,
     GlobalLimits,
     GuardSpec,
     decide,
     halt,
-    waits,
 )
+from receiver.store import flows
 from receiver.store.base import (
     FINAL_STATES,
     PENDING_APPROVAL,
@@ -67,10 +65,7 @@ from receiver.store.base import (
     VERIFYING,
     WAITING,
     AuditQuery,
-    Claim,
     Due,
-    IncomingAlert,
-    IngestResult,
     NotFound,
     Pause,
     Remediation,
@@ -80,6 +75,7 @@ from receiver.store.base import (
     StoreUnavailable,
 )
 from receiver.store.writer import AuditChain
+from rules.alert import Alert
 
 T = TypeVar("T")
 log = structlog.get_logger("remedy.store")
@@ -219,10 +215,6 @@ PRUNE_CHUNK = 5000  # audit events deleted per write transaction
 HISTORY_CHUNK = 1000  # alert occurrences examined per write transaction
 VERIFY_CHUNK = 10_000  # audit rows read at a time by verify
 FINALS = ", ".join(f"'{state}'" for state in FINAL_STATES)  # for SQL: constants only
-FOLLOWUP_PENDING = 1
-FOLLOWUP_RUNNING = 2
-FOLLOWUP_HELD = 3  # due while remedy was paused: waits for resume
-DRY_RUN_BREAKER_PREFIX = "dry-run/"
 CONNECT_TIMEOUT = 5.0
 _REMEDIATION_COLUMNS = (
     "id, rule, target, state, reason, dry_run, plan, created_at, updated_at, occurrence,"
@@ -295,7 +287,7 @@ class _Facts:
     """
 
     def __init__(self, dry_run: bool = False) -> None:
-        self.prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
+        self.prefix = flows.DRY_RUN_BREAKER_PREFIX if dry_run else ""
         self.known: dict[tuple[Any, ...], Any] = {}
 
     def _get(self, *key: Any) -> Any:
@@ -420,15 +412,6 @@ async def _answer(conn: Any, decision: Callable[[_Facts], T], *, dry_run: bool =
             facts.known[missing.key] = await facts.load(conn, missing.key)
 
 
-def _watched(rem: Remediation) -> str | None:
-    """The occurrence whose resolve stops ``rem``; none for work a resolve itself started."""
-    return None if rem.on_resolved_alert else rem.occurrence
-
-
-async def _resolved(conn: Any, occurrence: str) -> bool:
-    return await _answer(conn, lambda facts: facts.resolved(occurrence))
-
-
 class _Chain(AuditChain):
     """The end of the audit chain within one write transaction (read under the head's lock)."""
 
@@ -450,17 +433,225 @@ class _Chain(AuditChain):
 
 @dataclasses.dataclass(slots=True)
 class _Tx:
-    """One job's transaction: its connection, its time, and the audit chain to extend."""
+    """One job's transaction: what the flows persist and query (:class:`flows.Rows`).
+
+    Every state it writes makes this replica the remediation's ``owner``.
+    """
 
     conn: Any
     now: str
     moment: datetime
     chain: _Chain
     events: list[AuditEvent]
+    owner: str
 
-    async def audit(self, records: Sequence[AuditRecord]) -> None:
+    async def audit(self, records: Sequence[AuditRecord]) -> list[AuditEvent]:
         """Append chained audit events, stamped with the job's time."""
-        self.events.extend(await self.chain.insert(self.conn, self.now, records))
+        events = await self.chain.insert(self.conn, self.now, records)
+        self.events.extend(events)
+        return events
+
+    async def answer(self, decision: Callable[[Any], T], *, dry_run: bool = False) -> T:
+        return await _answer(self.conn, decision, dry_run=dry_run)
+
+    async def new_delivery(self, message_id: str) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "INSERT INTO deliveries (message_id, received_at) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                message_id,
+                self.now,
+            )
+        )
+
+    async def insert_alert(self, alert: Alert, occurrence: str) -> int | None:
+        found = await self.conn.fetchval(
+            "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
+            " name, labels, annotations, ends_at, received_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            alert.source,
+            alert.fingerprint,
+            alert.starts_at.isoformat(),
+            alert.status,
+            occurrence,
+            alert.name,
+            json.dumps(dict(alert.labels)),
+            json.dumps(dict(alert.annotations)),
+            alert.ends_at.isoformat() if alert.ends_at else None,
+            self.now,
+        )
+        return None if found is None else int(found)
+
+    async def insert_remediation(
+        self, occurrence: str, alert_id: int, rem: Remediation, plan: str
+    ) -> int | None:
+        found = await self.conn.fetchval(
+            "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
+            " reason, dry_run, plan, created_at, updated_at, due_at, owner)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            occurrence,
+            rem.rule,
+            alert_id,
+            rem.target,
+            rem.state,
+            rem.reason,
+            rem.dry_run,
+            plan,
+            self.now,
+            rem.due_at,
+            self.owner,
+        )
+        return None if found is None else int(found)
+
+    async def waiting_on(self, occurrence: str) -> list[Remediation]:
+        return await _select(
+            self.conn,
+            "occurrence = $1 AND state IN ($2, $3, $4, $5) ORDER BY id",
+            occurrence,
+            WAITING,
+            PENDING_APPROVAL,
+            QUEUED,
+            VERIFYING,
+        )
+
+    async def due(self, at: str) -> list[Remediation]:
+        return await _select(
+            self.conn,
+            "state IN ($1, $2, $3) AND due_at <= $4 ORDER BY due_at, id",
+            WAITING,
+            PENDING_APPROVAL,
+            VERIFYING,
+            at,
+        )
+
+    async def held(self) -> list[Remediation]:
+        return await _select(self.conn, "state = $1 AND held_since IS NOT NULL ORDER BY id", QUEUED)
+
+    async def with_followup(self, flag: int) -> list[Remediation]:
+        return await _select(self.conn, "followup = $1 ORDER BY id", flag)
+
+    async def for_update(self, rem_id: int) -> Remediation | None:
+        found = await _select(self.conn, "id = $1 FOR UPDATE", rem_id)
+        return found[0] if found else None
+
+    async def claim_row(self, rem_id: int) -> tuple[str, str | None] | None:
+        row = await self.conn.fetchrow(
+            "SELECT state, held_since FROM remediations WHERE id = $1 FOR UPDATE", rem_id
+        )
+        return None if row is None else (row[0], row[1])
+
+    async def followup_state(self, rem_id: int) -> int | None:
+        found = await self.conn.fetchval(
+            "SELECT followup FROM remediations WHERE id = $1 FOR UPDATE", rem_id
+        )
+        return None if found is None else int(found)
+
+    async def move(
+        self,
+        rem_id: int,
+        state: str,
+        reason: str | None = None,
+        *,
+        due_at: str | None = None,
+        followup: bool = False,
+        expect: str | None = None,
+        held_since: str | None = None,
+    ) -> None:
+        sql = (
+            "UPDATE remediations SET state = $1, reason = $2, updated_at = $3, due_at = $4,"
+            " followup = $5, held_since = $6, owner = $7 WHERE id = $8"
+        )
+        args: list[Any] = [state, reason, self.now, due_at, int(followup), held_since]
+        args += [self.owner, rem_id]
+        if expect is not None:
+            sql += " AND state = $9"
+            args.append(expect)
+        if _count(await self.conn.execute(sql, *args)) == 0:
+            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
+
+    async def set_followup(self, rem_id: int, flag: int, *, held_since: str | None = None) -> None:
+        await self.conn.execute(
+            "UPDATE remediations SET followup = $1, held_since = $2, owner = $3 WHERE id = $4",
+            flag,
+            held_since,
+            self.owner,
+            rem_id,
+        )
+
+    async def end_followup(self, rem_id: int) -> bool:
+        done = await self.conn.execute(
+            "UPDATE remediations SET followup = 0 WHERE id = $1 AND followup = $2 AND owner = $3",
+            rem_id,
+            flows.FOLLOWUP_RUNNING,
+            self.owner,
+        )
+        return _count(done) > 0
+
+    async def owned(self, rem_id: int) -> bool:
+        owner = await self.conn.fetchval("SELECT owner FROM remediations WHERE id = $1", rem_id)
+        return bool(owner == self.owner)
+
+    async def record_execution(
+        self, rem_id: int, rule: str, target: str, scope: str | None, dry_run: bool
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            rem_id,
+            rule,
+            target,
+            scope,
+            dry_run,
+            self.now,
+        )
+
+    async def lock(self, target: str, rem_id: int) -> None:
+        await self.conn.execute(
+            "INSERT INTO locks (target, remediation, at) VALUES ($1, $2, $3)",
+            target,
+            rem_id,
+            self.now,
+        )
+
+    async def unlock(self, rem_id: int) -> None:
+        await self.conn.execute("DELETE FROM locks WHERE remediation = $1", rem_id)
+
+    async def open_breaker(self, name: str, reason: str) -> None:
+        await self.conn.execute(
+            "INSERT INTO breakers (name, opened_at, reason) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            name,
+            self.now,
+            reason,
+        )
+
+    async def close_breaker(self, name: str) -> None:
+        await self.conn.execute("DELETE FROM breakers WHERE name = $1", name)
+        await self.conn.execute(
+            "INSERT INTO breaker_resets (name, at) VALUES ($1, $2)"
+            " ON CONFLICT (name) DO UPDATE SET at = excluded.at",
+            name,
+            self.now,
+        )
+
+    async def open_breakers(self, names: Sequence[str] | None = None) -> list[str]:
+        if names is None:
+            rows = await self.conn.fetch("SELECT name FROM breakers ORDER BY name")
+        else:
+            rows = await self.conn.fetch(
+                "SELECT name FROM breakers WHERE name = ANY($1::text[]) ORDER BY name", list(names)
+            )
+        return [row[0] for row in rows]
+
+    async def pause(self, value: str) -> None:
+        await self.conn.execute(
+            "INSERT INTO control (key, value) VALUES ('paused', $1) ON CONFLICT DO NOTHING", value
+        )
+
+    async def unpause(self) -> None:
+        await self.conn.execute("DELETE FROM control WHERE key = 'paused'")
 
 
 _STOP = object()
@@ -680,7 +871,7 @@ async def migrate(conn: Any) -> list[int]:
     return applied
 
 
-class PostgresStore:
+class PostgresStore(flows.Writes):
     """The store for one PostgreSQL database, shared by every replica that names it.
 
     Each store is one replica, ``replica`` (host, pid and a random suffix). The
@@ -789,19 +980,19 @@ class PostgresStore:
 
     # -- plumbing -----------------------------------------------------------
 
-    async def _write(self, job: Job[T]) -> T:
-        """Run a job in the next group commit at the time it was asked for.
+    async def _write(self, job: Job[T], *, moment: datetime | None = None) -> T:
+        """Run a job in the next group commit at the time it was asked for (or ``moment``).
 
         The audit events it appended reach the listeners by the tail, with
         every other replica's.
         """
         if self._writer is None:
             raise StoreUnavailable("the store is not open for writing")
-        moment = self.clock.now()
+        at = moment or self.clock.now()
         events: list[AuditEvent] = []
 
         async def run(conn: Any, chain: _Chain) -> T:
-            return await job(_Tx(conn, timestamp(moment), moment, chain, events))
+            return await job(_Tx(conn, timestamp(at), at, chain, events, self.replica))
 
         return await self._writer.run(run)
 
@@ -814,39 +1005,6 @@ class PostgresStore:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"storage unavailable: {_reason(exc)}") from None
 
-    async def _move(
-        self,
-        conn: Any,
-        rem_id: int,
-        now: str,
-        state: str,
-        reason: str | None = None,
-        *,
-        due_at: str | None = None,
-        followup: bool = False,
-        expect: str | None = None,
-        held_since: str | None = None,
-    ) -> None:
-        sql = (
-            "UPDATE remediations SET state = $1, reason = $2, updated_at = $3, due_at = $4,"
-            " followup = $5, held_since = $6, owner = $7 WHERE id = $8"
-        )
-        args: list[Any] = [
-            state,
-            reason,
-            now,
-            due_at,
-            int(followup),
-            held_since,
-            self.replica,
-            rem_id,
-        ]
-        if expect is not None:
-            sql += " AND state = $9"
-            args.append(expect)
-        if _count(await conn.execute(sql, *args)) == 0:
-            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
-
     # -- the contract -------------------------------------------------------
 
     async def ping(self) -> None:
@@ -855,465 +1013,13 @@ class PostgresStore:
             raise StoreUnavailable("the store's writer is not running")
         await self._read(lambda conn: conn.fetchval("SELECT 1"))
 
-    async def ingest(
-        self, alerts: Sequence[IncomingAlert], message_id: str | None = None
-    ) -> IngestResult:
-        """Store alerts, their remediations and audit events in one transaction.
-
-        A resolved alert cancels what still waits for its occurrence and
-        verifies what waited for it to resolve. With ``message_id`` (SNS), a
-        delivery seen before stores nothing and records its alerts as duplicates.
-        """
-
-        async def job(tx: _Tx) -> IngestResult:
-            conn, now, moment = tx.conn, tx.now, tx.moment
-            records: list[AuditRecord] = []
-            queued: list[Remediation] = []
-            stored = duplicates = skipped = waiting = 0
-            finished: list[tuple[str, str, str | None]] = []
-            if message_id is not None and not await conn.fetchval(
-                "INSERT INTO deliveries (message_id, received_at) VALUES ($1, $2)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                message_id,
-                now,
-            ):
-                await tx.audit(
-                    [
-                        AuditRecord(
-                            "skipped",
-                            i.alert.summary(),
-                            reason="duplicate",
-                            error=f"message {message_id} was delivered before",
-                        )
-                        for i in alerts
-                    ]
-                )
-                return IngestResult(0, len(alerts), [], 0)
-            for incoming in alerts:
-                alert = await _answer(conn, functools.partial(dedup.episode, incoming.alert))
-                summary = alert.summary()
-                occurrence = "|".join(alert.occurrence)
-                alert_id = await conn.fetchval(
-                    "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
-                    " name, labels, annotations, ends_at, received_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                    " ON CONFLICT DO NOTHING RETURNING id",
-                    alert.source,
-                    alert.fingerprint,
-                    alert.starts_at.isoformat(),
-                    alert.status,
-                    occurrence,
-                    alert.name,
-                    json.dumps(dict(alert.labels)),
-                    json.dumps(dict(alert.annotations)),
-                    alert.ends_at.isoformat() if alert.ends_at else None,
-                    now,
-                )
-                if alert_id is None:
-                    duplicates += 1
-                    records.append(AuditRecord("skipped", summary, reason="duplicate"))
-                    continue
-                stored += 1
-                records.append(AuditRecord("received", summary))
-                if alert.status == "resolved":
-                    records += await self._on_resolved(conn, now, occurrence, finished)
-                plans = incoming.plans
-                if await _answer(conn, functools.partial(dedup.stale, alert)):
-                    plans = ()
-                    records.append(
-                        AuditRecord("skipped", summary, reason="cancelled", error=dedup.STALE_ALARM)
-                    )
-                for plan in plans:
-                    move = lifecycle.planned(plan, alert, moment)
-                    steps, on_failure = list(plan.steps), list(plan.on_failure)
-                    body = {
-                        "alert": summary,
-                        "steps": steps,
-                        "on_failure": on_failure,
-                        "guards": plan.guards.to_json(),
-                    }
-                    rem_id = await conn.fetchval(
-                        "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
-                        " reason, dry_run, plan, created_at, updated_at, due_at, owner)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                        " ON CONFLICT DO NOTHING RETURNING id",
-                        occurrence,
-                        plan.rule,
-                        alert_id,
-                        plan.target,
-                        move.state,
-                        move.reason,
-                        plan.dry_run,
-                        json.dumps(body),
-                        now,
-                        now,
-                        move.due_at,
-                        self.replica,
-                    )
-                    if rem_id is None:
-                        continue
-                    rem = Remediation(
-                        int(rem_id),
-                        plan.rule,
-                        plan.target,
-                        move.state,
-                        move.reason,
-                        summary,
-                        steps,
-                        on_failure,
-                        plan.dry_run,
-                        now,
-                        now,
-                        occurrence,
-                        plan.guards,
-                        move.due_at,
-                    )
-                    records.append(
-                        transition.about("matched", rem, params=[_step_view(s) for s in rem.steps])
-                    )
-                    records += move.records(rem)
-                    if move.ready:
-                        queued.append(rem)
-                    elif move.state == "skipped":
-                        skipped += 1
-                    else:
-                        waiting += 1
-            await tx.audit(records)
-            return IngestResult(stored, duplicates, queued, skipped, waiting, finished)
-
-        return await self._write(job)
-
-    async def _on_resolved(
-        self, conn: Any, now: str, occurrence: str, finished: list[tuple[str, str, str | None]]
-    ) -> list[AuditRecord]:
-        """Cancel what still waits for a now-resolved occurrence; verify what waited on it."""
-        records: list[AuditRecord] = []
-        for rem in await _select(
-            conn,
-            "occurrence = $1 AND state IN ($2, $3, $4, $5) ORDER BY id",
-            occurrence,
-            WAITING,
-            PENDING_APPROVAL,
-            QUEUED,
-            VERIFYING,
-        ):
-            if (move := lifecycle.resolved(rem)) is not None:
-                records += await self._apply(conn, now, rem, move, finished=finished)
-        return records
-
-    async def _apply(
-        self,
-        conn: Any,
-        now: str,
-        rem: Remediation,
-        move: transition.Move,
-        *,
-        finished: list[tuple[str, str, str | None]],
-        expect: str | None = None,
-    ) -> list[AuditRecord]:
-        """Write a lifecycle move; its audit records (for the caller to append)."""
-        await self._move(
-            conn,
-            rem.id,
-            now,
-            move.state,
-            move.reason,
-            due_at=move.due_at,
-            followup=move.followup,
-            expect=expect,
-            held_since=move.held_since,
-        )
-        if move.final:
-            finished.append((rem.rule, move.state, move.reason))
-        return move.records(rem)
-
-    async def claim(
-        self,
-        rem: Remediation,
-        *,
-        dry_run: bool,
-        limits: GlobalLimits,
-        denied: str | None = None,
-        give_up_waiting: bool = False,
-    ) -> Claim:
-        """Apply the guards and, when they allow it, take the remediation: one transaction."""
-
-        async def job(tx: _Tx) -> Claim:
-            conn, now, moment = tx.conn, tx.now, tx.moment
-            row = await conn.fetchrow(
-                "SELECT state, held_since FROM remediations WHERE id = $1 FOR UPDATE", rem.id
-            )
-            if row is None or row[0] != QUEUED:
-                raise StateConflict(f"remediation {rem.id} is no longer queued")
-            decision = await _answer(
-                conn,
-                lambda facts: decide(
-                    facts,
-                    rule=rem.rule,
-                    target=rem.target or "",
-                    occurrence=_watched(rem),
-                    spec=rem.guards,
-                    limits=limits,
-                    now=moment,
-                    dry_run=dry_run,
-                    denied=denied,
-                ),
-                dry_run=dry_run,
-            )
-            if waits(decision, rem.guards, give_up=give_up_waiting):
-                return Claim(QUEUED, decision.reason, decision.detail, retry=True)
-            if decision.reason == "paused":
-                # Held, not dropped: it stays queued and goes through every guard at resume.
-                if row[1] is None:
-                    move = lifecycle.held(now)
-                    await tx.audit(
-                        await self._apply(conn, now, rem, move, finished=[], expect=QUEUED)
-                    )
-                return Claim(QUEUED, "paused", decision.detail, held=True)
-            if not decision.allowed:
-                await self._open_breaker(tx, decision, dry_run)
-                await self._move(conn, rem.id, now, "skipped", decision.reason, expect=QUEUED)
-                error = decision.detail
-                await tx.audit(
-                    [transition.about("skipped", rem, reason=decision.reason, error=error)]
-                )
-                return Claim("skipped", decision.reason, decision.detail)
-            scope = rem.guards.blast_radius[0] if rem.guards.blast_radius else None
-            await self._take(tx, rem, rem.steps, rule=rem.rule, scope=scope, dry_run=dry_run)
-            await self._move(conn, rem.id, now, "dry_run" if dry_run else RUNNING, expect=QUEUED)
-            return Claim("dry_run" if dry_run else RUNNING)
-
-        return await self._write(job)
-
-    async def finish(
-        self,
-        rem: Remediation,
-        records: Sequence[AuditRecord],
-        state: str,
-        *,
-        followup: bool = False,
-    ) -> str:
-        """Record the last step's outcome and the remediation's state; release its lock."""
-
-        async def job(tx: _Tx) -> str:
-            resolved = await _resolved(tx.conn, rem.occurrence)
-            move = lifecycle.finished(rem, state, resolved=resolved, now=tx.moment)
-            move = dataclasses.replace(move, followup=followup)
-            more = await self._apply(tx.conn, tx.now, rem, move, finished=[], expect=RUNNING)
-            await tx.conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
-            await tx.audit([*records, *more])
-            return move.state
-
-        return await self._write(job)
-
-    async def claim_followup(
-        self,
-        rem: Remediation,
-        *,
-        dry_run: bool,
-        limits: GlobalLimits,
-        denied: str | None = None,
-    ) -> Claim:
-        """Take a due on_failure run past pause, allow-lists, the breaker and the target lock."""
-
-        async def job(tx: _Tx) -> Claim:
-            conn = tx.conn
-            found = await conn.fetchval(
-                "SELECT followup FROM remediations WHERE id = $1 FOR UPDATE", rem.id
-            )
-            if found != FOLLOWUP_PENDING:
-                raise StateConflict(f"remediation {rem.id} has no on_failure due")
-            rule = f"{rem.rule}/on_failure"  # counted apart from the remediation's own runs
-            decision = await _answer(
-                conn,
-                lambda facts: decide(
-                    facts,
-                    rule=rule,
-                    target=rem.target or "",
-                    occurrence=_watched(rem),
-                    spec=FOLLOWUP_GUARDS,
-                    limits=limits,
-                    now=tx.moment,
-                    dry_run=dry_run,
-                    denied=denied,
-                    before="it could run",
-                ),
-                dry_run=dry_run,
-            )
-            if waits(decision, FOLLOWUP_GUARDS, give_up=False, followup=True):
-                return Claim(QUEUED, decision.reason, decision.detail, retry=True)
-            if decision.reason == "paused":  # held, like the remediations a pause holds
-                await conn.execute(
-                    "UPDATE remediations SET followup = $1, held_since = $2 WHERE id = $3",
-                    FOLLOWUP_HELD,
-                    tx.now,
-                    rem.id,
-                )
-                await tx.audit([transition.about("queued", rem, reason=lifecycle.ON_FAILURE_HELD)])
-                return Claim(QUEUED, "paused", decision.detail, held=True)
-            if not decision.allowed:
-                await self._open_breaker(tx, decision, dry_run)
-                await conn.execute("UPDATE remediations SET followup = 0 WHERE id = $1", rem.id)
-                error = f"on_failure not run: {decision.detail}"
-                await tx.audit(
-                    [transition.about("skipped", rem, reason=decision.reason, error=error)]
-                )
-                return Claim("skipped", decision.reason, decision.detail)
-            await self._take(
-                tx, rem, rem.on_failure, rule=rule, scope=None, dry_run=dry_run, reason="on_failure"
-            )
-            followup = 0 if dry_run else FOLLOWUP_RUNNING
-            await conn.execute(
-                "UPDATE remediations SET followup = $1, owner = $2 WHERE id = $3",
-                followup,
-                self.replica,
-                rem.id,
-            )
-            return Claim("dry_run" if dry_run else RUNNING)
-
-        return await self._write(job)
-
-    @staticmethod
-    async def _open_breaker(tx: _Tx, decision: Decision, dry_run: bool) -> None:
-        """Open the breaker a decision asks for (dry-run keeps breakers of its own)."""
-        if decision.open_breaker is None:
-            return
-        prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
-        await tx.conn.execute(
-            "INSERT INTO breakers (name, opened_at, reason) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING",
-            prefix + decision.open_breaker,
-            tx.now,
-            decision.detail or "",
-        )
-
-    @staticmethod
-    async def _take(
-        tx: _Tx,
-        rem: Remediation,
-        steps: Sequence[Mapping[str, Any]],
-        *,
-        rule: str,
-        scope: str | None,
-        dry_run: bool,
-        reason: str | None = None,
-    ) -> None:
-        """Record the execution the guards count; live, take the target's lock and start."""
-        target = rem.target or ""
-        await tx.conn.execute(
-            "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            rem.id,
-            rule,
-            target,
-            scope,
-            dry_run,
-            tx.now,
-        )
-        if dry_run:
-            await tx.audit(
-                [
-                    transition.about(
-                        "dry_run", rem, action=s["action"], params=s["params"], reason=reason
-                    )
-                    for s in steps
-                ]
-            )
-            return
-        await tx.conn.execute(
-            "INSERT INTO locks (target, remediation, at) VALUES ($1, $2, $3)",
-            target,
-            rem.id,
-            tx.now,
-        )
-        first = steps[0]
-        await tx.audit(
-            [
-                transition.about(
-                    "started", rem, action=first["action"], params=first["params"], reason=reason
-                )
-            ]
-        )
-
-    async def followup_done(self, rem: Remediation, records: Sequence[AuditRecord]) -> None:
-        """on_failure has run for ``rem``: record its last step, clear the flag, free the lock."""
-
-        async def job(tx: _Tx) -> None:
-            done = await tx.conn.execute(
-                "UPDATE remediations SET followup = 0 WHERE id = $1 AND followup = $2"
-                " AND owner = $3",
-                rem.id,
-                FOLLOWUP_RUNNING,
-                self.replica,
-            )
-            if _count(done) == 0:  # its lease ran out and another replica reported it
-                raise StateConflict(f"remediation {rem.id}'s on_failure is no longer ours")
-            await tx.conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
-            await tx.audit(records)
-
-        await self._write(job)
-
-    async def begin_step(self, rem: Remediation, started: AuditRecord, *, before: str) -> Decision:
-        """Record a further step's ``started``, unless a resolve or a pause now stops it."""
-
-        async def job(tx: _Tx) -> Decision:
-            owner = await tx.conn.fetchval("SELECT owner FROM remediations WHERE id = $1", rem.id)
-            if owner != self.replica:  # its lease ran out and another replica reported it
-                return Decision("interrupted", f"this replica's lease lapsed before {before}")
-            stop = await _answer(
-                tx.conn, lambda facts: halt(facts, occurrence=_watched(rem), before=before)
-            )
-            if stop.allowed:
-                await tx.audit([started])
-            return stop
-
-        return await self._write(job)
-
     async def halted(self, rem: Remediation, *, before: str) -> Decision:
         """Whether a resolve or a pause stops what would start next (a retry), reading only."""
         return await self._read(
             lambda conn: _answer(
-                conn, lambda facts: halt(facts, occurrence=_watched(rem), before=before)
+                conn, lambda facts: halt(facts, occurrence=flows.watched(rem), before=before)
             )
         )
-
-    async def record(self, records: Sequence[AuditRecord]) -> list[AuditEvent]:
-        """Append audit events that change no remediation (reloads, on_failure steps)."""
-
-        async def job(tx: _Tx) -> list[AuditEvent]:
-            await tx.audit(records)
-            return tx.events
-
-        return await self._write(job)
-
-    async def advance(self, now: datetime) -> Due:
-        """Move every remediation whose timer is due at ``now``."""
-
-        async def job(tx: _Tx) -> Due:
-            at = timestamp(now)
-            due = await _select(
-                tx.conn,
-                "state IN ($1, $2, $3) AND due_at <= $4 ORDER BY due_at, id",
-                WAITING,
-                PENDING_APPROVAL,
-                VERIFYING,
-                at,
-            )
-            queued: list[Remediation] = []
-            followups: list[Remediation] = []
-            finished: list[tuple[str, str, str | None]] = []
-            records: list[AuditRecord] = []
-            for rem in due:
-                move = lifecycle.timer(rem, now)
-                records += await self._apply(tx.conn, at, rem, move, finished=finished)
-                if move.ready:
-                    queued.append(_with_state(rem, move.state))
-                if move.followup:
-                    followups.append(_with_state(rem, move.state))
-            await tx.audit(records)
-            return Due(queued, followups, finished)
-
-        return await self._write(job)
 
     async def preview(
         self,
@@ -1392,7 +1098,7 @@ class PostgresStore:
         return await self._write(job)
 
     async def _take_over(self, tx: _Tx) -> Due:
-        conn, now = tx.conn, tx.now
+        conn = tx.conn
         dead = await conn.fetch(
             "SELECT DISTINCT COALESCE(owner, '') FROM remediations"
             " WHERE (state = $1 OR (state = $2 AND held_since IS NULL) OR followup IN ($3, $4))"
@@ -1400,8 +1106,8 @@ class PostgresStore:
             " OR owner NOT IN (SELECT id FROM replicas WHERE lease_until > now()))",
             RUNNING,
             QUEUED,
-            FOLLOWUP_PENDING,
-            FOLLOWUP_RUNNING,
+            flows.FOLLOWUP_PENDING,
+            flows.FOLLOWUP_RUNNING,
         )
         owners = [row[0] for row in dead]
         await conn.execute("DELETE FROM replicas WHERE lease_until <= now()")
@@ -1409,27 +1115,12 @@ class PostgresStore:
             return Due()
         log.warning("replica.taken_over", replicas=owners, by=self.replica)
         theirs = "COALESCE(owner, '') = ANY($2::text[])"
-        records: list[AuditRecord] = []
-        finished: list[tuple[str, str, str | None]] = []
+        running = await _select(conn, f"state = $1 AND {theirs} ORDER BY id", RUNNING, owners)
+        started = await _select(
+            conn, f"followup = $1 AND {theirs} ORDER BY id", flows.FOLLOWUP_RUNNING, owners
+        )
         why = "the replica running it stopped renewing its lease"
-        interrupted: list[Remediation] = []  # with an on_failure now due here
-        for rem in await _select(conn, f"state = $1 AND {theirs} ORDER BY id", RUNNING, owners):
-            move = lifecycle.interrupted(rem, why)
-            records += await self._apply(conn, now, rem, move, finished=finished)
-            await conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
-            if move.followup:
-                interrupted.append(_with_state(rem, move.state))
-        for rem in await _select(
-            conn, f"followup = $1 AND {theirs} ORDER BY id", FOLLOWUP_RUNNING, owners
-        ):
-            await conn.execute(
-                "UPDATE remediations SET followup = 0, owner = $1 WHERE id = $2",
-                self.replica,
-                rem.id,
-            )
-            await conn.execute("DELETE FROM locks WHERE remediation = $1", rem.id)
-            records.append(transition.about("interrupted", rem, reason="on_failure", error=why))
-        await tx.audit(records)
+        interrupted = await flows.interrupt(tx, running, started, why)
         queued = await _select(
             conn,
             f"state = $1 AND held_since IS NULL AND {theirs} ORDER BY id",
@@ -1437,124 +1128,14 @@ class PostgresStore:
             owners,
         )
         followups = await _select(
-            conn, f"followup = $1 AND {theirs} ORDER BY id", FOLLOWUP_PENDING, owners
+            conn, f"followup = $1 AND {theirs} ORDER BY id", flows.FOLLOWUP_PENDING, owners
         )
         await conn.execute(
             "UPDATE remediations SET owner = $1 WHERE id = ANY($2::bigint[])",
             self.replica,
             [rem.id for rem in (*queued, *followups)],
         )
-        return Due(queued, [*interrupted, *followups], finished)
-
-    async def decide_approval(self, remediation_id: int, approve: bool, actor: str) -> Remediation:
-        """An operator's decision on a ``pending_approval`` remediation."""
-
-        async def job(tx: _Tx) -> Remediation:
-            conn, now = tx.conn, tx.now
-            found = await _select(conn, "id = $1 FOR UPDATE", remediation_id)
-            if not found:
-                raise NotFound(f"remediation {remediation_id} does not exist")
-            rem = found[0]
-            if rem.state != PENDING_APPROVAL:
-                raise StateConflict(f"remediation {remediation_id} is {rem.state}, not pending")
-            if approve:
-                paused = await _answer(conn, lambda facts: facts.paused())
-                move = lifecycle.approved(paused=paused, now=now, actor=actor)
-            else:
-                move = lifecycle.rejected(actor)
-            await tx.audit(
-                await self._apply(conn, now, rem, move, finished=[], expect=PENDING_APPROVAL)
-            )
-            return dataclasses.replace(
-                rem, state=move.state, reason=move.reason, due_at=None, held_since=move.held_since
-            )
-
-        return await self._write(job)
-
-    async def set_paused(
-        self,
-        paused: bool,
-        actor: str,
-        reason: str | None = None,
-        breaker: str | None = None,
-        *,
-        pause_hold: float,
-    ) -> Due:
-        """Pause (nothing starts after this commits) or resume; what resuming releases.
-
-        The same semantics as :meth:`receiver.store.sqlite.SQLiteStore.set_paused`.
-        """
-
-        async def job(tx: _Tx) -> Due:
-            conn, now = tx.conn, tx.now
-            if breaker is not None:
-                names = [breaker, DRY_RUN_BREAKER_PREFIX + breaker]
-                found = await conn.fetch(
-                    "SELECT name FROM breakers WHERE name = ANY($1::text[]) ORDER BY name", names
-                )
-                if not found:
-                    raise NotFound(f"breaker {breaker} is not open")
-                for row in found:
-                    await self._close_breaker(conn, row[0], now)
-                await tx.audit(
-                    [AuditRecord("resumed", actor=actor, reason=f"closed breakers: {breaker}")]
-                )
-                return Due()
-            if paused:
-                # A pause that is already in force keeps who started it, why and since when.
-                await conn.execute(
-                    "INSERT INTO control (key, value) VALUES ('paused', $1) ON CONFLICT DO NOTHING",
-                    json.dumps({"actor": actor, "at": now, "reason": reason}),
-                )
-                await tx.audit([AuditRecord("paused", actor=actor, reason=reason)])
-                return Due()
-            closed = [row[0] for row in await conn.fetch("SELECT name FROM breakers ORDER BY name")]
-            await conn.execute("DELETE FROM control WHERE key = 'paused'")
-            for name in closed:
-                await self._close_breaker(conn, name, now)
-            note = f"closed breakers: {', '.join(closed)}" if closed else reason
-            await tx.audit([AuditRecord("resumed", actor=actor, reason=note)])
-            return await self._release_held(tx, pause_hold)
-
-        return await self._write(job)
-
-    async def _release_held(self, tx: _Tx, pause_hold: float) -> Due:
-        """Hand back the work a pause held, or drop what it held too long."""
-        released: list[Remediation] = []
-        finished: list[tuple[str, str, str | None]] = []
-        for rem in await _select(
-            tx.conn, "state = $1 AND held_since IS NOT NULL ORDER BY id", QUEUED
-        ):
-            move = lifecycle.released(rem, tx.moment, pause_hold)
-            await tx.audit(
-                await self._apply(tx.conn, tx.now, rem, move, finished=finished, expect=QUEUED)
-            )
-            if move.ready:
-                released.append(dataclasses.replace(rem, held_since=None))
-        followups: list[Remediation] = []
-        for rem in await _select(tx.conn, "followup = $1 ORDER BY id", FOLLOWUP_HELD):
-            runs, (event, reason, error) = lifecycle.followup_released(rem, tx.moment, pause_hold)
-            await tx.conn.execute(
-                "UPDATE remediations SET followup = $1, held_since = NULL, owner = $2"
-                " WHERE id = $3",
-                FOLLOWUP_PENDING if runs else 0,
-                self.replica,
-                rem.id,
-            )
-            await tx.audit([transition.about(event, rem, reason=reason, error=error)])
-            if runs:
-                followups.append(dataclasses.replace(rem, held_since=None))
-        return Due(queued=released, followups=followups, finished=finished)
-
-    @staticmethod
-    async def _close_breaker(conn: Any, name: str, now: str) -> None:
-        await conn.execute("DELETE FROM breakers WHERE name = $1", name)
-        await conn.execute(
-            "INSERT INTO breaker_resets (name, at) VALUES ($1, $2)"
-            " ON CONFLICT (name) DO UPDATE SET at = excluded.at",
-            name,
-            now,
-        )
+        return Due(queued, [*interrupted.followups, *followups], interrupted.finished)
 
     async def pending(self) -> Due:
         """This replica's stored work that should be in its queue: queued, on_failure due.
@@ -1570,7 +1151,10 @@ class PostgresStore:
                 self.replica,
             )
             followups = await _select(
-                conn, "followup = $1 AND owner = $2 ORDER BY id", FOLLOWUP_PENDING, self.replica
+                conn,
+                "followup = $1 AND owner = $2 ORDER BY id",
+                flows.FOLLOWUP_PENDING,
+                self.replica,
             )
             return Due(queued, followups)
 
@@ -1587,7 +1171,7 @@ class PostgresStore:
             row = await conn.fetchrow(
                 "SELECT EXISTS (SELECT 1 FROM control WHERE key = 'paused'),"
                 " (SELECT COUNT(*) FROM breakers WHERE name NOT LIKE $1)",
-                DRY_RUN_BREAKER_PREFIX + "%",
+                flows.DRY_RUN_BREAKER_PREFIX + "%",
             )
             return bool(row[0]), int(row[1])
 
@@ -1608,7 +1192,7 @@ class PostgresStore:
                     "SELECT COUNT(*) FROM remediations"
                     " WHERE (state = $1 AND held_since IS NOT NULL) OR followup = $2",
                     QUEUED,
-                    FOLLOWUP_HELD,
+                    flows.FOLLOWUP_HELD,
                 )
             pause = Pause.from_json(paused) if paused else None
             return Status(
@@ -1839,10 +1423,6 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _with_state(rem: Remediation, state: str) -> Remediation:
-    return dataclasses.replace(rem, state=state, due_at=None)
-
-
 def _event(data: str, prev_hash: str, hash_: str) -> AuditEvent:
     try:
         return AuditEvent.from_data(data, prev_hash, hash_)
@@ -1879,7 +1459,3 @@ def _audit_filter(query: AuditQuery) -> tuple[str, list[Any]]:
     if query.after_id is not None:
         clauses.append(f"id > {arg(query.after_id)}")
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
-
-
-def _step_view(step: Any) -> Any:
-    return {"action": step.get("action"), "params": step.get("params")}

@@ -3,6 +3,8 @@
 Every state change of a remediation — created, claimed past the guards,
 finished, moved by a timer, decided by an operator — is one transaction that
 also appends its audit events, so the log and the state never disagree.
+Those writes are the flows of :mod:`receiver.store.flows`, the same
+PostgreSQL runs, over this module's :class:`_Tx` rows on the writer thread.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,6 @@ from typing import Any, TypeVar
 
 import structlog
 
-from receiver import dedup, lifecycle, transition
 from receiver.audit import (
     GENESIS_HASH,
     AuditEvent,
@@ -34,14 +35,13 @@ from receiver.audit import (
 )
 from receiver.clock import Clock, SystemClock, timestamp
 from receiver.guards import (
-    FOLLOWUP_GUARDS,
     Decision,
     GlobalLimits,
     GuardSpec,
     decide,
     halt,
-    waits,
 )
+from receiver.store import flows
 from receiver.store.base import (
     FINAL_STATES,
     PENDING_APPROVAL,
@@ -50,10 +50,7 @@ from receiver.store.base import (
     VERIFYING,
     WAITING,
     AuditQuery,
-    Claim,
     Due,
-    IncomingAlert,
-    IngestResult,
     NotFound,
     Pause,
     Remediation,
@@ -63,6 +60,7 @@ from receiver.store.base import (
     StoreUnavailable,
 )
 from receiver.store.writer import AuditChain, GroupWriter
+from rules.alert import Alert
 
 T = TypeVar("T")
 log = structlog.get_logger("remedy.store")
@@ -169,15 +167,11 @@ CREATE TABLE IF NOT EXISTS audit_checkpoint (
 PRUNE_CHUNK = 5000  # audit events deleted per write transaction
 HISTORY_CHUNK = 1000  # alert occurrences examined per write transaction
 FINALS = ", ".join(f"'{state}'" for state in FINAL_STATES)  # for SQL: constants only
-FOLLOWUP_PENDING = 1
-FOLLOWUP_RUNNING = 2
-FOLLOWUP_HELD = 3  # due while remedy was paused: waits for resume
 
 _REMEDIATION_COLUMNS = (
     "id, rule, target, state, reason, dry_run, plan, created_at, updated_at, occurrence,"
     " due_at, followup, held_since"
 )
-DRY_RUN_BREAKER_PREFIX = "dry-run/"
 
 
 def _select(conn: sqlite3.Connection, where: str, args: Sequence[Any] = ()) -> list[Remediation]:
@@ -216,7 +210,7 @@ class _Facts:
 
     def __init__(self, conn: sqlite3.Connection, dry_run: bool) -> None:
         self.conn = conn
-        self.prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
+        self.prefix = flows.DRY_RUN_BREAKER_PREFIX if dry_run else ""
 
     def resolved(self, occurrence: str) -> bool:
         return _resolved(self.conn, occurrence)
@@ -289,11 +283,6 @@ class _Facts:
         return {row[0] for row in rows}
 
 
-def _watched(rem: Remediation) -> str | None:
-    """The occurrence whose resolve stops ``rem``; none for work a resolve itself started."""
-    return None if rem.on_resolved_alert else rem.occurrence
-
-
 def _resolved(conn: sqlite3.Connection, occurrence: str) -> bool:
     row = conn.execute(
         "SELECT 1 FROM alerts WHERE occurrence = ? AND status = 'resolved'", (occurrence,)
@@ -303,7 +292,11 @@ def _resolved(conn: sqlite3.Connection, occurrence: str) -> bool:
 
 @dataclasses.dataclass(slots=True)
 class _Tx:
-    """One job's transaction: its connection, its time, and the audit chain to extend."""
+    """One job's transaction: what the flows persist and query (:class:`flows.Rows`).
+
+    Its methods are coroutines only in form: each runs its statements at
+    once, on the writer thread, so :func:`flows.drive` runs a flow to its end.
+    """
 
     conn: sqlite3.Connection
     now: str
@@ -311,12 +304,197 @@ class _Tx:
     chain: AuditChain
     events: list[AuditEvent]
 
-    def audit(self, records: Sequence[AuditRecord]) -> None:
+    async def audit(self, records: Sequence[AuditRecord]) -> list[AuditEvent]:
         """Append chained audit events, stamped with the job's time."""
-        self.events.extend(self.chain.append(self.conn, self.now, records))
+        events = self.chain.append(self.conn, self.now, records)
+        self.events.extend(events)
+        return events
+
+    async def answer(self, decision: Callable[[Any], T], *, dry_run: bool = False) -> T:
+        return decision(_Facts(self.conn, dry_run))
+
+    async def new_delivery(self, message_id: str) -> bool:
+        return (
+            self.conn.execute(
+                "INSERT INTO deliveries (message_id, received_at) VALUES (?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (message_id, self.now),
+            ).rowcount
+            > 0
+        )
+
+    async def insert_alert(self, alert: Alert, occurrence: str) -> int | None:
+        cur = self.conn.execute(
+            "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
+            " name, labels, annotations, ends_at, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                alert.source,
+                alert.fingerprint,
+                alert.starts_at.isoformat(),
+                alert.status,
+                occurrence,
+                alert.name,
+                json.dumps(dict(alert.labels)),
+                json.dumps(dict(alert.annotations)),
+                alert.ends_at.isoformat() if alert.ends_at else None,
+                self.now,
+            ),
+        )
+        return cur.lastrowid if cur.rowcount else None
+
+    async def insert_remediation(
+        self, occurrence: str, alert_id: int, rem: Remediation, plan: str
+    ) -> int | None:
+        cur = self.conn.execute(
+            "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
+            " reason, dry_run, plan, created_at, updated_at, due_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                occurrence,
+                rem.rule,
+                alert_id,
+                rem.target,
+                rem.state,
+                rem.reason,
+                int(rem.dry_run),
+                plan,
+                self.now,
+                self.now,
+                rem.due_at,
+            ),
+        )
+        return cur.lastrowid if cur.rowcount else None
+
+    async def waiting_on(self, occurrence: str) -> list[Remediation]:
+        return _select(
+            self.conn,
+            "occurrence = ? AND state IN (?, ?, ?, ?) ORDER BY id",
+            (occurrence, WAITING, PENDING_APPROVAL, QUEUED, VERIFYING),
+        )
+
+    async def due(self, at: str) -> list[Remediation]:
+        return _select(
+            self.conn,
+            "state IN (?, ?, ?) AND due_at <= ? ORDER BY due_at, id",
+            (WAITING, PENDING_APPROVAL, VERIFYING, at),
+        )
+
+    async def held(self) -> list[Remediation]:
+        return _select(self.conn, "state = ? AND held_since IS NOT NULL ORDER BY id", (QUEUED,))
+
+    async def with_followup(self, flag: int) -> list[Remediation]:
+        return _select(self.conn, "followup = ? ORDER BY id", (flag,))
+
+    async def for_update(self, rem_id: int) -> Remediation | None:
+        found = _select(self.conn, "id = ?", (rem_id,))  # one writer: nothing to lock
+        return found[0] if found else None
+
+    async def claim_row(self, rem_id: int) -> tuple[str, str | None] | None:
+        row = self.conn.execute(
+            "SELECT state, held_since FROM remediations WHERE id = ?", (rem_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    async def followup_state(self, rem_id: int) -> int | None:
+        row = self.conn.execute("SELECT followup FROM remediations WHERE id = ?", (rem_id,))
+        found = row.fetchone()
+        return None if found is None else int(found[0])
+
+    async def move(
+        self,
+        rem_id: int,
+        state: str,
+        reason: str | None = None,
+        *,
+        due_at: str | None = None,
+        followup: bool = False,
+        expect: str | None = None,
+        held_since: str | None = None,
+    ) -> None:
+        sql = (
+            "UPDATE remediations SET state = ?, reason = ?, updated_at = ?, due_at = ?,"
+            " followup = ?, held_since = ? WHERE id = ?"
+        )
+        args: list[Any] = [state, reason, self.now, due_at, int(followup), held_since, rem_id]
+        if expect is not None:
+            sql += " AND state = ?"
+            args.append(expect)
+        if self.conn.execute(sql, args).rowcount == 0:
+            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
+
+    async def set_followup(self, rem_id: int, flag: int, *, held_since: str | None = None) -> None:
+        self.conn.execute(
+            "UPDATE remediations SET followup = ?, held_since = ? WHERE id = ?",
+            (flag, held_since, rem_id),
+        )
+
+    async def end_followup(self, rem_id: int) -> bool:
+        return (
+            self.conn.execute(
+                "UPDATE remediations SET followup = 0 WHERE id = ? AND followup = ?",
+                (rem_id, flows.FOLLOWUP_RUNNING),
+            ).rowcount
+            > 0
+        )
+
+    async def owned(self, rem_id: int) -> bool:
+        return True  # one process owns a SQLite file and all its work
+
+    async def record_execution(
+        self, rem_id: int, rule: str, target: str, scope: str | None, dry_run: bool
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (rem_id, rule, target, scope, int(dry_run), self.now),
+        )
+
+    async def lock(self, target: str, rem_id: int) -> None:
+        self.conn.execute(
+            "INSERT INTO locks (target, remediation, at) VALUES (?, ?, ?)",
+            (target, rem_id, self.now),
+        )
+
+    async def unlock(self, rem_id: int) -> None:
+        self.conn.execute("DELETE FROM locks WHERE remediation = ?", (rem_id,))
+
+    async def open_breaker(self, name: str, reason: str) -> None:
+        self.conn.execute(
+            "INSERT INTO breakers (name, opened_at, reason) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (name, self.now, reason),
+        )
+
+    async def close_breaker(self, name: str) -> None:
+        self.conn.execute("DELETE FROM breakers WHERE name = ?", (name,))
+        self.conn.execute(
+            "INSERT INTO breaker_resets (name, at) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET at = excluded.at",
+            (name, self.now),
+        )
+
+    async def open_breakers(self, names: Sequence[str] | None = None) -> list[str]:
+        if names is None:
+            rows = self.conn.execute("SELECT name FROM breakers ORDER BY name")
+        else:
+            marks = ", ".join("?" * len(names))
+            rows = self.conn.execute(
+                f"SELECT name FROM breakers WHERE name IN ({marks}) ORDER BY name", list(names)
+            )
+        return [row[0] for row in rows.fetchall()]
+
+    async def pause(self, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO control (key, value) VALUES ('paused', ?) ON CONFLICT DO NOTHING",
+            (value,),
+        )
+
+    async def unpause(self) -> None:
+        self.conn.execute("DELETE FROM control WHERE key = 'paused'")
 
 
-class SQLiteStore:
+class SQLiteStore(flows.Writes):
     """The embedded default store."""
 
     backend = "sqlite"
@@ -406,16 +584,18 @@ class SQLiteStore:
 
     # -- plumbing -----------------------------------------------------------
 
-    async def _write(self, job: Callable[[_Tx], T]) -> T:
-        """Run a job in the next group commit at the time it was asked for.
+    async def _write(
+        self, job: Callable[[_Tx], Coroutine[Any, Any, T]], *, moment: datetime | None = None
+    ) -> T:
+        """Run a flow in the next group commit at the time it was asked for (or ``moment``).
 
         The audit events it appended go to the listeners once committed.
         """
-        moment = self.clock.now()
+        at = moment or self.clock.now()
         events: list[AuditEvent] = []
         chain = self._writer.chain
         result = await self._writer.run(
-            lambda conn: job(_Tx(conn, timestamp(moment), moment, chain, events))
+            lambda conn: flows.drive(job(_Tx(conn, timestamp(at), at, chain, events)))
         )
         self._publish(events)
         return result
@@ -438,30 +618,6 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"storage unavailable: {exc}") from None
 
-    @staticmethod
-    def _move(
-        conn: sqlite3.Connection,
-        rem_id: int,
-        now: str,
-        state: str,
-        reason: str | None = None,
-        *,
-        due_at: str | None = None,
-        followup: bool = False,
-        expect: str | None = None,
-        held_since: str | None = None,
-    ) -> None:
-        sql = (
-            "UPDATE remediations SET state = ?, reason = ?, updated_at = ?, due_at = ?,"
-            " followup = ?, held_since = ? WHERE id = ?"
-        )
-        args: list[Any] = [state, reason, now, due_at, int(followup), held_since, rem_id]
-        if expect is not None:
-            sql += " AND state = ?"
-            args.append(expect)
-        if conn.execute(sql, args).rowcount == 0:
-            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
-
     # -- the contract -------------------------------------------------------
 
     async def ping(self) -> None:
@@ -476,438 +632,11 @@ class SQLiteStore:
             raise StoreUnavailable(f"the store cannot write: {self._writer.failure}")
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    async def ingest(
-        self, alerts: Sequence[IncomingAlert], message_id: str | None = None
-    ) -> IngestResult:
-        """Store alerts, their remediations and audit events in one transaction.
-
-        A resolved alert cancels what still waits for its occurrence and
-        verifies what waited for it to resolve. With ``message_id`` (SNS), a
-        delivery seen before stores nothing and records its alerts as duplicates.
-        """
-
-        def job(tx: _Tx) -> IngestResult:
-            conn, now, moment = tx.conn, tx.now, tx.moment
-            records: list[AuditRecord] = []
-            queued: list[Remediation] = []
-            stored = duplicates = skipped = waiting = 0
-            finished: list[tuple[str, str, str | None]] = []
-            if (
-                message_id is not None
-                and conn.execute(
-                    "INSERT INTO deliveries (message_id, received_at) VALUES (?, ?)"
-                    " ON CONFLICT DO NOTHING",
-                    (message_id, now),
-                ).rowcount
-                == 0
-            ):
-                tx.audit(
-                    [
-                        AuditRecord(
-                            "skipped",
-                            i.alert.summary(),
-                            reason="duplicate",
-                            error=f"message {message_id} was delivered before",
-                        )
-                        for i in alerts
-                    ]
-                )
-                return IngestResult(0, len(alerts), [], 0)
-            for incoming in alerts:
-                alert = dedup.episode(incoming.alert, _Facts(conn, False))
-                summary = alert.summary()
-                occurrence = "|".join(alert.occurrence)
-                cur = conn.execute(
-                    "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
-                    " name, labels, annotations, ends_at, received_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (
-                        alert.source,
-                        alert.fingerprint,
-                        alert.starts_at.isoformat(),
-                        alert.status,
-                        occurrence,
-                        alert.name,
-                        json.dumps(dict(alert.labels)),
-                        json.dumps(dict(alert.annotations)),
-                        alert.ends_at.isoformat() if alert.ends_at else None,
-                        now,
-                    ),
-                )
-                if cur.rowcount == 0:
-                    duplicates += 1
-                    records.append(AuditRecord("skipped", summary, reason="duplicate"))
-                    continue
-                stored += 1
-                alert_id = cur.lastrowid
-                records.append(AuditRecord("received", summary))
-                if alert.status == "resolved":
-                    records += self._on_resolved(conn, now, occurrence, finished)
-                plans = incoming.plans
-                if dedup.stale(alert, _Facts(conn, False)):
-                    plans = ()
-                    records.append(
-                        AuditRecord("skipped", summary, reason="cancelled", error=dedup.STALE_ALARM)
-                    )
-                for plan in plans:
-                    move = lifecycle.planned(plan, alert, moment)
-                    steps, on_failure = list(plan.steps), list(plan.on_failure)
-                    body = {
-                        "alert": summary,
-                        "steps": steps,
-                        "on_failure": on_failure,
-                        "guards": plan.guards.to_json(),
-                    }
-                    cur = conn.execute(
-                        "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
-                        " reason, dry_run, plan, created_at, updated_at, due_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        (
-                            occurrence,
-                            plan.rule,
-                            alert_id,
-                            plan.target,
-                            move.state,
-                            move.reason,
-                            int(plan.dry_run),
-                            json.dumps(body),
-                            now,
-                            now,
-                            move.due_at,
-                        ),
-                    )
-                    if cur.rowcount == 0:
-                        continue
-                    assert cur.lastrowid is not None
-                    rem = Remediation(
-                        cur.lastrowid,
-                        plan.rule,
-                        plan.target,
-                        move.state,
-                        move.reason,
-                        summary,
-                        steps,
-                        on_failure,
-                        plan.dry_run,
-                        now,
-                        now,
-                        occurrence,
-                        plan.guards,
-                        move.due_at,
-                    )
-                    records.append(
-                        transition.about("matched", rem, params=[_step_view(s) for s in rem.steps])
-                    )
-                    records += move.records(rem)
-                    if move.ready:
-                        queued.append(rem)
-                    elif move.state == "skipped":
-                        skipped += 1
-                    else:
-                        waiting += 1
-            tx.audit(records)
-            return IngestResult(stored, duplicates, queued, skipped, waiting, finished)
-
-        return await self._write(job)
-
-    def _on_resolved(
-        self,
-        conn: sqlite3.Connection,
-        now: str,
-        occurrence: str,
-        finished: list[tuple[str, str, str | None]],
-    ) -> list[AuditRecord]:
-        """Cancel what still waits for a now-resolved occurrence; verify what waited on it."""
-        records: list[AuditRecord] = []
-        for rem in _select(
-            conn,
-            "occurrence = ? AND state IN (?, ?, ?, ?)",
-            (occurrence, WAITING, PENDING_APPROVAL, QUEUED, VERIFYING),
-        ):
-            if (move := lifecycle.resolved(rem)) is not None:
-                records += self._apply(conn, now, rem, move, finished=finished)
-        return records
-
-    def _apply(
-        self,
-        conn: sqlite3.Connection,
-        now: str,
-        rem: Remediation,
-        move: transition.Move,
-        *,
-        finished: list[tuple[str, str, str | None]],
-        expect: str | None = None,
-    ) -> list[AuditRecord]:
-        """Write a lifecycle move; its audit records (for the caller to append)."""
-        self._move(
-            conn,
-            rem.id,
-            now,
-            move.state,
-            move.reason,
-            due_at=move.due_at,
-            followup=move.followup,
-            expect=expect,
-            held_since=move.held_since,
-        )
-        if move.final:
-            finished.append((rem.rule, move.state, move.reason))
-        return move.records(rem)
-
-    async def claim(
-        self,
-        rem: Remediation,
-        *,
-        dry_run: bool,
-        limits: GlobalLimits,
-        denied: str | None = None,
-        give_up_waiting: bool = False,
-    ) -> Claim:
-        """Apply the guards and, when they allow it, take the remediation: one transaction."""
-
-        def job(tx: _Tx) -> Claim:
-            conn, now, moment = tx.conn, tx.now, tx.moment
-            row = conn.execute(
-                "SELECT state, held_since FROM remediations WHERE id = ?", (rem.id,)
-            ).fetchone()
-            if row is None or row[0] != QUEUED:
-                raise StateConflict(f"remediation {rem.id} is no longer queued")
-            target = rem.target or ""
-            decision = decide(
-                _Facts(conn, dry_run),
-                rule=rem.rule,
-                target=target,
-                occurrence=_watched(rem),
-                spec=rem.guards,
-                limits=limits,
-                now=moment,
-                dry_run=dry_run,
-                denied=denied,
-            )
-            if waits(decision, rem.guards, give_up=give_up_waiting):
-                return Claim(QUEUED, decision.reason, decision.detail, retry=True)
-            if decision.reason == "paused":
-                # Held, not dropped: it stays queued and goes through every guard at resume.
-                if row[1] is None:
-                    move = lifecycle.held(now)
-                    tx.audit(self._apply(conn, now, rem, move, finished=[], expect=QUEUED))
-                return Claim(QUEUED, "paused", decision.detail, held=True)
-            if not decision.allowed:
-                self._open_breaker(tx, decision, dry_run)
-                self._move(conn, rem.id, now, "skipped", decision.reason, expect=QUEUED)
-                error = decision.detail
-                tx.audit([transition.about("skipped", rem, reason=decision.reason, error=error)])
-                return Claim("skipped", decision.reason, decision.detail)
-            scope = rem.guards.blast_radius[0] if rem.guards.blast_radius else None
-            self._take(tx, rem, rem.steps, rule=rem.rule, scope=scope, dry_run=dry_run)
-            self._move(conn, rem.id, now, "dry_run" if dry_run else RUNNING, expect=QUEUED)
-            return Claim("dry_run" if dry_run else RUNNING)
-
-        return await self._write(job)
-
-    async def finish(
-        self,
-        rem: Remediation,
-        records: Sequence[AuditRecord],
-        state: str,
-        *,
-        followup: bool = False,
-    ) -> str:
-        """Record the last step's outcome and the remediation's state; release its lock.
-
-        A success with ``verify`` becomes ``verifying`` (or ``verified`` at once
-        when the alert already resolved). Returns the state written.
-        """
-
-        def job(tx: _Tx) -> str:
-            resolved = _resolved(tx.conn, rem.occurrence)
-            move = lifecycle.finished(rem, state, resolved=resolved, now=tx.moment)
-            move = dataclasses.replace(move, followup=followup)
-            more = self._apply(tx.conn, tx.now, rem, move, finished=[], expect=RUNNING)
-            tx.conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
-            tx.audit([*records, *more])
-            return move.state
-
-        return await self._write(job)
-
-    async def claim_followup(
-        self,
-        rem: Remediation,
-        *,
-        dry_run: bool,
-        limits: GlobalLimits,
-        denied: str | None = None,
-    ) -> Claim:
-        """Take a due on_failure run past pause, allow-lists, the breaker and the target lock.
-
-        Taken, it holds the target's lock and is marked running, so a crash
-        during it is reported as interrupted, never run again.
-        """
-
-        def job(tx: _Tx) -> Claim:
-            conn = tx.conn
-            row = conn.execute("SELECT followup FROM remediations WHERE id = ?", (rem.id,))
-            found = row.fetchone()
-            if found is None or found[0] != FOLLOWUP_PENDING:
-                raise StateConflict(f"remediation {rem.id} has no on_failure due")
-            rule = f"{rem.rule}/on_failure"  # counted apart from the remediation's own runs
-            decision = decide(
-                _Facts(conn, dry_run),
-                rule=rule,
-                target=rem.target or "",
-                occurrence=_watched(rem),
-                spec=FOLLOWUP_GUARDS,
-                limits=limits,
-                now=tx.moment,
-                dry_run=dry_run,
-                denied=denied,
-                before="it could run",
-            )
-            if waits(decision, FOLLOWUP_GUARDS, give_up=False, followup=True):
-                return Claim(QUEUED, decision.reason, decision.detail, retry=True)
-            if decision.reason == "paused":  # held, like the remediations a pause holds
-                conn.execute(
-                    "UPDATE remediations SET followup = ?, held_since = ? WHERE id = ?",
-                    (FOLLOWUP_HELD, tx.now, rem.id),
-                )
-                tx.audit([transition.about("queued", rem, reason=lifecycle.ON_FAILURE_HELD)])
-                return Claim(QUEUED, "paused", decision.detail, held=True)
-            if not decision.allowed:
-                self._open_breaker(tx, decision, dry_run)
-                conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
-                error = f"on_failure not run: {decision.detail}"
-                tx.audit([transition.about("skipped", rem, reason=decision.reason, error=error)])
-                return Claim("skipped", decision.reason, decision.detail)
-            self._take(
-                tx, rem, rem.on_failure, rule=rule, scope=None, dry_run=dry_run, reason="on_failure"
-            )
-            followup = 0 if dry_run else FOLLOWUP_RUNNING
-            conn.execute("UPDATE remediations SET followup = ? WHERE id = ?", (followup, rem.id))
-            return Claim("dry_run" if dry_run else RUNNING)
-
-        return await self._write(job)
-
-    @staticmethod
-    def _open_breaker(tx: _Tx, decision: Decision, dry_run: bool) -> None:
-        """Open the breaker a decision asks for (dry-run keeps breakers of its own)."""
-        if decision.open_breaker is None:
-            return
-        prefix = DRY_RUN_BREAKER_PREFIX if dry_run else ""
-        tx.conn.execute(
-            "INSERT INTO breakers (name, opened_at, reason) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            (prefix + decision.open_breaker, tx.now, decision.detail or ""),
-        )
-
-    @staticmethod
-    def _take(
-        tx: _Tx,
-        rem: Remediation,
-        steps: Sequence[Mapping[str, Any]],
-        *,
-        rule: str,
-        scope: str | None,
-        dry_run: bool,
-        reason: str | None = None,
-    ) -> None:
-        """Record the execution the guards count; live, take the target's lock and start.
-
-        In dry-run every step is recorded as what would have run.
-        """
-        target = rem.target or ""
-        tx.conn.execute(
-            "INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (rem.id, rule, target, scope, int(dry_run), tx.now),
-        )
-        if dry_run:
-            tx.audit(
-                [
-                    transition.about(
-                        "dry_run", rem, action=s["action"], params=s["params"], reason=reason
-                    )
-                    for s in steps
-                ]
-            )
-            return
-        tx.conn.execute(
-            "INSERT INTO locks (target, remediation, at) VALUES (?, ?, ?)", (target, rem.id, tx.now)
-        )
-        first = steps[0]
-        tx.audit(
-            [
-                transition.about(
-                    "started", rem, action=first["action"], params=first["params"], reason=reason
-                )
-            ]
-        )
-
-    async def followup_done(self, rem: Remediation, records: Sequence[AuditRecord]) -> None:
-        """on_failure has run for ``rem``: record its last step, clear the flag, free the lock."""
-
-        def job(tx: _Tx) -> None:
-            tx.conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
-            tx.conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
-            tx.audit(records)
-
-        await self._write(job)
-
-    async def begin_step(self, rem: Remediation, started: AuditRecord, *, before: str) -> Decision:
-        """Record a further step's ``started``, unless a resolve or a pause now stops it.
-
-        One transaction, so a resolve or pause committed first is always seen.
-        """
-
-        def job(tx: _Tx) -> Decision:
-            stop = halt(_Facts(tx.conn, False), occurrence=_watched(rem), before=before)
-            if stop.allowed:
-                tx.audit([started])
-            return stop
-
-        return await self._write(job)
-
     async def halted(self, rem: Remediation, *, before: str) -> Decision:
         """Whether a resolve or a pause stops what would start next (a retry), reading only."""
         return await self._read(
-            lambda conn: halt(_Facts(conn, False), occurrence=_watched(rem), before=before)
+            lambda conn: halt(_Facts(conn, False), occurrence=flows.watched(rem), before=before)
         )
-
-    async def record(self, records: Sequence[AuditRecord]) -> list[AuditEvent]:
-        """Append audit events that change no remediation (reloads, on_failure steps)."""
-
-        def job(tx: _Tx) -> list[AuditEvent]:
-            tx.audit(records)
-            return tx.events
-
-        return await self._write(job)
-
-    async def advance(self, now: datetime) -> Due:
-        """Move every remediation whose timer is due at ``now``."""
-
-        def job(tx: _Tx) -> Due:
-            conn = tx.conn
-            at = timestamp(now)
-            rows = conn.execute(
-                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations"
-                " WHERE state IN (?, ?, ?) AND due_at <= ? ORDER BY due_at, id",
-                (WAITING, PENDING_APPROVAL, VERIFYING, at),
-            ).fetchall()
-            queued: list[Remediation] = []
-            followups: list[Remediation] = []
-            finished: list[tuple[str, str, str | None]] = []
-            records: list[AuditRecord] = []
-            for row in rows:
-                rem = _remediation(row)
-                move = lifecycle.timer(rem, now)
-                records += self._apply(conn, at, rem, move, finished=finished)
-                if move.ready:
-                    queued.append(_with_state(rem, move.state))
-                if move.followup:
-                    followups.append(_with_state(rem, move.state))
-            tx.audit(records)
-            return Due(queued, followups, finished)
-
-        return await self._write(job)
 
     async def preview(
         self,
@@ -957,146 +686,17 @@ class SQLiteStore:
     async def recover(self) -> Due:
         """After a restart: interrupt what was running, hand back what was queued."""
 
-        def job(tx: _Tx) -> Due:
-            conn, now = tx.conn, tx.now
-            records: list[AuditRecord] = []
-            finished: list[tuple[str, str, str | None]] = []
-            for rem in _select(conn, "state = ?", (RUNNING,)):
-                records += self._apply(
-                    conn, now, rem, lifecycle.interrupted(rem), finished=finished
-                )
-                conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
-            tx.audit(records)
-            queued = _select(conn, "state = ? AND held_since IS NULL ORDER BY id", (QUEUED,))
-            # An on_failure run that had started is reported, never run again.
-            for r in conn.execute(
-                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = ?",
-                (FOLLOWUP_RUNNING,),
-            ).fetchall():
-                rem = _remediation(r)
-                conn.execute("UPDATE remediations SET followup = 0 WHERE id = ?", (rem.id,))
-                conn.execute("DELETE FROM locks WHERE remediation = ?", (rem.id,))
-                tx.audit(
-                    [
-                        transition.about(
-                            "interrupted",
-                            rem,
-                            reason="on_failure",
-                        )
-                    ]
-                )
-            followups = _select(conn, "followup = ? ORDER BY id", (FOLLOWUP_PENDING,))
-            return Due(queued, followups, finished)
-
-        return await self._write(job)
-
-    async def decide_approval(self, remediation_id: int, approve: bool, actor: str) -> Remediation:
-        """An operator's decision on a ``pending_approval`` remediation."""
-
-        def job(tx: _Tx) -> Remediation:
-            conn, now = tx.conn, tx.now
-            row = conn.execute(
-                f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE id = ?",
-                (remediation_id,),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"remediation {remediation_id} does not exist")
-            rem = _remediation(row)
-            if rem.state != PENDING_APPROVAL:
-                raise StateConflict(f"remediation {remediation_id} is {rem.state}, not pending")
-            if approve:
-                paused = _Facts(conn, False).paused()
-                move = lifecycle.approved(paused=paused, now=now, actor=actor)
-            else:
-                move = lifecycle.rejected(actor)
-            tx.audit(self._apply(conn, now, rem, move, finished=[], expect=PENDING_APPROVAL))
-            return dataclasses.replace(
-                rem, state=move.state, reason=move.reason, due_at=None, held_since=move.held_since
+        async def job(tx: _Tx) -> Due:
+            running = _select(tx.conn, "state = ? ORDER BY id", (RUNNING,))
+            started = await tx.with_followup(flows.FOLLOWUP_RUNNING)
+            interrupted = await flows.interrupt(
+                tx, running, started, "the process stopped while it ran"
             )
+            queued = _select(tx.conn, "state = ? AND held_since IS NULL ORDER BY id", (QUEUED,))
+            followups = await tx.with_followup(flows.FOLLOWUP_PENDING)  # the interrupted too
+            return Due(queued, followups, interrupted.finished)
 
         return await self._write(job)
-
-    async def set_paused(
-        self,
-        paused: bool,
-        actor: str,
-        reason: str | None = None,
-        breaker: str | None = None,
-        *,
-        pause_hold: float,
-    ) -> Due:
-        """Pause (nothing starts after this commits) or resume; what resuming releases.
-
-        Resume lifts the pause and closes every breaker; with ``breaker`` it
-        closes only that one and leaves a pause in place. A closed breaker
-        counts its window again from the moment it closed. Work the pause held
-        is released to be claimed (through every guard) in the same
-        transaction, unless it was held longer than ``pause_hold`` seconds:
-        that ends ``skipped: paused``.
-        """
-
-        def job(tx: _Tx) -> Due:
-            conn, now = tx.conn, tx.now
-            if breaker is not None:
-                names = [breaker, DRY_RUN_BREAKER_PREFIX + breaker]
-                found = conn.execute(
-                    "SELECT name FROM breakers WHERE name IN (?, ?)", names
-                ).fetchall()
-                if not found:
-                    raise NotFound(f"breaker {breaker} is not open")
-                for (name,) in found:
-                    self._close_breaker(conn, name, now)
-                tx.audit(
-                    [AuditRecord("resumed", actor=actor, reason=f"closed breakers: {breaker}")]
-                )
-                return Due()
-            if paused:
-                # A pause that is already in force keeps who started it, why and since when.
-                conn.execute(
-                    "INSERT INTO control (key, value) VALUES ('paused', ?) ON CONFLICT DO NOTHING",
-                    (json.dumps({"actor": actor, "at": now, "reason": reason}),),
-                )
-                tx.audit([AuditRecord("paused", actor=actor, reason=reason)])
-                return Due()
-            closed = [row[0] for row in conn.execute("SELECT name FROM breakers ORDER BY name")]
-            conn.execute("DELETE FROM control WHERE key = 'paused'")
-            for name in closed:
-                self._close_breaker(conn, name, now)
-            note = f"closed breakers: {', '.join(closed)}" if closed else reason
-            tx.audit([AuditRecord("resumed", actor=actor, reason=note)])
-            return self._release_held(tx, pause_hold)
-
-        return await self._write(job)
-
-    def _release_held(self, tx: _Tx, pause_hold: float) -> Due:
-        """Hand back the work a pause held, or drop what it held too long."""
-        released: list[Remediation] = []
-        finished: list[tuple[str, str, str | None]] = []
-        for rem in _select(tx.conn, "state = ? AND held_since IS NOT NULL ORDER BY id", (QUEUED,)):
-            move = lifecycle.released(rem, tx.moment, pause_hold)
-            tx.audit(self._apply(tx.conn, tx.now, rem, move, finished=finished, expect=QUEUED))
-            if move.ready:
-                released.append(dataclasses.replace(rem, held_since=None))
-        followups: list[Remediation] = []
-        for rem in _select(tx.conn, "followup = ? ORDER BY id", (FOLLOWUP_HELD,)):
-            runs, (event, reason, error) = lifecycle.followup_released(rem, tx.moment, pause_hold)
-            tx.conn.execute(
-                "UPDATE remediations SET followup = ?, held_since = NULL WHERE id = ?",
-                (FOLLOWUP_PENDING if runs else 0, rem.id),
-            )
-            tx.audit([transition.about(event, rem, reason=reason, error=error)])
-            if runs:
-                followups.append(dataclasses.replace(rem, held_since=None))
-        return Due(queued=released, followups=followups, finished=finished)
-
-    @staticmethod
-    def _close_breaker(conn: sqlite3.Connection, name: str, now: str) -> None:
-        conn.execute("DELETE FROM breakers WHERE name = ?", (name,))
-        conn.execute(
-            "INSERT INTO breaker_resets (name, at) VALUES (?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET at = excluded.at",
-            (name, now),
-        )
 
     async def pending(self) -> Due:
         """Stored work that should be in some worker's queue: queued, and on_failure due."""
@@ -1109,7 +709,7 @@ class SQLiteStore:
             ).fetchall()
             followups = conn.execute(
                 f"SELECT {_REMEDIATION_COLUMNS} FROM remediations WHERE followup = ? ORDER BY id",
-                (FOLLOWUP_PENDING,),
+                (flows.FOLLOWUP_PENDING,),
             ).fetchall()
             return Due([_remediation(r) for r in queued], [_remediation(r) for r in followups])
 
@@ -1126,7 +726,7 @@ class SQLiteStore:
             paused = conn.execute("SELECT 1 FROM control WHERE key = 'paused'").fetchone()
             breakers = conn.execute(
                 "SELECT COUNT(*) FROM breakers WHERE name NOT LIKE ?",
-                (DRY_RUN_BREAKER_PREFIX + "%",),
+                (flows.DRY_RUN_BREAKER_PREFIX + "%",),
             ).fetchone()[0]
             return paused is not None, int(breakers)
 
@@ -1145,7 +745,7 @@ class SQLiteStore:
             held = conn.execute(
                 "SELECT COUNT(*) FROM remediations"
                 " WHERE (state = ? AND held_since IS NOT NULL) OR followup = ?",
-                (QUEUED, FOLLOWUP_HELD),
+                (QUEUED, flows.FOLLOWUP_HELD),
             ).fetchone()[0]
             pause = Pause.from_json(paused[0]) if paused else None
             return Status(pause is not None, breakers, states, oldest, pause, int(held))
@@ -1228,7 +828,7 @@ class SQLiteStore:
         """
         cutoff = timestamp(before)
 
-        def job(tx: _Tx) -> int:
+        async def job(tx: _Tx) -> int:
             tx.conn.execute("DELETE FROM deliveries WHERE received_at < ?", (cutoff,))
             first_kept = tx.conn.execute(
                 "SELECT MIN(id) FROM audit WHERE ts >= ?", (cutoff,)
@@ -1277,7 +877,7 @@ class SQLiteStore:
         """
         cutoff = timestamp(before)
 
-        def executions(tx: _Tx) -> None:
+        async def executions(tx: _Tx) -> None:
             remembered = tx.conn.execute(
                 "SELECT value FROM control WHERE key = 'guard_window'"
             ).fetchone()
@@ -1290,7 +890,7 @@ class SQLiteStore:
             oldest = timestamp(min(before, tx.moment - timedelta(seconds=window)))
             tx.conn.execute("DELETE FROM executions WHERE dry_run IN (0, 1) AND at < ?", (oldest,))
 
-        def occurrences(tx: _Tx, after: str) -> tuple[int, str | None]:
+        async def occurrences(tx: _Tx, after: str) -> tuple[int, str | None]:
             examined = [
                 row[0]
                 for row in tx.conn.execute(
@@ -1370,10 +970,6 @@ def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str, int, str] | None:
     return (int(row[0]), str(row[1]), int(row[2]), str(row[3])) if row else None
 
 
-def _with_state(rem: Remediation, state: str) -> Remediation:
-    return dataclasses.replace(rem, state=state, due_at=None)
-
-
 def _event(data: str, prev_hash: str, hash_: str) -> AuditEvent:
     try:
         return AuditEvent.from_data(data, prev_hash, hash_)
@@ -1422,7 +1018,3 @@ def _audit_filter(query: AuditQuery) -> tuple[str, list[Any]]:
         clauses.append("id > ?")
         args.append(query.after_id)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
-
-
-def _step_view(step: Any) -> Any:
-    return {"action": step.get("action"), "params": step.get("params")}
