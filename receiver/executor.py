@@ -20,10 +20,12 @@ from receiver.allowlist import AllowLists, denial
 from receiver.execute import Clients, RetryPolicy, StepRunner, durably
 from receiver.guards import GlobalLimits
 from receiver.metrics import Metrics
-from receiver.queue import ON_FAILURE, RUN, Work, WorkQueue
+from receiver.queue import CLAIMED, ON_FAILURE, RUN, Work, WorkQueue
 from receiver.store.base import (
     FINAL_STATES,
     RUNNING,
+    Claim,
+    ClaimNow,
     Due,
     Remediation,
     StateConflict,
@@ -89,11 +91,18 @@ class Executor:
         """Stop taking work; let running remediations finish for up to ``grace`` seconds."""
         self._stopping = True
         self.queue.close()
+        # Claimed by their ingest, so started as far as the audit log says: they run now.
+        started = [
+            asyncio.create_task(self._run(rem), name=f"remedy-claimed-{rem.id}")
+            for rem in self.queue.drain(CLAIMED)
+        ]
         for task in self._tasks:
             if task not in self._running:
                 task.cancel()
-        if self._running:
-            await asyncio.wait(self._running, timeout=grace)
+        if busy := {*self._running, *started}:
+            await asyncio.wait(busy, timeout=grace)
+        for task in started:
+            task.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -112,6 +121,20 @@ class Executor:
     def submit(self, remediations: Iterable[Remediation]) -> None:
         """Queue remediations that are ready to claim."""
         self.queue.put(RUN, remediations)
+
+    def claim_now(self) -> ClaimNow:
+        """How an ingest claims what it makes ready, as :meth:`_execute` would."""
+        return ClaimNow(
+            dry_run=self.settings.dry_run,
+            limits=self.settings.limits,
+            denied=lambda steps: denial(self.registry, self.settings.allow, steps),
+        )
+
+    def claimed(self, claims: Iterable[tuple[Remediation, Claim]]) -> None:
+        """Take what an ingest claimed: count its decision; queue what runs for a worker."""
+        for rem, claim in claims:
+            if self._decided(rem, claim):
+                self.queue.put(CLAIMED, [rem])
 
     def handle(self, due: Due) -> None:
         """Take what the timers (or recovery) moved: ready work and due on_failure runs."""
@@ -137,6 +160,8 @@ class Executor:
             try:
                 if work.kind == RUN:
                     await self._execute(work)
+                elif work.kind == CLAIMED:
+                    await self._run(work.rem)
                 else:
                     await self._on_failure(work)
             except StateConflict:
@@ -179,12 +204,17 @@ class Executor:
             self.queue.step_aside(work, LOCK_POLL)
             return
         self._lock_waits.pop(rem.id, None)
+        if self._decided(rem, claim):
+            await self._run(rem)
+
+    def _decided(self, rem: Remediation, claim: Claim) -> bool:
+        """Count and log a claim's decision; whether the remediation now runs here."""
         decision = claim.reason or ("dry_run" if claim.state == "dry_run" else "allowed")
         self.metrics.guard_decisions.labels(rem.rule, decision).inc()
         if claim.held:
             # Stored as held: a resume hands it back; until then no worker keeps it.
             log.info("guard.held", remediation=rem.id, rule=rem.rule, target=rem.target)
-            return
+            return False
         if claim.state != RUNNING:
             self._count_final(rem.rule, claim.state, claim.reason)
             for step in rem.steps if claim.state == "dry_run" else ():
@@ -196,7 +226,11 @@ class Executor:
                 target=rem.target,
                 detail=claim.detail,
             )
-            return
+            return False
+        return True
+
+    async def _run(self, rem: Remediation) -> None:
+        """Run a claimed remediation's steps and record how it ended."""
         log.info("remediation.started", remediation=rem.id, rule=rem.rule, target=rem.target)
         state, last = await self.steps.run(rem, rem.steps, reason=None)
         followup = state != "succeeded" and bool(rem.on_failure)

@@ -1,7 +1,8 @@
 """The queue stage: work ready to claim, held in this process until a worker takes it.
 
 The store is the truth (a queued remediation survives any crash); this queue
-only orders what this process will claim next. Each piece of work is in
+only orders what this process will claim next: work its ingest claimed
+already (which holds a ``max_concurrent`` slot) before anything else. Each piece of work is in
 flight here at most once, however often ingest, timers, recovery and sweeps
 hand it over; work that waits for a target's lock steps aside and comes back
 after a short pause, so waiting ties up no worker.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import Iterable
 
 from receiver.metrics import Metrics
 from receiver.store.base import Remediation
 
-RUN = "run"
+RUN = "run"  # claim it, then run it
+CLAIMED = "claimed"  # claimed already (by its ingest): run it
 ON_FAILURE = "on_failure"
 
 
@@ -24,7 +27,7 @@ ON_FAILURE = "on_failure"
 class Work:
     """One piece of work: run a remediation, or its on_failure steps."""
 
-    kind: str  # RUN or ON_FAILURE
+    kind: str  # RUN, CLAIMED or ON_FAILURE
     rem: Remediation
 
     @property
@@ -39,7 +42,9 @@ class WorkQueue:
     def __init__(self, metrics: Metrics, max_queue: int) -> None:
         self.metrics = metrics
         self.max_queue = max_queue
-        self._queue: asyncio.Queue[Work] = asyncio.Queue()
+        # Claimed work first: it holds a max_concurrent slot and its target's lock.
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Work]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
         self._inflight: set[tuple[str, int]] = set()  # queued, taken or stepping aside
         self._aside: set[tuple[str, int]] = set()  # waiting for a lock, back soon
         self._taken = 0
@@ -64,13 +69,13 @@ class WorkQueue:
             if work.key in self._inflight:
                 continue  # already queued or running here (a sweep found it again)
             self._inflight.add(work.key)
-            self._queue.put_nowait(work)
+            self._queue.put_nowait((0 if kind == CLAIMED else 1, next(self._order), work))
             self._idle.clear()
         self.metrics.queue_depth.set(self._queue.qsize())
 
     async def take(self) -> Work:
         """The next piece of work; call :meth:`done` when it is finished."""
-        work = await self._queue.get()
+        _, _, work = await self._queue.get()
         self._taken += 1
         self.metrics.queue_depth.set(self._queue.qsize())
         return work
@@ -90,6 +95,24 @@ class WorkQueue:
     def close(self) -> None:
         """Take nothing back any more (shutting down)."""
         self._closed = True
+
+    def drain(self, kind: str) -> list[Remediation]:
+        """Take every queued piece of work of ``kind`` out at once (shutting down)."""
+        taken: list[Remediation] = []
+        kept: list[tuple[int, int, Work]] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item[2].kind == kind:
+                taken.append(item[2].rem)
+            else:
+                kept.append(item)
+        for item in kept:
+            self._queue.put_nowait(item)
+        for rem in taken:
+            self._inflight.discard((kind, rem.id))
+        self.metrics.queue_depth.set(self._queue.qsize())
+        self._settle()
+        return taken
 
     async def join(self) -> None:
         """Wait until every piece of work is done, lock waits included."""

@@ -106,8 +106,10 @@ async def ingest_alerts(
     if executor.overloaded:
         service.metrics.webhook_rejected.labels("any", "overloaded").inc()
         raise Overloaded(f"{executor.queue_depth} remediations are queued")
-    result = await service.store.ingest(service.planner.plan_all(alerts), message_id)
+    plans = service.planner.plan_all(alerts)
+    result = await service.store.ingest(plans, message_id, executor.claim_now())
     executor.handle(Due(result.queued, (), result.finished))
+    executor.claimed(result.claimed)
     if result.waiting:
         service.running_scheduler.wake()
     return result
@@ -134,7 +136,7 @@ async def alertmanager(request: web.Request) -> web.Response:
         alerts=len(message.alerts),
         stored=result.stored,
         duplicates=result.duplicates,
-        queued=len(result.queued),
+        queued=result.ready,
     )
     return web.json_response(
         {
@@ -142,7 +144,7 @@ async def alertmanager(request: web.Request) -> web.Response:
             "alerts": len(message.alerts),
             "stored": result.stored,
             "duplicates": result.duplicates,
-            "remediations": len(result.queued),
+            "remediations": result.ready,
         }
     )
 
@@ -262,7 +264,7 @@ async def _sns_alarm(
             "status": "accepted",
             "stored": result.stored,
             "duplicates": result.duplicates,
-            "remediations": len(result.queued),
+            "remediations": result.ready,
         }
     )
 

@@ -123,18 +123,6 @@ class Remediation:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What one ingest stored, and the remediations now ready to claim."""
-
-    stored: int
-    duplicates: int
-    queued: Sequence[Remediation]
-    skipped: int
-    waiting: int = 0
-    finished: Sequence[tuple[str, str, str | None]] = ()  # (rule, state, reason) for metrics
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
     """The outcome of a claim: ``running``, ``dry_run`` or ``skipped`` with its reason.
 
@@ -148,6 +136,38 @@ class Claim:
     detail: str | None = None
     retry: bool = False
     held: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClaimNow:
+    """How an ingest claims the remediations it makes ready, in its own transaction.
+
+    The executor's settings: dry-run, the service-wide limits, and the
+    allow-lists (``denied`` names a step outside them, if any). A claim that
+    must wait (a locked target, max_concurrent reached) is left queued.
+    """
+
+    dry_run: bool
+    limits: GlobalLimits
+    denied: Callable[[Sequence[Mapping[str, Any]]], str | None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one ingest stored, and the remediations now ready to claim."""
+
+    stored: int
+    duplicates: int
+    queued: Sequence[Remediation]
+    skipped: int
+    waiting: int = 0
+    finished: Sequence[tuple[str, str, str | None]] = ()  # (rule, state, reason) for metrics
+    claimed: Sequence[tuple[Remediation, Claim]] = ()  # claimed by the ingest itself
+
+    @property
+    def ready(self) -> int:
+        """Remediations this ingest made ready: claimed already, or queued to claim."""
+        return len(self.queued) + len(self.claimed)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -218,7 +238,10 @@ class Store(Protocol):
     async def ping(self) -> None: ...
 
     async def ingest(
-        self, alerts: Sequence[IncomingAlert], message_id: str | None = None
+        self,
+        alerts: Sequence[IncomingAlert],
+        message_id: str | None = None,
+        claim: ClaimNow | None = None,
     ) -> IngestResult: ...
 
     async def claim(

@@ -26,6 +26,7 @@ from receiver.store.base import (
     QUEUED,
     RUNNING,
     Claim,
+    ClaimNow,
     Due,
     IncomingAlert,
     IngestResult,
@@ -164,15 +165,19 @@ class Writes:
         raise NotImplementedError
 
     async def ingest(
-        self, alerts: Sequence[IncomingAlert], message_id: str | None = None
+        self,
+        alerts: Sequence[IncomingAlert],
+        message_id: str | None = None,
+        claim: ClaimNow | None = None,
     ) -> IngestResult:
         """Store alerts, their remediations and audit events in one transaction.
 
         A resolved alert cancels what still waits for its occurrence and
         verifies what waited for it to resolve. With ``message_id`` (SNS), a
         delivery seen before stores nothing and records its alerts as duplicates.
+        With ``claim``, what becomes ready is claimed in the same transaction.
         """
-        return await self._write(lambda tx: ingest(tx, alerts, message_id))
+        return await self._write(lambda tx: ingest(tx, alerts, message_id, claim))
 
     async def claim(
         self,
@@ -313,9 +318,17 @@ async def apply(
 
 
 async def ingest(
-    rows: Rows, alerts: Sequence[IncomingAlert], message_id: str | None
+    rows: Rows,
+    alerts: Sequence[IncomingAlert],
+    message_id: str | None,
+    claim_now: ClaimNow | None = None,
 ) -> IngestResult:
-    """Store alerts, their remediations and audit events (see ``Store.ingest``)."""
+    """Store alerts, their remediations and audit events (see ``Store.ingest``).
+
+    With ``claim_now``, a remediation that is ready at once goes through the
+    guards here, as the executor's claim would, saving a transaction and the
+    wait for one: what may run is ``running`` (or ``dry_run``) when this commits.
+    """
     if message_id is not None and not await rows.new_delivery(message_id):
         error = f"message {message_id} was delivered before"
         await rows.audit(
@@ -327,6 +340,7 @@ async def ingest(
         return IngestResult(0, len(alerts), [], 0)
     records: list[AuditRecord] = []
     queued: list[Remediation] = []
+    claimed: list[tuple[Remediation, Claim]] = []
     stored = duplicates = skipped = waiting = 0
     finished: Finished = []
     for incoming in alerts:
@@ -380,14 +394,30 @@ async def ingest(
                 transition.about("matched", rem, params=[_step_view(s) for s in rem.steps])
             )
             records += move.records(rem)
-            if move.ready:
+            if move.ready and claim_now is not None:
+                await rows.audit(records)  # in order: what led here, then the claim's events
+                records = []
+                taken = await _decide(
+                    rows,
+                    rem,
+                    held=False,
+                    dry_run=claim_now.dry_run or rem.dry_run,
+                    limits=claim_now.limits,
+                    denied=claim_now.denied(rem.steps),
+                    give_up_waiting=False,
+                )
+                if taken.retry:
+                    queued.append(rem)  # it waits: the executor claims it again
+                else:
+                    claimed.append((rem, taken))
+            elif move.ready:
                 queued.append(rem)
             elif move.state == "skipped":
                 skipped += 1
             else:
                 waiting += 1
     await rows.audit(records)
-    return IngestResult(stored, duplicates, queued, skipped, waiting, finished)
+    return IngestResult(stored, duplicates, queued, skipped, waiting, finished, claimed)
 
 
 async def on_resolved(rows: Rows, occurrence: str, finished: Finished) -> list[AuditRecord]:
@@ -412,6 +442,28 @@ async def claim(
     row = await rows.claim_row(rem.id)
     if row is None or row[0] != QUEUED:
         raise StateConflict(f"remediation {rem.id} is no longer queued")
+    return await _decide(
+        rows,
+        rem,
+        held=row[1] is not None,
+        dry_run=dry_run,
+        limits=limits,
+        denied=denied,
+        give_up_waiting=give_up_waiting,
+    )
+
+
+async def _decide(
+    rows: Rows,
+    rem: Remediation,
+    *,
+    held: bool,
+    dry_run: bool,
+    limits: GlobalLimits,
+    denied: str | None,
+    give_up_waiting: bool,
+) -> Claim:
+    """The guards' decision on a queued remediation, written: taken, skipped, held or waiting."""
     decision = await rows.answer(
         lambda facts: decide(
             facts,
@@ -430,7 +482,7 @@ async def claim(
         return Claim(QUEUED, decision.reason, decision.detail, retry=True)
     if decision.reason == "paused":
         # Held, not dropped: it stays queued and goes through every guard at resume.
-        if row[1] is None:
+        if not held:
             move = lifecycle.held(rows.now)
             await rows.audit(await apply(rows, rem, move, finished=[], expect=QUEUED))
         return Claim(QUEUED, "paused", decision.detail, held=True)

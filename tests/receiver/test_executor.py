@@ -139,3 +139,29 @@ async def test_a_second_process_cannot_take_a_store_in_use(
     await reader.open()
     assert (await reader.verify()).ok
     await reader.close()
+
+
+async def test_ready_work_is_decided_or_started_when_the_webhook_answers(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    # Claimed by the ingest transaction itself: no second write, no wait for a worker.
+    recorder.gate = asyncio.Event()  # the action runs, and stays running, until opened
+    server = await remedy(rule(recorder), dry_run=False)
+    status, body = await server.post_alerts(
+        am_payload(am_alert("LowCacheHitRate", labels={"instance": "a"}))
+    )
+    assert (status, body["remediations"]) == (200, 1)
+    assert await remediation_states(server) == ["running"]  # before any settling
+    assert [e["event"] for e in await server.events()][-1] == "started"
+    recorder.gate.set()
+    await server.settle()
+    assert await remediation_states(server) == ["succeeded"]
+
+
+async def test_dry_run_work_is_decided_when_the_webhook_answers(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    server = await remedy(rule(recorder), dry_run=True)
+    await server.post_alerts(am_payload(am_alert("LowCacheHitRate", labels={"instance": "b"})))
+    assert await remediation_states(server) == ["dry_run"]  # before any settling
+    assert recorder.received == []
