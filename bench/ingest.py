@@ -10,6 +10,7 @@ Prints ratios (SPEC §10), never asserts: speed is measured, not tested.
 * 1,000 rules x 1,000-alert batch matched (rules indexed by alertname).
 
 Everything talks to 127.0.0.1 only, and every loop is bounded in count and time.
+The servers run on CPU 1 and the load generator on CPU 0 (on a machine with two or more).
 Usage: ``.venv/bin/python bench/ingest.py [--seconds 5] [--concurrency 32]``
 """
 
@@ -174,9 +175,27 @@ async def hook_server(
     return runner, f"http://127.0.0.1:{port}/hook"
 
 
+SERVER_CPUS = {1}  # the servers (bare and remedy alike) on one core...
+CLIENT_CPUS = {0}  # ...and the load generator on another, so neither starves the other
+
+
 def start(argv: list[str], cwd: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=None)
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+        preexec_fn=lambda: pin(SERVER_CPUS),  # noqa: PLW1509 - no threads exist yet here
+    )
+
+
+def pin(cpus: set[int]) -> None:
+    """Run on ``cpus`` where the machine has them (a one-core machine shares its core)."""
+    available = os.sched_getaffinity(0)
+    if cpus <= available and len(available) > 1:
+        os.sched_setaffinity(0, cpus)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -278,6 +297,7 @@ async def main() -> None:
         help="req/s for the latency run (default: half of remedy's matching ingest rate)",
     )
     args = parser.parse_args()
+    pin(CLIENT_CPUS)
     counter = itertools.count()
     python = sys.executable
 
