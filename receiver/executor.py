@@ -18,7 +18,7 @@ import structlog
 
 from receiver.allowlist import AllowLists, denial
 from receiver.execute import Clients, RetryPolicy, StepRunner, durably
-from receiver.guards import GlobalLimits
+from receiver.guards import BUSY, GlobalLimits
 from receiver.metrics import Metrics
 from receiver.queue import CLAIMED, ON_FAILURE, RUN, Work, WorkQueue
 from receiver.store.base import (
@@ -36,6 +36,7 @@ from remediations import Registry
 log = structlog.get_logger("remedy.executor")
 
 LOCK_POLL = 0.25
+SLOT_POLL = 1.0  # a slot another replica frees is seen this late at the most
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,6 +129,8 @@ class Executor:
             dry_run=self.settings.dry_run,
             limits=self.settings.limits,
             denied=lambda steps: denial(self.registry, self.settings.allow, steps),
+            # New alerts never overtake work already waiting here: then they queue too.
+            live=not (self.queue.depth or self.queue.slot_waiters),
         )
 
     def claimed(self, claims: Iterable[tuple[Remediation, Claim]]) -> None:
@@ -198,6 +201,9 @@ class Executor:
         except StateConflict:
             self._lock_waits.pop(rem.id, None)  # moved meanwhile (resolved): it waits no more
             raise
+        if claim.retry and claim.reason == BUSY:
+            self.queue.wait_for_slot(work, SLOT_POLL)  # off the worker, in arrival order
+            return
         if claim.retry:
             # The target is locked: wait for it off the worker, so waiting ties up nothing.
             self._lock_waits.setdefault(rem.id, time.monotonic())
@@ -235,6 +241,7 @@ class Executor:
         state, last = await self.steps.run(rem, rem.steps, reason=None)
         followup = state != "succeeded" and bool(rem.on_failure)
         final = await durably(lambda: self.store.finish(rem, [last], state, followup=followup))
+        self.queue.slot_freed()
         self._count_final(rem.rule, final, None)
         log.info(f"remediation.{final}", remediation=rem.id, rule=rem.rule, target=rem.target)
         if followup:
@@ -251,6 +258,9 @@ class Executor:
                 denied=denial(self.registry, self.settings.allow, rem.on_failure),
             )
         )
+        if claim.retry and claim.reason == BUSY:
+            self.queue.wait_for_slot(work, SLOT_POLL)
+            return
         if claim.retry:
             self.queue.step_aside(work, LOCK_POLL)
             return
@@ -262,6 +272,7 @@ class Executor:
             return
         _, last = await self.steps.run(rem, rem.on_failure, reason="on_failure")
         await durably(lambda: self.store.followup_done(rem, [last]))
+        self.queue.slot_freed()
         log.info("remediation.on_failure_ran", remediation=rem.id, rule=rem.rule)
 
     def _count_final(self, rule: str, state: str, reason: str | None) -> None:

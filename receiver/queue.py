@@ -46,7 +46,9 @@ class WorkQueue:
         self._queue: asyncio.PriorityQueue[tuple[int, int, Work]] = asyncio.PriorityQueue()
         self._order = itertools.count()
         self._inflight: set[tuple[str, int]] = set()  # queued, taken or stepping aside
-        self._aside: set[tuple[str, int]] = set()  # waiting for a lock, back soon
+        self._aside: set[tuple[str, int]] = set()  # waiting for a lock or a slot, back soon
+        # Waiting for a max_concurrent slot, oldest first: back when one frees here.
+        self._slot_waits: dict[tuple[str, int], tuple[Work, asyncio.TimerHandle]] = {}
         self._taken = 0
         self._closed = False
         self._idle = asyncio.Event()
@@ -62,14 +64,18 @@ class WorkQueue:
         """Whether new work would exceed the bound (ingest then answers 503)."""
         return self._queue.qsize() >= self.max_queue
 
-    def put(self, kind: str, remediations: Iterable[Remediation]) -> None:
-        """Queue work, unless the same work is already in flight here."""
+    def put(self, kind: str, remediations: Iterable[Remediation], *, first: bool = False) -> None:
+        """Queue work, unless the same work is already in flight here.
+
+        Claimed work, and with ``first`` work whose slot has come, goes ahead.
+        """
         for rem in remediations:
             work = Work(kind, rem)
             if work.key in self._inflight:
                 continue  # already queued or running here (a sweep found it again)
             self._inflight.add(work.key)
-            self._queue.put_nowait((0 if kind == CLAIMED else 1, next(self._order), work))
+            ahead = first or kind == CLAIMED
+            self._queue.put_nowait((0 if ahead else 1, next(self._order), work))
             self._idle.clear()
         self.metrics.queue_depth.set(self._queue.qsize())
 
@@ -91,6 +97,32 @@ class WorkQueue:
         """Take the work back after ``delay`` seconds (its target's lock is held)."""
         self._aside.add(work.key)
         asyncio.get_running_loop().call_later(delay, self._back, work)
+
+    def wait_for_slot(self, work: Work, poll: float) -> None:
+        """Hold work until a ``max_concurrent`` slot frees here, or ``poll`` seconds pass.
+
+        The poll finds slots that other replicas free.
+        """
+        self._aside.add(work.key)
+        handle = asyncio.get_running_loop().call_later(poll, self._recall, work.key)
+        self._slot_waits[work.key] = (work, handle)
+
+    @property
+    def slot_waiters(self) -> int:
+        """Work waiting for a ``max_concurrent`` slot."""
+        return len(self._slot_waits)
+
+    def slot_freed(self) -> None:
+        """A slot has freed here: the work that has waited longest goes first."""
+        if self._slot_waits:
+            self._recall(next(iter(self._slot_waits)))
+
+    def _recall(self, key: tuple[str, int]) -> None:
+        found = self._slot_waits.pop(key, None)
+        if found is not None:
+            work, handle = found
+            handle.cancel()
+            self._back(work, first=True)
 
     def close(self) -> None:
         """Take nothing back any more (shutting down)."""
@@ -124,11 +156,11 @@ class WorkQueue:
     def _busy(self) -> bool:
         return bool(self._queue.qsize() or self._taken or self._aside)
 
-    def _back(self, work: Work) -> None:
+    def _back(self, work: Work, *, first: bool = False) -> None:
         self._aside.discard(work.key)
         self._inflight.discard(work.key)
         if not self._closed:
-            self.put(work.kind, [work.rem])
+            self.put(work.kind, [work.rem], first=first)
         self._settle()
 
     def _settle(self) -> None:

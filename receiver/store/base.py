@@ -150,6 +150,7 @@ class ClaimNow:
     dry_run: bool
     limits: GlobalLimits
     denied: Callable[[Sequence[Mapping[str, Any]]], str | None]
+    live: bool = True  # False: live work is left queued (older work waits for a slot)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -394,14 +394,15 @@ async def ingest(
                 transition.about("matched", rem, params=[_step_view(s) for s in rem.steps])
             )
             records += move.records(rem)
-            if move.ready and claim_now is not None:
+            dry = claim_now is not None and (claim_now.dry_run or rem.dry_run)
+            if move.ready and claim_now is not None and (dry or claim_now.live):
                 await rows.audit(records)  # in order: what led here, then the claim's events
                 records = []
                 taken = await _decide(
                     rows,
                     rem,
                     held=False,
-                    dry_run=claim_now.dry_run or rem.dry_run,
+                    dry_run=dry,
                     limits=claim_now.limits,
                     denied=claim_now.denied(rem.steps),
                     give_up_waiting=False,

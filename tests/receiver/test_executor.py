@@ -165,3 +165,25 @@ async def test_dry_run_work_is_decided_when_the_webhook_answers(
     await server.post_alerts(am_payload(am_alert("LowCacheHitRate", labels={"instance": "b"})))
     assert await remediation_states(server) == ["dry_run"]  # before any settling
     assert recorder.received == []
+
+
+async def test_work_waiting_for_a_slot_runs_in_arrival_order(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    recorder.gate = asyncio.Event()  # the first action holds the only slot until opened
+    warm = recorder.url("/warm")
+    ordered = rule(recorder).replace(
+        f"params: {{url: '{warm}'}}",
+        f"params: {{url: '{warm}', json: {{instance: '{{{{ labels.instance }}}}'}}}}",
+    )
+    server = await remedy(ordered, dry_run=False, max_concurrent=1)
+    for name in ("a", "b", "c", "d"):
+        alert = am_alert("LowCacheHitRate", labels={"instance": name})
+        assert (await server.post_alerts(am_payload(alert)))[0] == 200
+        await asyncio.sleep(0.05)  # arrival order: each waits behind the ones before it
+    assert await remediation_states(server) == ["running", "queued", "queued", "queued"]
+    recorder.gate.set()
+    last = am_alert("LowCacheHitRate", labels={"instance": "e"})  # new: it waits its turn too
+    assert (await server.post_alerts(am_payload(last)))[0] == 200
+    await server.settle()
+    assert [r.json()["instance"] for r in recorder.received] == ["a", "b", "c", "d", "e"]
