@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import structlog
 
@@ -94,7 +95,7 @@ class Executor:
         self.queue.close()
         # Claimed by their ingest, so started as far as the audit log says: they run now.
         started = [
-            asyncio.create_task(self._run(rem), name=f"remedy-claimed-{rem.id}")
+            asyncio.create_task(self._safely(Work(CLAIMED, rem)), name=f"remedy-claimed-{rem.id}")
             for rem in self.queue.drain(CLAIMED)
         ]
         for task in self._tasks:
@@ -104,6 +105,7 @@ class Executor:
             await asyncio.wait(busy, timeout=grace)
         for task in started:
             task.cancel()
+        await asyncio.gather(*started, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -128,10 +130,17 @@ class Executor:
         return ClaimNow(
             dry_run=self.settings.dry_run,
             limits=self.settings.limits,
-            denied=lambda steps: denial(self.registry, self.settings.allow, steps),
+            denied=self._denied,
             # New alerts never overtake work already waiting here: then they queue too.
             live=not (self.queue.depth or self.queue.slot_waiters),
         )
+
+    def _denied(self, steps: Sequence[Mapping[str, Any]]) -> str | None:
+        """The allow-lists' answer, run inside an ingest: any failure is a denial, not a 503."""
+        try:
+            return denial(self.registry, self.settings.allow, steps)
+        except Exception as exc:  # an action's parse or subject that breaks: deny, keep the alert
+            return f"the allow-lists could not be checked ({type(exc).__name__})"
 
     def claimed(self, claims: Iterable[tuple[Remediation, Claim]]) -> None:
         """Take what an ingest claimed: count its decision; queue what runs for a worker."""
@@ -161,22 +170,25 @@ class Executor:
             work = await self.queue.take()
             self._running.add(me)
             try:
-                if work.kind == RUN:
-                    await self._execute(work)
-                elif work.kind == CLAIMED:
-                    await self._run(work.rem)
-                else:
-                    await self._on_failure(work)
-            except StateConflict:
-                log.info("remediation.already_moved", remediation=work.rem.id)
-            except Exception as exc:
-                # Logged without the traceback: rendered params may be in its messages.
-                log.error(
-                    "remediation.crashed", remediation=work.rem.id, error_type=type(exc).__name__
-                )
+                await self._safely(work)
             finally:
                 self._running.discard(me)
                 self.queue.done(work)
+
+    async def _safely(self, work: Work) -> None:
+        """Do one piece of work; what goes wrong is logged, never raised."""
+        try:
+            if work.kind == RUN:
+                await self._execute(work)
+            elif work.kind == CLAIMED:
+                await self._run(work.rem)
+            else:
+                await self._on_failure(work)
+        except StateConflict:
+            log.info("remediation.already_moved", remediation=work.rem.id)
+        except Exception as exc:
+            # Logged without the traceback: rendered params may be in its messages.
+            log.error("remediation.crashed", remediation=work.rem.id, error_type=type(exc).__name__)
 
     # -- one remediation ----------------------------------------------------
 

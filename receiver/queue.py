@@ -47,8 +47,11 @@ class WorkQueue:
         self._order = itertools.count()
         self._inflight: set[tuple[str, int]] = set()  # queued, taken or stepping aside
         self._aside: set[tuple[str, int]] = set()  # waiting for a lock or a slot, back soon
-        # Waiting for a max_concurrent slot, oldest first: back when one frees here.
-        self._slot_waits: dict[tuple[str, int], tuple[Work, asyncio.TimerHandle]] = {}
+        # Waiting for a max_concurrent slot, oldest first: back when one frees here,
+        # and the oldest every poll (one timer for all: waiting costs one claim a poll).
+        self._slot_waits: dict[tuple[str, int], Work] = {}
+        self._slot_poll: asyncio.TimerHandle | None = None
+        self._recalled: set[tuple[str, int]] = set()  # tried its slot: keeps its place
         self._taken = 0
         self._closed = False
         self._idle = asyncio.Event()
@@ -62,7 +65,7 @@ class WorkQueue:
     @property
     def overloaded(self) -> bool:
         """Whether new work would exceed the bound (ingest then answers 503)."""
-        return self._queue.qsize() >= self.max_queue
+        return self._queue.qsize() + len(self._slot_waits) >= self.max_queue
 
     def put(self, kind: str, remediations: Iterable[Remediation], *, first: bool = False) -> None:
         """Queue work, unless the same work is already in flight here.
@@ -90,6 +93,7 @@ class WorkQueue:
         """A taken piece of work is finished (or stepped aside)."""
         if work.key not in self._aside:
             self._inflight.discard(work.key)
+            self._recalled.discard(work.key)
         self._taken -= 1
         self._settle()
 
@@ -104,8 +108,12 @@ class WorkQueue:
         The poll finds slots that other replicas free.
         """
         self._aside.add(work.key)
-        handle = asyncio.get_running_loop().call_later(poll, self._recall, work.key)
-        self._slot_waits[work.key] = (work, handle)
+        self._slot_waits[work.key] = work
+        if work.key in self._recalled:  # it was the oldest and found no slot: still the oldest
+            self._recalled.discard(work.key)
+            self._slot_waits = {work.key: work} | self._slot_waits
+        if self._slot_poll is None:
+            self._slot_poll = asyncio.get_running_loop().call_later(poll, self._poll, poll)
 
     @property
     def slot_waiters(self) -> int:
@@ -117,11 +125,16 @@ class WorkQueue:
         if self._slot_waits:
             self._recall(next(iter(self._slot_waits)))
 
+    def _poll(self, poll: float) -> None:
+        self._slot_poll = None
+        self.slot_freed()  # perhaps another replica freed one
+        if self._slot_waits and not self._closed:
+            self._slot_poll = asyncio.get_running_loop().call_later(poll, self._poll, poll)
+
     def _recall(self, key: tuple[str, int]) -> None:
-        found = self._slot_waits.pop(key, None)
-        if found is not None:
-            work, handle = found
-            handle.cancel()
+        work = self._slot_waits.pop(key, None)
+        if work is not None:
+            self._recalled.add(key)
             self._back(work, first=True)
 
     def close(self) -> None:

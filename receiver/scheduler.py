@@ -55,6 +55,7 @@ class Scheduler:
         self.heartbeat_every = heartbeat_every
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
 
     async def tick(self, now: datetime | None = None) -> None:
         """Move everything due at ``now`` (default: the clock's now)."""
@@ -66,16 +67,18 @@ class Scheduler:
         self._wake.set()
 
     def start(self) -> None:
-        """Run the timer loop in the background."""
+        """Run the timer loop, and the lease's renewal beside it, in the background."""
         self._task = asyncio.create_task(self._run(), name="remedy-scheduler")
+        self._beat = asyncio.create_task(self._renew(take_over=True), name="remedy-heartbeat")
 
     async def stop(self) -> None:
-        """Stop the timer loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the timer loop and the renewal."""
+        for task in (self._task, self._beat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._beat = None
 
     async def sweep(self) -> None:
         """Hand the executor stored work it does not have (after a failed claim, say)."""
@@ -100,9 +103,15 @@ class Scheduler:
             log.info("history.pruned", alerts=alerts, before=before.isoformat())
         return pruned
 
-    async def heartbeat(self) -> None:
-        """Keep this replica's lease; queue what dead replicas left (PostgreSQL)."""
-        self.executor.handle(await self.store.heartbeat())
+    async def _renew(self, *, take_over: bool) -> None:
+        """Renew the lease every ``heartbeat_every``, apart from the timers (a long
+        prune must not let it lapse); with ``take_over``, queue what dead replicas left."""
+        while True:
+            await asyncio.sleep(self.heartbeat_every)
+            try:
+                self.executor.handle(await self.store.heartbeat(take_over=take_over))
+            except Exception as exc:  # a storage hiccup: the next renewal may pass
+                log.error("scheduler.renew_failed", error_type=type(exc).__name__)
 
     @contextlib.asynccontextmanager
     async def leased(self) -> AsyncIterator[None]:
@@ -112,15 +121,7 @@ class Scheduler:
         must not report this one's running work interrupted while it ends.
         """
 
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.heartbeat_every)
-                try:
-                    await self.store.heartbeat(take_over=False)
-                except Exception as exc:  # a storage hiccup: the next renewal may pass
-                    log.error("scheduler.renew_failed", error_type=type(exc).__name__)
-
-        task = asyncio.create_task(renew(), name="remedy-lease")
+        task = asyncio.create_task(self._renew(take_over=False), name="remedy-lease")
         try:
             yield
         finally:
@@ -135,13 +136,10 @@ class Scheduler:
         self.metrics.breakers_open.set(breakers)
 
     async def _run(self) -> None:
-        last_sweep = last_beat = time.monotonic()
+        last_sweep = time.monotonic()
         last_prune: float | None = None  # at start, then hourly
         while True:
             try:
-                if time.monotonic() - last_beat >= self.heartbeat_every:
-                    await self.heartbeat()
-                    last_beat = time.monotonic()
                 await self.tick()
                 await self.gauges()
                 if time.monotonic() - last_sweep >= self.sweep_every:

@@ -394,31 +394,45 @@ async def ingest(
                 transition.about("matched", rem, params=[_step_view(s) for s in rem.steps])
             )
             records += move.records(rem)
-            dry = claim_now is not None and (claim_now.dry_run or rem.dry_run)
-            if move.ready and claim_now is not None and (dry or claim_now.live):
-                await rows.audit(records)  # in order: what led here, then the claim's events
-                records = []
-                taken = await _decide(
-                    rows,
-                    rem,
-                    held=False,
-                    dry_run=dry,
-                    limits=claim_now.limits,
-                    denied=claim_now.denied(rem.steps),
-                    give_up_waiting=False,
-                )
-                if taken.retry:
-                    queued.append(rem)  # it waits: the executor claims it again
-                else:
-                    claimed.append((rem, taken))
-            elif move.ready:
+            if move.ready:
                 queued.append(rem)
             elif move.state == "skipped":
                 skipped += 1
             else:
                 waiting += 1
     await rows.audit(records)
+    if claim_now is not None:  # after every alert: a resolve later in the batch cancels first
+        queued, claimed = await _claim_ready(rows, queued, claim_now)
     return IngestResult(stored, duplicates, queued, skipped, waiting, finished, claimed)
+
+
+async def _claim_ready(
+    rows: Rows, ready: Sequence[Remediation], claim_now: ClaimNow
+) -> tuple[list[Remediation], list[tuple[Remediation, Claim]]]:
+    """Claim an ingest's ready remediations; those that wait, or may not be claimed here."""
+    waiting: list[Remediation] = []
+    claimed: list[tuple[Remediation, Claim]] = []
+    for rem in ready:
+        dry = claim_now.dry_run or rem.dry_run
+        if not (dry or claim_now.live):
+            waiting.append(rem)  # older work waits here: this waits behind it
+            continue
+        try:
+            taken = await claim(
+                rows,
+                rem,
+                dry_run=dry,
+                limits=claim_now.limits,
+                denied=claim_now.denied(rem.steps),
+                give_up_waiting=False,
+            )
+        except StateConflict:
+            continue  # a resolve in the same batch cancelled it
+        if taken.retry:
+            waiting.append(rem)  # it waits: the executor claims it again
+        else:
+            claimed.append((rem, taken))
+    return waiting, claimed
 
 
 async def on_resolved(rows: Rows, occurrence: str, finished: Finished) -> list[AuditRecord]:

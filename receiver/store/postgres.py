@@ -800,7 +800,7 @@ class _Tail:
         while True:
             try:
                 await self._follow()
-            except (*_UNAVAILABLE, StoreUnavailable) as exc:
+            except Exception as exc:  # the tail is the listeners' only path: it never gives up
                 log.warning("audit.tail_reconnecting", error_type=type(exc).__name__)
             await asyncio.sleep(1.0)
 
@@ -897,6 +897,7 @@ class PostgresStore(flows.Writes):
         self.url = url
         self.lease = lease
         self.replica = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+        self._steady_since = time.monotonic()  # since when its own lease has held unbroken
         self.shown = display_url(url)
         self._password = password
         self.readonly = readonly
@@ -907,7 +908,9 @@ class PostgresStore(flows.Writes):
         self._writer: _GroupWriter | None = None
         self.listeners: list[Callable[[list[AuditEvent]], None]] = []
         self._tail = _Tail(
-            lambda: asyncpg.connect(url, password=password, timeout=CONNECT_TIMEOUT),
+            lambda: asyncpg.connect(
+                url, password=password, timeout=CONNECT_TIMEOUT, command_timeout=30
+            ),
             self.listeners,
         )
 
@@ -939,6 +942,10 @@ class PostgresStore(flows.Writes):
                 if applied := await migrate(conn):
                     log.info("store.migrated", storage=self.shown, versions=applied)
                 await self._check_head(conn)
+                # The tail starts here: what recovery writes next reaches its listeners.
+                self._tail.after = int(
+                    await conn.fetchval("SELECT COALESCE(MAX(id), 0) FROM audit")
+                )
         except _UNAVAILABLE as exc:
             await self._close_pool()
             raise StoreUnavailable(f"cannot open {self.shown}: {_reason(exc)}") from None
@@ -1080,20 +1087,30 @@ class PostgresStore(flows.Writes):
         ``interrupted``, never run again; their queued work and due
         on_failure runs become this replica's, returned for its queue.
         A stopping replica only renews (``take_over=False``).
+
+        A replica takes nothing over until it has held its own lease without
+        a gap for a whole lease: after a database outage every lease has run
+        out, and the replicas that are alive must not take each other for dead.
         """
 
         async def job(tx: _Tx) -> Due:
             conn = tx.conn
+            held = await conn.fetchval(
+                "SELECT lease_until > clock_timestamp() FROM replicas WHERE id = $1", self.replica
+            )
+            if not held:  # just started, or its own lease lapsed (an outage, a stall)
+                self._steady_since = time.monotonic()
             await conn.execute(
                 "INSERT INTO replicas (id, host, pid, started_at, lease_until)"
-                " VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4))"
+                " VALUES ($1, $2, $3, now(), clock_timestamp() + make_interval(secs => $4))"
                 " ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
                 self.replica,
                 socket.gethostname(),
                 os.getpid(),
                 self.lease,
             )
-            return await self._take_over(tx) if take_over else Due()
+            steady = time.monotonic() - self._steady_since >= self.lease
+            return await self._take_over(tx) if take_over and steady else Due()
 
         return await self._write(job)
 
@@ -1103,14 +1120,14 @@ class PostgresStore(flows.Writes):
             "SELECT DISTINCT COALESCE(owner, '') FROM remediations"
             " WHERE (state = $1 OR (state = $2 AND held_since IS NULL) OR followup IN ($3, $4))"
             " AND (owner IS NULL"
-            " OR owner NOT IN (SELECT id FROM replicas WHERE lease_until > now()))",
+            " OR owner NOT IN (SELECT id FROM replicas WHERE lease_until > clock_timestamp()))",
             RUNNING,
             QUEUED,
             flows.FOLLOWUP_PENDING,
             flows.FOLLOWUP_RUNNING,
         )
         owners = [row[0] for row in dead]
-        await conn.execute("DELETE FROM replicas WHERE lease_until <= now()")
+        await conn.execute("DELETE FROM replicas WHERE lease_until <= clock_timestamp()")
         if not owners:
             return Due()
         log.warning("replica.taken_over", replicas=owners, by=self.replica)

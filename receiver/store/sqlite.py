@@ -692,6 +692,9 @@ class SQLiteStore(flows.Writes):
             interrupted = await flows.interrupt(
                 tx, running, started, "the process stopped while it ran"
             )
+            # Nothing runs before recovery ends: a lock left behind would hold its
+            # target, and a max_concurrent slot, for ever.
+            tx.conn.execute("DELETE FROM locks")
             queued = _select(tx.conn, "state = ? AND held_since IS NULL ORDER BY id", (QUEUED,))
             followups = await tx.with_followup(flows.FOLLOWUP_PENDING)  # the interrupted too
             return Due(queued, followups, interrupted.finished)

@@ -187,3 +187,15 @@ async def test_work_waiting_for_a_slot_runs_in_arrival_order(
     assert (await server.post_alerts(am_payload(last)))[0] == 200
     await server.settle()
     assert [r.json()["instance"] for r in recorder.received] == ["a", "b", "c", "d", "e"]
+
+
+async def test_a_resolve_later_in_the_same_webhook_cancels_before_anything_runs(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    server = await remedy(rule(recorder), dry_run=False)
+    firing = am_alert("LowCacheHitRate", labels={"instance": "a"})
+    resolved = am_alert("LowCacheHitRate", "resolved", labels={"instance": "a"})
+    assert (await server.post_alerts(am_payload(firing, resolved)))[0] == 200
+    await server.settle()
+    assert recorder.received == []
+    assert await remediation_states(server) == ["skipped"]
