@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -18,6 +20,18 @@ class SystemClock:
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
         return datetime.now(UTC)
+
+
+async def woken(event: asyncio.Event, within: float) -> bool:
+    """Wait for ``event`` at most ``within`` seconds; whether it was set.
+
+    Unlike ``asyncio.wait_for`` on Python 3.11, a cancellation that arrives as
+    the event is set is never lost, so a loop built on this stops when told.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            await event.wait()
+    return event.is_set()
 
 
 def timestamp(moment: datetime) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from receiver.clock import Clock
+from receiver.clock import Clock, woken
 from receiver.config import DEFAULT_STORAGE_LEASE
 from receiver.executor import Executor
 from receiver.metrics import Metrics
@@ -151,5 +151,4 @@ class Scheduler:
             except Exception as exc:  # a storage hiccup: try again at the next poll
                 log.error("scheduler.tick_failed", error_type=type(exc).__name__)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+            await woken(self._wake, self.poll)

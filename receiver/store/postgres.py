@@ -47,7 +47,7 @@ from receiver.audit import (
     VerifyResult,
     verify_chain,
 )
-from receiver.clock import Clock, SystemClock, timestamp
+from receiver.clock import Clock, SystemClock, timestamp, woken
 from receiver.config import DEFAULT_STORAGE_LEASE
 from receiver.guards import (
     Decision,
@@ -820,8 +820,7 @@ class _Tail:
             while not conn.is_closed():
                 wake.clear()
                 await self._catch_up(conn)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), TAIL_POLL)
+                await woken(wake, TAIL_POLL)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT)
