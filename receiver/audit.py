@@ -11,9 +11,11 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
 
 GENESIS_HASH = "0" * 64
 
@@ -173,15 +175,11 @@ def event_body(event_id: int, ts: str, record: AuditRecord) -> dict[str, Any]:
     }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoredRow:
-    """An audit row as read back for verification."""
+VERIFY_COLUMNS = "id, ts, event, rule, target, reason, fingerprint, data, prev_hash, hash"
+"""What verification reads of each stored row, in this order (a :data:`StoredRow`)."""
 
-    id: int
-    columns: Mapping[str, Any]
-    data: str
-    prev_hash: str
-    hash: str
+StoredRow = Sequence[Any]
+"""An audit row as :data:`VERIFY_COLUMNS` reads it: id, the indexed columns, data, hashes."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -213,15 +211,50 @@ INDEXED_COLUMNS = ("ts", "event", "rule", "target", "reason", "fingerprint")
 
 def indexed_values(body: Mapping[str, Any]) -> dict[str, Any]:
     """The values a store keeps in columns for filtering, taken from the hashed body."""
-    alert = body.get("alert") or {}
+    alert = body.get("alert")
     return {
         "ts": body.get("ts"),
         "event": body.get("event"),
         "rule": body.get("rule"),
         "target": body.get("target"),
         "reason": body.get("reason"),
-        "fingerprint": alert.get("fingerprint"),
+        "fingerprint": alert.get("fingerprint") if isinstance(alert, Mapping) else None,
     }
+
+
+class _AlertColumn(msgspec.Struct):
+    fingerprint: Any = None
+
+
+class _Columns(msgspec.Struct):
+    """The fields of an event's body that its row repeats; msgspec skips the rest unread."""
+
+    id: Any = None
+    ts: Any = None
+    event: Any = None
+    rule: Any = None
+    target: Any = None
+    reason: Any = None
+    alert: _AlertColumn | None = None
+
+
+_read_columns = msgspec.json.Decoder(_Columns).decode
+
+
+def _repeated(data: str) -> tuple[Any, ...] | None:
+    """(id, *INDEXED_COLUMNS) as the event's body holds them; ``None`` when it is not JSON."""
+    try:
+        body = _read_columns(data)
+    except msgspec.MsgspecError:  # unusual content (NaN, an alert that is no object): slowly
+        try:
+            loaded = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(loaded, dict):
+            return ()
+        return (loaded.get("id"), *indexed_values(loaded).values())
+    fingerprint = body.alert.fingerprint if body.alert is not None else None
+    return (body.id, body.ts, body.event, body.rule, body.target, body.reason, fingerprint)
 
 
 def verify_chain(
@@ -237,20 +270,20 @@ def verify_chain(
     expected_id, prev_hash = start
     count = 0
     for row in rows:
+        event_id, data, stored_prev, stored_hash = row[0], row[7], row[8], row[9]
         expected_id += 1
-        if row.id != expected_id:
+        if event_id != expected_id:
             return VerifyResult(False, count, expected_id, f"event {expected_id} is missing")
-        if row.prev_hash != prev_hash:
-            return VerifyResult(False, count, row.id, "prev_hash does not match the event before")
-        if chain_hash(prev_hash, row.data) != row.hash:
-            return VerifyResult(False, count, row.id, "hash does not match the event's content")
-        try:
-            body = json.loads(row.data)
-        except ValueError:
-            return VerifyResult(False, count, row.id, "event content is not JSON")
-        if body.get("id") != row.id or indexed_values(body) != dict(row.columns):
-            return VerifyResult(False, count, row.id, "indexed columns differ from the event")
-        prev_hash = row.hash
+        if stored_prev != prev_hash:
+            return VerifyResult(False, count, event_id, "prev_hash does not match the event before")
+        if chain_hash(prev_hash, data) != stored_hash:
+            return VerifyResult(False, count, event_id, "hash does not match the event's content")
+        repeated = _repeated(data)
+        if repeated is None:
+            return VerifyResult(False, count, event_id, "event content is not JSON")
+        if repeated != tuple(row[:7]):
+            return VerifyResult(False, count, event_id, "indexed columns differ from the event")
+        prev_hash = stored_hash
         count += 1
     return _check_head(head, expected_id, prev_hash, count, start)
 

@@ -41,6 +41,7 @@ import structlog
 
 from receiver.audit import (
     GENESIS_HASH,
+    VERIFY_COLUMNS,
     AuditEvent,
     AuditRecord,
     StoredRow,
@@ -1400,28 +1401,14 @@ async def _verify_rows(
     """:func:`receiver.audit.verify_chain` over the stored rows, a chunk at a time."""
     position, count = start, 0
     while True:
-        rows = await conn.fetch(
-            "SELECT id, ts, event, rule, target, reason, fingerprint, data, prev_hash, hash"
-            " FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
+        stored: list[StoredRow] = await conn.fetch(
+            f"SELECT {VERIFY_COLUMNS} FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
             position[0],
             VERIFY_CHUNK,
         )
-        if not rows:
+        if not stored:
             break
-        stored = [
-            StoredRow(
-                row[0],
-                {
-                    name: row[name]
-                    for name in ("ts", "event", "rule", "target", "reason", "fingerprint")
-                },
-                row[7],
-                row[8],
-                row[9],
-            )
-            for row in rows
-        ]
-        last = (stored[-1].id, stored[-1].hash)
+        last = (stored[-1][0], stored[-1][9])
         part = verify_chain(stored, last, position)
         if not part.ok:
             return dataclasses.replace(part, events=count + part.events)

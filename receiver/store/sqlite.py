@@ -27,6 +27,7 @@ import structlog
 
 from receiver.audit import (
     GENESIS_HASH,
+    VERIFY_COLUMNS,
     AuditEvent,
     AuditRecord,
     StoredRow,
@@ -983,15 +984,10 @@ def _event(data: str, prev_hash: str, hash_: str) -> AuditEvent:
 
 
 def _stored_rows(conn: sqlite3.Connection) -> Iterator[StoredRow]:
-    cursor = conn.execute(
-        "SELECT id, ts, event, rule, target, reason, fingerprint, data, prev_hash, hash"
-        " FROM audit ORDER BY id"
-    )
-    for row in cursor:
-        columns = dict(
-            zip(("ts", "event", "rule", "target", "reason", "fingerprint"), row[1:7], strict=True)
-        )
-        yield StoredRow(row[0], columns, row[7], row[8], row[9])
+    cursor = conn.execute(f"SELECT {VERIFY_COLUMNS} FROM audit ORDER BY id")
+    cursor.arraysize = 1000
+    while rows := cursor.fetchmany():
+        yield from rows
 
 
 def _audit_filter(query: AuditQuery) -> tuple[str, list[Any]]:

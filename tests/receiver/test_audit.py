@@ -165,6 +165,36 @@ async def test_verify_catches_a_rehashed_tail_and_a_deleted_head(
     assert result.reason == "the recorded head of the log is missing"
 
 
+async def test_verify_names_a_rehashed_event_whatever_shape_its_content_has(
+    storage: str, database: Database
+) -> None:
+    """Someone who can write the store rehashes an event into odd JSON: named, never a crash."""
+    store = store_for(Config(storage=storage))
+    await store.open()
+    await store.record([AuditRecord("received", {"fingerprint": "f1"}), AuditRecord("paused")])
+    await store.close()
+    data, prev = (await database.fetch("SELECT data, prev_hash FROM audit WHERE id = 2"))[0]
+    reasons = []
+    for forged in (
+        data.replace('"alert":null', '"alert":"f1"'),  # an alert that is no object
+        data.replace('"reason":null', '"reason":NaN'),  # JSON that Python's decoder takes
+        f"[{data}]",  # not an object at all
+        data[:-1],  # cut short
+    ):
+        assert forged != data
+        await database.execute(
+            "UPDATE audit SET data = ?, hash = ? WHERE id = 2", forged, chain_hash(prev, forged)
+        )
+        result = await verify(storage)
+        assert (result.ok, result.first_bad_id) == (False, 2)
+        reasons.append(result.reason)
+    assert reasons[1:] == [
+        "indexed columns differ from the event",
+        "indexed columns differ from the event",
+        "event content is not JSON",
+    ]  # and the first, whose columns still agree, differs from the recorded head
+
+
 async def test_bad_queries_are_400s_never_500s(remedy: StartRemedy) -> None:
     server = await remedy()
     for params in (
