@@ -10,9 +10,10 @@ import base64
 import dataclasses
 import hmac
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from aiohttp import web
+if TYPE_CHECKING:  # the CLI reads tokens from the config without loading the server
+    from aiohttp import web
 
 Access = Literal["public", "webhook", "viewer", "operator", "page", "page-operator"]
 """Who may call a handler. ``page`` and ``page-operator`` are the web page's

@@ -1,4 +1,7 @@
-"""The CLI's client for a running server's operator API (``--url``)."""
+"""The CLI's client for a running server's operator API (``--url``).
+
+aiohttp is imported by the calls that use it: the local commands never load it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import yarl
 
 
@@ -38,6 +40,8 @@ async def _get_json(url: str, token: str | None, params: dict[str, str] | None =
 async def _call(
     method: str, url: str, token: str | None, params: dict[str, str] | None = None
 ) -> Any:
+    import aiohttp  # noqa: PLC0415 - see the module's docstring
+
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
@@ -87,18 +91,23 @@ async def follow_remote(
     base: str, token: str | None, emit: Callable[[dict[str, Any]], None]
 ) -> None:
     """Print new events as the server streams them (server-sent events)."""
+    import aiohttp  # noqa: PLC0415 - see the module's docstring
+
     url = base.rstrip("/") + "/api/v1/audit/stream"
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(url, headers=_headers(token)) as response,
-    ):
-        if response.status >= 400:
-            raise RemoteError(f"{_shown(url)} answered {response.status}")
-        async for raw in response.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("data: "):
-                emit(json.loads(line.removeprefix("data: ")))
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, headers=_headers(token)) as response,
+        ):
+            if response.status >= 400:
+                raise RemoteError(f"{_shown(url)} answered {response.status}")
+            async for raw in response.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    emit(json.loads(line.removeprefix("data: ")))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise RemoteError(f"the stream from {_shown(url)} broke: {type(exc).__name__}") from None
 
 
 async def read_status(base: str, token: str | None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from receiver import api
+from receiver.auditquery import audit_query, encode_cursor
 from receiver.ingest import PayloadError
 from receiver.middleware import ACTOR, access, read_body
 from receiver.service import SERVICE, Service
@@ -89,15 +90,15 @@ async def page(request: web.Request) -> web.Response:
         query_params["cursor"] = request.query["cursor"]
     problem = None
     try:
-        query = api.audit_query(query_params, service.clock.now())
+        query = audit_query(query_params, service.clock.now())
     except PayloadError as exc:
         problem = f"{exc.field}: {exc.message}"
-        query = api.audit_query({"limit": str(PAGE_SIZE + 1)}, service.clock.now())
+        query = audit_query({"limit": str(PAGE_SIZE + 1)}, service.clock.now())
     events = [e.to_dict() for e in await service.store.audit(query)]
     older = None
     if len(events) > PAGE_SIZE:
         events = events[:PAGE_SIZE]
-        older = "?" + urlencode({**filters, "cursor": api.encode_cursor(events[-1]["id"])})
+        older = "?" + urlencode({**filters, "cursor": encode_cursor(events[-1]["id"])})
     pending = await service.store.remediations(["pending_approval"])
     body = _document(
         [
