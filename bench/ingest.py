@@ -7,8 +7,9 @@ Prints ratios (SPEC §10), never asserts: speed is measured, not tested.
   (``--postgres URL``, a fresh schema; ``--postgres ''`` skips it);
 * finished work: remediations that reached their outcome (a dry run decided)
   within a second of the load ending, per second of load, as a ratio too;
-* alert received -> action started, and the webhook's answer, p50/p99, at half
-  remedy's maximum rate (a live ``http.request`` rule aimed at a local recorder);
+* the same with a live ``http.request`` rule aimed at a local recorder (its
+  actions run), and at half the rate those actions finish at: alert received
+  -> action started, and the webhook's answer, p50/p99;
 * 1,000 rules x 1,000-alert batch matched (rules indexed by alertname).
 
 Everything talks to 127.0.0.1 only, and every loop is bounded in count and time.
@@ -332,7 +333,7 @@ async def main() -> None:
         "--latency-rate",
         type=float,
         default=None,
-        help="req/s for the latency run (default: half of remedy's matching ingest rate)",
+        help="req/s for the latency run (default: half the rate a live rule's actions finish at)",
     )
     args = parser.parse_args()
     pin(CLIENT_CPUS)
@@ -386,7 +387,11 @@ async def main() -> None:
                         url, storage, args.seconds, args.concurrency, counter
                     )
             async with serving(python, work, "live.yaml", str(work / "live.db")) as url:
-                rate = args.latency_rate or rates["dry"] / 2
+                rates["live"], finished["live"] = await throughput(
+                    url, str(work / "live.db"), args.seconds, args.concurrency, counter
+                )
+            async with serving(python, work, "live.yaml", str(work / "latency.db")) as url:
+                rate = args.latency_rate or finished["live"] / 2
                 delays, answers = await latency(url, rate, args.seconds, counter, arrivals)
         finally:
             await runner.cleanup()
@@ -397,6 +402,7 @@ async def main() -> None:
         ("nomatch", "no rule matches"),
         ("dry", "every alert matches"),
         ("pg", "PostgreSQL, all match"),
+        ("live", "live http.request"),
     ):
         if name not in rates:
             continue

@@ -40,8 +40,8 @@ class GuardSpec:
     verify_within: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON kept with the remediation."""
-        return dataclasses.asdict(self)
+        """The JSON kept with the remediation (one level: its tuples are written as lists)."""
+        return {name: getattr(self, name) for name in self.__slots__}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> GuardSpec:

@@ -152,6 +152,8 @@ async def read_body(request: web.Request) -> bytes:
     busy) gets a 408 and the connection is closed. aiohttp enforces the size
     limit (413) as the body arrives.
     """
+    if request.content.is_eof():  # all of it arrived with the headers: nothing to wait for
+        return await request.read()
     service = request.app[SERVICE]
     try:
         async with asyncio.timeout(service.config.http.body_timeout):

@@ -727,46 +727,73 @@ class _GroupWriter:
                 future.set_result(value)
 
     async def _in_transaction(self, batch: list[Any]) -> list[tuple[Any, BaseException | None]]:
+        """Run the batch's jobs in one transaction and commit it.
+
+        Jobs rarely fail, so they first run back to back; when one does, the
+        batch is rolled back and run again with a savepoint per job, so that
+        the failing job fails alone (a job only writes through its
+        connection, so running it again after a rollback does the same). Two
+        round trips fewer per job on the common path.
+        """
+        async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+            try:
+                async with conn.transaction():
+                    return await self._run_jobs(conn, batch, alone=False)
+            except _JobFailed:
+                async with conn.transaction():
+                    return await self._run_jobs(conn, batch, alone=True)
+
+    async def _run_jobs(
+        self, conn: Any, batch: list[Any], *, alone: bool
+    ) -> list[tuple[Any, BaseException | None]]:
         results: list[tuple[Any, BaseException | None]] = []
-        async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
-            await conn.execute(_LOCK, WRITER_LOCK)
-            head = await conn.fetchrow(
-                "SELECT last_id, last_hash FROM audit_head WHERE one = 1 FOR UPDATE"
-            )
-            # The chain goes on from the furthest of: the recorded head, the newest
-            # event and the pruning checkpoint, as SQLite's does (a cut tail's ids
-            # are never reused, so verify goes on reporting them missing).
-            ends = await conn.fetch(
-                "(SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1)"
-                " UNION ALL SELECT last_id, last_hash FROM audit_checkpoint"
-            )
-            marks = [(int(row[0]), str(row[1])) for row in [*ends, *([head] if head else [])]]
-            chain = _Chain(max(marks, default=(0, GENESIS_HASH)))
-            for job, _future in batch:
-                mark = chain.mark
-                try:
+        await conn.execute(_LOCK, WRITER_LOCK)
+        head = await conn.fetchrow(
+            "SELECT last_id, last_hash FROM audit_head WHERE one = 1 FOR UPDATE"
+        )
+        # The chain goes on from the furthest of: the recorded head, the newest
+        # event and the pruning checkpoint, as SQLite's does (a cut tail's ids
+        # are never reused, so verify goes on reporting them missing).
+        ends = await conn.fetch(
+            "(SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1)"
+            " UNION ALL SELECT last_id, last_hash FROM audit_checkpoint"
+        )
+        marks = [(int(row[0]), str(row[1])) for row in [*ends, *([head] if head else [])]]
+        chain = _Chain(max(marks, default=(0, GENESIS_HASH)))
+        for job, _future in batch:
+            mark = chain.mark
+            try:
+                if alone:
                     async with conn.transaction():  # a savepoint: one job fails alone
                         value = await job(conn, chain)
-                except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
-                    raise  # the connection is gone: the whole batch fails
-                except Exception as exc:  # one job's failure is that job's answer alone
-                    chain.reset(mark)
-                    if isinstance(exc, asyncpg.PostgresError):
-                        exc = StoreUnavailable(f"storage unavailable: {exc}")
-                    results.append((None, exc))
                 else:
-                    results.append((value, None))
-            if chain.mark != chain.start:
-                await conn.execute(
-                    "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, $1, $2)"
-                    " ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id,"
-                    " last_hash = excluded.last_hash",
-                    chain.last_id,
-                    chain.last_hash,
-                )
-                # Every replica's tail reads the new events once this commits.
-                await conn.execute(_NOTIFY, str(chain.last_id))
+                    value = await job(conn, chain)
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+                raise  # the connection is gone: the whole batch fails
+            except Exception as exc:  # one job's failure is that job's answer alone
+                if not alone:
+                    raise _JobFailed from exc
+                chain.reset(mark)
+                if isinstance(exc, asyncpg.PostgresError):
+                    exc = StoreUnavailable(f"storage unavailable: {exc}")
+                results.append((None, exc))
+            else:
+                results.append((value, None))
+        if chain.mark != chain.start:
+            await conn.execute(
+                "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, $1, $2)"
+                " ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id,"
+                " last_hash = excluded.last_hash",
+                chain.last_id,
+                chain.last_hash,
+            )
+            # Every replica's tail reads the new events once this commits.
+            await conn.execute(_NOTIFY, str(chain.last_id))
         return results
+
+
+class _JobFailed(Exception):
+    """A job failed in a batch run without savepoints: the batch runs again, each job alone."""
 
 
 class _Tail:
@@ -996,10 +1023,12 @@ class PostgresStore(flows.Writes):
         if self._writer is None:
             raise StoreUnavailable("the store is not open for writing")
         at = moment or self.clock.now()
+        ts = timestamp(at)
         events: list[AuditEvent] = []
 
         async def run(conn: Any, chain: _Chain) -> T:
-            return await job(_Tx(conn, timestamp(at), at, chain, events, self.replica))
+            events.clear()  # run again when another job of its batch failed: starts over
+            return await job(_Tx(conn, ts, at, chain, events, self.replica))
 
         return await self._writer.run(run)
 

@@ -593,11 +593,15 @@ class SQLiteStore(flows.Writes):
         The audit events it appended go to the listeners once committed.
         """
         at = moment or self.clock.now()
+        ts = timestamp(at)
         events: list[AuditEvent] = []
         chain = self._writer.chain
-        result = await self._writer.run(
-            lambda conn: flows.drive(job(_Tx(conn, timestamp(at), at, chain, events)))
-        )
+
+        def run(conn: sqlite3.Connection) -> T:
+            events.clear()  # run again when another job of its batch failed: starts over
+            return flows.drive(job(_Tx(conn, ts, at, chain, events)))
+
+        result = await self._writer.run(run)
         self._publish(events)
         return result
 

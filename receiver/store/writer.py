@@ -44,12 +44,11 @@ import structlog
 
 from receiver.audit import (
     GENESIS_HASH,
+    Alerts,
     AuditEvent,
     AuditRecord,
-    canonical_json,
     chain_hash,
-    event_body,
-    indexed_values,
+    event_data,
 )
 from receiver.store.base import StoreUnavailable
 
@@ -101,21 +100,20 @@ class AuditChain:
         """
         events = []
         rows: list[tuple[Any, ...]] = []
+        alerts = Alerts()
         for record in records:
             event_id = self.last_id + 1
-            body = event_body(event_id, ts, record)
-            data = canonical_json(body)
+            data, fingerprint = event_data(event_id, ts, record, alerts)
             digest = chain_hash(self.last_hash, data)
-            cols = indexed_values(body)
             rows.append(
                 (
                     event_id,
-                    cols["ts"],
-                    cols["event"],
-                    cols["rule"],
-                    cols["target"],
-                    cols["reason"],
-                    cols["fingerprint"],
+                    ts,
+                    record.event,
+                    record.rule,
+                    record.target,
+                    record.reason,
+                    fingerprint,
                     data,
                     self.last_hash,
                     digest,
@@ -327,8 +325,33 @@ class GroupWriter:
     def _in_transaction(
         self, conn: sqlite3.Connection, batch: list[Any], saved: tuple[int, str]
     ) -> list[tuple[Any, BaseException | None]]:
-        results: list[tuple[Any, BaseException | None]] = []
+        """Run the batch's jobs in one transaction and commit it.
+
+        Jobs rarely fail, so they first run back to back; when one does, the
+        batch is rolled back and run again with a savepoint per job, so that
+        the failing job fails alone (a job only writes through ``conn``, so
+        running it again after a rollback does the same). Two statements fewer
+        per job on the common path.
+        """
         conn.execute("BEGIN IMMEDIATE")
+        try:
+            results: list[tuple[Any, BaseException | None]] = [
+                (job(conn), None) for job, _future, _loop in batch
+            ]
+        except Exception:
+            conn.execute("ROLLBACK")
+            self.chain.reset(saved)
+            conn.execute("BEGIN IMMEDIATE")
+            results = self._each_alone(conn, batch)
+        if self.chain.mark != saved:
+            self.chain.save_head(conn)
+        conn.execute("COMMIT")
+        return results
+
+    def _each_alone(
+        self, conn: sqlite3.Connection, batch: list[Any]
+    ) -> list[tuple[Any, BaseException | None]]:
+        results: list[tuple[Any, BaseException | None]] = []
         for job, _future, _loop in batch:
             mark = self.chain.mark
             conn.execute("SAVEPOINT job")
@@ -342,9 +365,6 @@ class GroupWriter:
                 if isinstance(exc, sqlite3.OperationalError):
                     exc = StoreUnavailable(f"storage unavailable: {exc}")
                 results.append((None, exc))
-        if self.chain.mark != saved:
-            self.chain.save_head(conn)
-        conn.execute("COMMIT")
         return results
 
     @staticmethod

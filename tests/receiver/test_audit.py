@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from receiver.audit import REDACTED, AuditRecord, VerifyResult, chain_hash
 from receiver.config import Config
+from receiver.store.base import AuditQuery, NotFound
 from receiver.store.url import store_for
 from tests.conftest import ALL_BACKENDS, RemedyClient, StartRemedy, am_alert, am_payload
 from tests.support.database import Database
@@ -193,6 +195,33 @@ async def test_verify_names_a_rehashed_event_whatever_shape_its_content_has(
         "indexed columns differ from the event",
         "event content is not JSON",
     ]  # and the first, whose columns still agree, differs from the recorded head
+
+
+async def test_a_write_that_fails_fails_alone_in_its_group_commit(storage: str) -> None:
+    """Writes waiting together commit together; one refused among them loses none of the rest."""
+    batches: list[int] = []
+    store = store_for(Config(storage=storage), on_commit=lambda _s, jobs: batches.append(jobs))
+    await store.open()
+    try:
+        for _ in range(20):  # until one batch holds the refusal and its neighbours
+            batches.clear()
+            before = len(await store.audit(AuditQuery(limit=1000)))
+            writes = [store.record([AuditRecord("paused", reason=f"w{i}")]) for i in range(6)]
+            refused = store.set_paused(False, "oncall", breaker="nonesuch", pause_hold=60)
+            outcomes = await asyncio.gather(
+                *writes[:3], refused, *writes[3:], return_exceptions=True
+            )
+            assert isinstance(outcomes[3], NotFound)
+            assert not any(isinstance(o, BaseException) for o in outcomes[:3] + outcomes[4:])
+            events = await store.audit(AuditQuery(limit=1000))
+            assert len(events) == before + 6
+            if max(batches) > 1:
+                break
+        assert max(batches) > 1
+        assert sorted(e.id for e in events) == list(range(1, len(events) + 1))
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
 
 
 async def test_bad_queries_are_400s_never_500s(remedy: StartRemedy) -> None:
