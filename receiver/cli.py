@@ -199,7 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(config.log_level)
     # The store's writer thread and the event loop share the GIL; the default 5 ms
     # switch interval would make every request wait for the writer's turn.
-    sys.setswitchinterval(float(os.environ.get("SWI", "0.0005")))
+    sys.setswitchinterval(0.0005)
     service = build_service(config)
     if config.auth is None:
         logs.warn_no_auth(config.host, config.port)
