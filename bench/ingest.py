@@ -28,6 +28,7 @@ import os
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,13 +142,11 @@ async def hammer(
 async def serving(python: str, work: Path, config: str, db: str) -> AsyncIterator[str]:
     """A ``remedy serve`` subprocess on its own store (a SQLite file or a URL); yields its URL."""
     storage = db if "://" in db else f"sqlite:///{db}"
-    text = (work / config).read_text() + f"storage: '{storage}'\n"
-    (work / config).write_text(text)
     port = free_port()
-    proc = start(
-        [python, "-m", "receiver", "serve", "--config", config, "--listen", f"127.0.0.1:{port}"],
-        work,
-    )
+    served = work / f"served-{port}.yaml"
+    served.write_text((work / config).read_text() + f"storage: '{storage}'\n")
+    argv = [python, "-m", "receiver", "serve", "--config", served.name]
+    proc = start([*argv, "--listen", f"127.0.0.1:{port}"], work)
     try:
         await wait_up(f"http://127.0.0.1:{port}")
         yield f"http://127.0.0.1:{port}"
@@ -261,13 +260,15 @@ async def decided(storage: str) -> int:
 async def throughput(
     url: str, storage: str, seconds: float, concurrency: int, counter: itertools.count[int]
 ) -> tuple[float, float]:
-    """Answered req/s, and remediations decided per second of load by a second after it."""
+    """Answered req/s, and remediations decided per second of load by a second after it
+    (``storage`` empty: the bare handler, which decides nothing)."""
     await hammer(url, 1, concurrency, counter)  # warm-up
     await asyncio.sleep(1)
-    before = await decided(storage)
+    before = await decided(storage) if storage else 0
     answered = await hammer(url, seconds, concurrency, counter)
     await asyncio.sleep(1)
-    return answered, (await decided(storage) - before) / seconds
+    after = await decided(storage) if storage else 0
+    return answered, (after - before) / seconds
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -320,9 +321,35 @@ def matching() -> float:
     return best
 
 
+@contextlib.asynccontextmanager
+async def bare_server(python: str, work: Path) -> AsyncIterator[str]:
+    """The bare aiohttp handler, pinned like remedy; yields its URL."""
+    port = free_port()
+    proc = start([python, "-c", BARE_SERVER, str(port)], work)
+    try:
+        await wait_up(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+LABELS = {
+    "nomatch": "no rule matches",
+    "dry": "every alert matches",
+    "pg": "PostgreSQL, all match",
+    "live": "live http.request",
+}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of every throughput run, bare handler first in each (medians reported)",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
         "--postgres",
@@ -339,27 +366,15 @@ async def main() -> None:
     pin(CLIENT_CPUS)
     counter = itertools.count()
     python = sys.executable
+    arrivals: dict[str, float] = {}
+
+    async def record(request: web.Request) -> web.Response:
+        body = await request.json()
+        arrivals[body["sent"]] = time.time()
+        return web.json_response({})
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        port = free_port()
-        bare = start([python, "-c", BARE_SERVER, str(port)], work)
-        try:
-            await wait_up(f"http://127.0.0.1:{port}")
-            await hammer(f"http://127.0.0.1:{port}", 1, args.concurrency, counter)  # warm-up
-            bare_rate = await hammer(
-                f"http://127.0.0.1:{port}", args.seconds, args.concurrency, counter
-            )
-        finally:
-            stop(bare)
-
-        arrivals: dict[str, float] = {}
-
-        async def record(request: web.Request) -> web.Response:
-            body = await request.json()
-            arrivals[body["sent"]] = time.time()
-            return web.json_response({})
-
         runner, hook = await hook_server(record)
         (work / "rules.yaml").write_text(RULES.format(url=hook))
         (work / "live.yaml").write_text(
@@ -368,49 +383,53 @@ async def main() -> None:
         )
         (work / "dry.yaml").write_text("dry_run: true\nrules: [rules.yaml]\nlog_level: warning\n")
         (work / "nomatch.yaml").write_text("dry_run: true\nlog_level: warning\n")
-        rates: dict[str, float] = {}
-        finished: dict[str, float] = {}
+        (work / "pg.yaml").write_text((work / "dry.yaml").read_text())
+        # Every server runs through all rounds (idle while another is measured): the
+        # machine's speed drifts over seconds, so each round's ratios share one baseline.
+        answered: dict[str, list[float]] = {name: [] for name in ["bare", *LABELS]}
+        decided: dict[str, list[float]] = {name: [] for name in LABELS}
         try:
-            for name in ("nomatch", "dry"):
-                db = str(work / f"{name}.db")
-                async with serving(python, work, f"{name}.yaml", db) as url:
-                    rates[name], finished[name] = await throughput(
-                        url, db, args.seconds, args.concurrency, counter
+            async with contextlib.AsyncExitStack() as servers:
+                urls = {"bare": await servers.enter_async_context(bare_server(python, work))}
+                stores = {name: str(work / f"{name}.db") for name in ("nomatch", "dry", "live")}
+                if args.postgres:
+                    stores["pg"] = await servers.enter_async_context(postgres_schema(args.postgres))
+                for name, storage in stores.items():
+                    urls[name] = await servers.enter_async_context(
+                        serving(python, work, f"{name}.yaml", storage)
                     )
-            if args.postgres:
-                (work / "pg.yaml").write_text((work / "dry.yaml").read_text().split("storage:")[0])
-                async with (
-                    postgres_schema(args.postgres) as storage,
-                    serving(python, work, "pg.yaml", storage) as url,
-                ):
-                    rates["pg"], finished["pg"] = await throughput(
-                        url, storage, args.seconds, args.concurrency, counter
-                    )
-            async with serving(python, work, "live.yaml", str(work / "live.db")) as url:
-                rates["live"], finished["live"] = await throughput(
-                    url, str(work / "live.db"), args.seconds, args.concurrency, counter
-                )
+                for _ in range(args.rounds):
+                    for name, url in urls.items():
+                        rate, done = await throughput(
+                            url, stores.get(name, ""), args.seconds, args.concurrency, counter
+                        )
+                        answered[name].append(rate)
+                        if name != "bare":
+                            decided[name].append(done)
             async with serving(python, work, "live.yaml", str(work / "latency.db")) as url:
-                rate = args.latency_rate or finished["live"] / 2
+                rate = args.latency_rate or statistics.median(decided["live"]) / 2
+                await latency(url, rate, 1, counter, arrivals)  # warm-up: first connections
                 delays, answers = await latency(url, rate, args.seconds, counter, arrivals)
         finally:
             await runner.cleanup()
 
     match_seconds = matching()
-    print(f"bare aiohttp handler      {bare_rate:10.0f} req/s")
-    for name, label in (
-        ("nomatch", "no rule matches"),
-        ("dry", "every alert matches"),
-        ("pg", "PostgreSQL, all match"),
-        ("live", "live http.request"),
-    ):
-        if name not in rates:
+    bare = answered["bare"]
+    rounds = f"({args.rounds} rounds: medians, and the range of the ratios)"
+    print(f"{'bare aiohttp handler':<40} {statistics.median(bare):6.0f}/s   {rounds}")
+    for name, label in LABELS.items():
+        if not answered[name]:
             continue
-        ratio = rates[name] / bare_rate
-        print(f"remedy ingest, {label:<19} {rates[name]:8.0f} req/s   ratio {ratio:.2f}")
-        if name != "nomatch":
-            ratio = finished[name] / bare_rate
-            print(f"  ...and decided within 1 s {finished[name]:8.0f} /s      ratio {ratio:.2f}")
+        for what, rates in (("", answered[name]), ("  ...decided within 1 s", decided[name])):
+            if what and name == "nomatch":
+                continue
+            ratios = sorted(r / b for r, b in zip(rates, bare, strict=True))
+            spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}"
+            title = what or f"remedy ingest, {label}"
+            print(
+                f"{title:<40} {statistics.median(rates):6.0f}/s"
+                f"   ratio {statistics.median(ratios):.2f} ({spread})"
+            )
     print("  (targets: >= 0.7 no match, >= 0.5 every alert matches, >= 0.4 on PostgreSQL)")
     for what, values, target in (
         ("received -> action", delays, 20),
