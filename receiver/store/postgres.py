@@ -419,17 +419,24 @@ class _Chain(AuditChain):
     def __init__(self, mark: tuple[int, str]) -> None:
         super().__init__(*mark)
         self.start = mark
+        self.rows: list[tuple[Any, ...]] = []
+        """Events chained in this transaction, inserted together at its end (:meth:`flush`)."""
 
-    async def insert(self, conn: Any, ts: str, records: Sequence[AuditRecord]) -> list[AuditEvent]:
-        """Insert chained events for ``records`` at time ``ts``."""
+    def add(self, ts: str, records: Sequence[AuditRecord]) -> list[AuditEvent]:
+        """Chain events for ``records`` at time ``ts``, to be inserted by :meth:`flush`."""
         events, rows = self.link(ts, records)
-        if rows:
+        self.rows += rows
+        return events
+
+    async def flush(self, conn: Any) -> None:
+        """Insert every event chained so far: one round trip for the whole batch."""
+        if self.rows:
             await conn.executemany(
                 "INSERT INTO audit (id, ts, event, rule, target, reason, fingerprint, data,"
                 " prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                rows,
+                self.rows,
             )
-        return events
+            self.rows = []
 
 
 @dataclasses.dataclass(slots=True)
@@ -448,7 +455,7 @@ class _Tx:
 
     async def audit(self, records: Sequence[AuditRecord]) -> list[AuditEvent]:
         """Append chained audit events, stamped with the job's time."""
-        events = await self.chain.insert(self.conn, self.now, records)
+        events = self.chain.add(self.now, records)
         self.events.extend(events)
         return events
 
@@ -666,6 +673,7 @@ class _GroupWriter:
         self._on_commit = on_commit
         self._jobs: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._conn: Any = None  # held across batches: no pool round trip to reset it each time
 
     @property
     def alive(self) -> bool:
@@ -691,18 +699,21 @@ class _GroupWriter:
 
     async def _loop(self) -> None:
         stopping = False
-        while not stopping:
-            first = await self._jobs.get()
-            if first is _STOP:
-                break
-            batch = [first]
-            while not self._jobs.empty():
-                item = self._jobs.get_nowait()
-                if item is _STOP:
-                    stopping = True
+        try:
+            while not stopping:
+                first = await self._jobs.get()
+                if first is _STOP:
                     break
-                batch.append(item)
-            await self._run_batch(batch)
+                batch = [first]
+                while not self._jobs.empty():
+                    item = self._jobs.get_nowait()
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                await self._run_batch(batch)
+        finally:
+            await self._give_back()
 
     async def _run_batch(self, batch: list[Any]) -> None:
         """One group commit; whatever goes wrong, every job gets an answer."""
@@ -735,13 +746,26 @@ class _GroupWriter:
         connection, so running it again after a rollback does the same). Two
         round trips fewer per job on the common path.
         """
-        async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+        if self._conn is None:
+            self._conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT)
+        conn = self._conn
+        try:
             try:
                 async with conn.transaction():
                     return await self._run_jobs(conn, batch, alone=False)
             except _JobFailed:
                 async with conn.transaction():
                     return await self._run_jobs(conn, batch, alone=True)
+        except BaseException:
+            await self._give_back()  # a broken connection is replaced at the next batch
+            raise
+
+    async def _give_back(self) -> None:
+        """Return the writer's connection to the pool (which resets or discards it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn, timeout=CONNECT_TIMEOUT)
 
     async def _run_jobs(
         self, conn: Any, batch: list[Any], *, alone: bool
@@ -761,7 +785,7 @@ class _GroupWriter:
         marks = [(int(row[0]), str(row[1])) for row in [*ends, *([head] if head else [])]]
         chain = _Chain(max(marks, default=(0, GENESIS_HASH)))
         for job, _future in batch:
-            mark = chain.mark
+            mark, chained = chain.mark, len(chain.rows)
             try:
                 if alone:
                     async with conn.transaction():  # a savepoint: one job fails alone
@@ -774,12 +798,14 @@ class _GroupWriter:
                 if not alone:
                     raise _JobFailed from exc
                 chain.reset(mark)
+                del chain.rows[chained:]
                 if isinstance(exc, asyncpg.PostgresError):
                     exc = StoreUnavailable(f"storage unavailable: {exc}")
                 results.append((None, exc))
             else:
                 results.append((value, None))
         if chain.mark != chain.start:
+            await chain.flush(conn)
             await conn.execute(
                 "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, $1, $2)"
                 " ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id,"
@@ -812,6 +838,7 @@ class _Tail:
         self.connect = connect
         self.listeners = listeners
         self.after: int | None = None  # the last event handed on (None: start at the head)
+        self.notified = 0  # the last event id a commit's notification named
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -839,7 +866,9 @@ class _Tail:
             wake = asyncio.Event()
 
             def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-                if payload.rpartition(" ")[0] == schema:
+                where, _, last = payload.rpartition(" ")
+                if where == schema:
+                    self.notified = max(self.notified, int(last) if last.isdigit() else 0)
                     wake.set()
 
             await conn.add_listener(AUDIT_CHANNEL, notified)
@@ -856,9 +885,10 @@ class _Tail:
     async def _catch_up(self, conn: Any) -> None:
         assert self.after is not None
         while True:
-            if not self.listeners:  # nobody reads: just keep the place
-                newest = await conn.fetchval("SELECT MAX(id) FROM audit")
-                self.after = max(self.after, int(newest or 0))
+            if not self.listeners:  # nobody reads: just keep the place, from the notification
+                if self.notified <= self.after:  # woken by the poll, not a commit: ask
+                    self.notified = int(await conn.fetchval("SELECT MAX(id) FROM audit") or 0)
+                self.after = max(self.after, self.notified)
                 return
             rows = await conn.fetch(
                 "SELECT id, data, prev_hash, hash FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
