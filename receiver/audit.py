@@ -68,10 +68,20 @@ def redact(value: Any) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=4096)
 def _secret_key(key: object) -> bool:
-    """Whether a mapping's key names a secret (keys repeat: label names, header names)."""
+    """Whether a mapping's key names a secret."""
+    if type(key) is str and len(key) <= _CACHED_KEY:
+        return _short_secret_key(key)
     return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+
+
+_CACHED_KEY = 64  # a sender's label names have no length limit: only short ones are kept
+
+
+@functools.lru_cache(maxsize=4096)
+def _short_secret_key(key: str) -> bool:
+    """:func:`_secret_key` of a short key, remembered (keys repeat: label and header names)."""
+    return _SECRET_KEY.search(key) is not None
 
 
 def _redact_url(text: str) -> str:
@@ -213,7 +223,8 @@ class Alerts:
         found = self._seen.get(id(alert))
         if found is None:
             redacted = redact(alert)
-            found = self._seen[id(alert)] = (_encode(redacted), redacted.get("fingerprint"))
+            fingerprint = redacted.get("fingerprint") if isinstance(redacted, dict) else None
+            found = self._seen[id(alert)] = (_encode(redacted), fingerprint)
         return found
 
 

@@ -772,6 +772,8 @@ class _GroupWriter:
         connection, so running it again after a rollback does the same). Two
         round trips fewer per job on the common path.
         """
+        if self._conn is not None and not _usable(self._conn):  # ended while idle
+            await self._give_back()
         if self._conn is None:
             self._conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT)
         conn = self._conn
@@ -816,6 +818,7 @@ class _GroupWriter:
                 if alone:
                     async with conn.transaction():  # a savepoint: one job fails alone
                         value = await job(conn, chain)
+                        await chain.flush(conn)  # its events too (a row PostgreSQL refuses)
                 else:
                     value = await job(conn, chain)
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
@@ -831,7 +834,12 @@ class _GroupWriter:
             else:
                 results.append((value, None))
         if chain.mark != chain.start:
-            await chain.flush(conn)
+            try:
+                await chain.flush(conn)
+            except asyncpg.PostgresError as exc:  # an event refused: find whose, each alone
+                if isinstance(exc, asyncpg.PostgresConnectionError):
+                    raise
+                raise _JobFailed from exc
             await conn.execute(
                 "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, $1, $2)"
                 " ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id,"
@@ -842,6 +850,14 @@ class _GroupWriter:
             # Every replica's tail reads the new events once this commits.
             await conn.execute(_NOTIFY, str(chain.last_id))
         return results
+
+
+def _usable(conn: Any) -> bool:
+    """Whether a held pool connection is still open (the pool detaches one that closed)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 class _JobFailed(Exception):

@@ -11,7 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from receiver.audit import AuditRecord
+from receiver.config import Config
+from receiver.store.base import AuditQuery, StoreUnavailable
 from receiver.store.postgres import MIGRATIONS, PostgresStore
+from receiver.store.url import store_for
 from tests.conftest import StartRemedy, am_alert, am_payload
 from tests.support.database import Database
 
@@ -152,3 +156,47 @@ async def test_the_password_is_never_shown(
     assert "postgresql://remedy@127.0.0.1:1/remedy" in down.stderr
     assert PASSWORD not in down.stderr + down.stdout
     assert "Traceback" not in down.stderr
+
+
+async def test_a_connection_the_server_ended_while_idle_costs_no_write(
+    storage: str, database: Database
+) -> None:
+    """A restart, a failover or idle_session_timeout ends the writer's connection between writes."""
+    app = "remedy-" + storage.rpartition("=")[2]  # the test's schema: its connections alone
+    store = store_for(Config(storage=f"{storage}&application_name={app}"))
+    await store.open()
+    try:
+        await store.record([AuditRecord("paused", reason="before")])
+        ended = await database.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ?",
+            app,
+        )
+        assert ended  # the pool's connections, the writer's among them
+        await asyncio.sleep(0.2)  # the client sees its sockets close
+        await store.record([AuditRecord("paused", reason="after")])
+        assert (await store.verify()).events == 2
+    finally:
+        await store.close()
+
+
+async def test_an_event_postgresql_refuses_fails_only_its_own_write(storage: str) -> None:
+    """PostgreSQL text takes no NUL byte: that write fails, the ones committed with it stay."""
+    batches: list[int] = []
+    store = store_for(Config(storage=storage), on_commit=lambda _s, jobs: batches.append(jobs))
+    await store.open()
+    try:
+        outcomes = await asyncio.gather(
+            store.record([AuditRecord("paused", reason="one")]),
+            store.record([AuditRecord("paused", reason="bad\x00reason")]),
+            store.record([AuditRecord("paused", reason="two")]),
+            return_exceptions=True,
+        )
+        assert batches == [3]  # one group commit
+        assert isinstance(outcomes[1], StoreUnavailable)
+        assert not isinstance(outcomes[0], BaseException)
+        assert not isinstance(outcomes[2], BaseException)
+        kept = [e.record.reason for e in await store.audit(AuditQuery(limit=10))]
+        assert sorted(kept) == ["one", "two"]
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
