@@ -195,8 +195,8 @@ async def test_an_event_postgresql_refuses_fails_only_its_own_write(storage: str
         assert isinstance(outcomes[1], StoreUnavailable)
         assert not isinstance(outcomes[0], BaseException)
         assert not isinstance(outcomes[2], BaseException)
-        kept = [e.record.reason for e in await store.audit(AuditQuery(limit=10))]
-        assert sorted(kept) == ["one", "two"]
+        kept = {e.record.reason for e in await store.audit(AuditQuery(limit=10))}
+        assert kept == {"one", "two"}
         assert (await store.verify()).ok
     finally:
         await store.close()
