@@ -172,7 +172,7 @@ async def test_a_connection_the_server_ended_while_idle_costs_no_write(
             app,
         )
         assert ended  # the pool's connections, the writer's among them
-        await asyncio.sleep(0.2)  # the client sees its sockets close
+        await asyncio.sleep(0.5)  # the client sees its sockets close
         await store.record([AuditRecord("paused", reason="after")])
         assert (await store.verify()).events == 2
     finally:
