@@ -15,7 +15,7 @@ from kubernetes_asyncio import client as kube_client
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
 
-from receiver import api, webhooks
+from receiver import api, preflight, webhooks
 from receiver import web as web_page
 from receiver.allowlist import compile_allow
 from receiver.auth import Authenticator
@@ -182,6 +182,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
             rules=len(service.planner.rules),
             rules_version=service.planner.rules.version,
             dry_run=service.config.dry_run,
+            mode=preflight.mode(service.config, service.planner.rules),
             storage=service.store.backend,
             auth=service.auth.enabled,
         )

@@ -108,6 +108,8 @@ class Config:
     retention: float | None = None  # seconds of audit log kept; None: all of it
     log_level: str = "info"
     file: str | None = None
+    # The line of each top-level setting in ``file``, for messages about the whole config.
+    lines: Mapping[str, int] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def sqlite_path(self) -> Path:

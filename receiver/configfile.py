@@ -30,7 +30,15 @@ from receiver.config import (
     is_postgresql,
 )
 from rules.yamlnodes import NULL as NULL_TAG
-from rules.yamlnodes import Invalid, NodeReader, Problem, YamlLoader, join_path, parse_document
+from rules.yamlnodes import (
+    Invalid,
+    NodeReader,
+    Problem,
+    YamlLoader,
+    join_path,
+    line_of,
+    parse_document,
+)
 
 _TOP_KEYS = (
     "listen",
@@ -94,8 +102,14 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def load_config(path: Path) -> Config:
-    """The config in ``path``; relative paths inside it are relative to its directory."""
+def load_config(path: Path, unresolved: list[Problem] | None = None) -> Config:
+    """The config in ``path``; relative paths inside it are relative to its directory.
+
+    With ``unresolved``, a ``{env:}`` or ``{file:}`` secret that cannot be read
+    is recorded there instead of failing the load, and stands for itself as a
+    placeholder: for commands that never use it (``remedy audit``) and for
+    ``remedy check --no-secrets`` in CI, where the secrets do not exist.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -103,18 +117,20 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             [Problem(str(path), 0, None, f"cannot read the config: {reason}")]
         ) from None
-    return load_config_text(text, str(path), base=path.parent)
+    return load_config_text(text, str(path), base=path.parent, unresolved=unresolved)
 
 
-def load_config_text(text: str, file: str, base: Path = Path()) -> Config:
-    """The config in a YAML text (as if read from ``file``)."""
+def load_config_text(
+    text: str, file: str, base: Path = Path(), unresolved: list[Problem] | None = None
+) -> Config:
+    """The config in a YAML text (as if read from ``file``); ``unresolved`` as for a file."""
     problems: list[Problem] = []
     document = parse_document(text, file, problems)
     if document is None:
         raise ConfigError(problems)
     loader, root = document
     try:
-        config = _ConfigReader(file, loader, problems, base).read(root)
+        config = _ConfigReader(file, loader, problems, base, unresolved).read(root)
     finally:
         loader.dispose()
     if problems:
@@ -124,9 +140,17 @@ def load_config_text(text: str, file: str, base: Path = Path()) -> Config:
 
 
 class _ConfigReader(NodeReader):
-    def __init__(self, file: str, loader: YamlLoader, problems: list[Problem], base: Path) -> None:
+    def __init__(
+        self,
+        file: str,
+        loader: YamlLoader,
+        problems: list[Problem],
+        base: Path,
+        unresolved: list[Problem] | None,
+    ) -> None:
         super().__init__(file, loader, problems)
         self.base = base
+        self.unresolved = unresolved
 
     def read(self, root: Node | None) -> Config | None:
         if root is None:
@@ -168,7 +192,7 @@ class _ConfigReader(NodeReader):
             storage_password=storage_password,
             storage_lease=storage_lease,
             rules=rules,
-            dry_run=self.optional(fields, "dry_run", "", self.boolean, False),
+            dry_run=self.optional(fields, "dry_run", "", self.boolean, defaults.dry_run),
             auth=auth,
             allow=backends.allow,
             docker_url=backends.docker_url,
@@ -193,6 +217,7 @@ class _ConfigReader(NodeReader):
                 fields, "log_level", "", lambda n, p: self.choice(n, p, _LOG_LEVELS), "info"
             ),
             file=self.file,
+            lines={key: line_of(key_node) for key, (key_node, _) in fields.items()},
         )
 
     def listen(self, node: Node, path: str) -> tuple[str, int]:
@@ -508,17 +533,23 @@ class _ConfigReader(NodeReader):
     def resolve(self, node: Node, path: str, kind: str, ref: str) -> str:
         if kind == "value":
             return ref
-        if kind == "env":
-            value = os.environ.get(ref)
-            if not value:
-                raise self.invalid(node, path, f"environment variable {ref} is not set or empty")
+        value, missing = self.read_secret(kind, ref)
+        if missing is None:
             return value
+        if self.unresolved is None:
+            raise self.invalid(node, path, missing)
+        self.unresolved.append(Problem(self.file, line_of(node), None, f"{path}: {missing}"))
+        return f"<unresolved {kind}: {ref}>"
+
+    def read_secret(self, kind: str, ref: str) -> tuple[str, str | None]:
+        """The secret an ``env`` or ``file`` reference names, or why it cannot be had."""
+        if kind == "env":
+            value = os.environ.get(ref, "")
+            return value, None if value else f"environment variable {ref} is not set or empty"
         file = Path(ref) if Path(ref).is_absolute() else self.base / ref
         try:
             value = file.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
-            raise self.invalid(node, path, f"cannot read {file}: {reason}") from None
-        if not value:
-            raise self.invalid(node, path, f"{file} is empty")
-        return value
+            return "", f"cannot read {file}: {reason}"
+        return value, None if value else f"{file} is empty"

@@ -40,6 +40,11 @@ def warn_no_auth(host: str, port: int) -> None:
     )
 
 
+def warn_preflight(finding: str) -> None:
+    """Say at start what ``remedy check`` would have reported about the config and rules."""
+    structlog.get_logger("remedy.config").warning("config.problem", message=finding)
+
+
 class Throttle:
     """Lets an event through at most once per interval, and counts the ones it held back.
 
