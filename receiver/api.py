@@ -182,7 +182,7 @@ async def approve(request: web.Request) -> web.Response:
 
 @access("operator")
 async def reject(request: web.Request) -> web.Response:
-    """``POST /api/v1/remediations/{id}/reject``: skip a pending remediation."""
+    """``POST /api/v1/remediations/{id}/reject?reason=TEXT``: skip a pending remediation."""
     return await _decide(request, approve=False)
 
 
@@ -197,16 +197,19 @@ async def _decide(request: web.Request, *, approve: bool) -> web.Response:
     return web.json_response(body)
 
 
-async def decide(request: web.Request, *, approve: bool) -> Remediation:
+async def decide(request: web.Request, *, approve: bool, why: str | None = None) -> Remediation:
     """Approve or reject the pending remediation ``{id}`` as the request's actor.
 
+    A rejection's reason is ``why``, else the ``reason`` query parameter.
     :class:`StateConflict` when it is not pending (any more).
     """
     service = request.app[SERVICE]
     rem_id = bounded_int(request.match_info["id"], 1, 2**62)
     if rem_id is None:
         raise PayloadError("id", "expected a remediation id")
-    rem = await service.store.decide_approval(rem_id, approve, request[ACTOR])
+    if not approve and why is None:
+        why = request.query.get("reason") or None
+    rem = await service.store.decide_approval(rem_id, approve, request[ACTOR], why)
     if not approve:
         service.metrics.remediations.labels(rem.rule, "skipped").inc()
         service.metrics.skipped.labels(rem.rule, "rejected").inc()

@@ -40,6 +40,33 @@ EVENTS = (
     "resumed",
     "rules_reloaded",
 )
+# Why a remediation was skipped (SPEC §7), and the other reason codes events carry.
+SKIP_REASONS = (
+    "duplicate",
+    "rate_limited",
+    "cooldown",
+    "locked",
+    "breaker_open",
+    "paused",
+    "denied",
+    "template_error",
+    "cancelled",
+    "expired",
+    "rejected",
+    "precondition",
+    "precondition_error",
+)
+REASONS = (
+    *SKIP_REASONS,
+    "on_failure",
+    "encoding",
+    "insufficient_data",
+    "sns_unsubscribed",
+    "sns_subscription_confirmed",
+    "sns_subscription_failed",
+)
+# What ``outcome`` filters on: an event, or a reason code.
+OUTCOMES = EVENTS + tuple(reason for reason in REASONS if reason not in EVENTS)
 
 _SECRET_KEY = re.compile(
     r"(authorization|token|secret|password|passwd|api[-_]?key|cookie|credential|private[-_]?key)",

@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
+from receiver.audit import OUTCOMES
 from receiver.clock import timestamp
 from receiver.ingest import PayloadError
 from receiver.store.base import AuditQuery
@@ -77,6 +78,9 @@ def audit_query(params: Mapping[str, str], now: datetime) -> AuditQuery:
     }
     if unknown:
         raise PayloadError(sorted(unknown)[0], "unknown query parameter")
+    outcome = params.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise PayloadError("outcome", f"unknown outcome {outcome!r} (known: {', '.join(OUTCOMES)})")
     limit = bounded_int(params.get("limit", "100"), 1, MAX_LIMIT)
     if limit is None:
         raise PayloadError("limit", f"expected an integer from 1 to {MAX_LIMIT}")
@@ -85,7 +89,7 @@ def audit_query(params: Mapping[str, str], now: datetime) -> AuditQuery:
         until=parse_time(params["until"], "until", now) if "until" in params else None,
         rule=params.get("rule"),
         target=params.get("target"),
-        outcome=params.get("outcome"),
+        outcome=outcome,
         alert=params.get("alert"),
         limit=limit,
         before_id=decode_cursor(params["cursor"]) if "cursor" in params else None,

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
+import importlib.metadata
 import json
 import os
 import sys
@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from receiver import logs
+from receiver import completion, logs
+from receiver.audit import OUTCOMES
 from receiver.auditquery import audit_query
 from receiver.clock import SystemClock
 from receiver.config import BackendError, Config, is_postgresql
@@ -30,16 +31,18 @@ from receiver.configfile import ConfigError, load_config
 from receiver.ingest import PayloadError
 from receiver.remote import (
     RemoteError,
+    decide_remote,
     follow_remote,
     post_control,
+    read_remediations,
     read_remote,
     read_status,
     verify_remote,
 )
-from receiver.store.base import AuditQuery, StoreCorrupt, StoreUnavailable
+from receiver.store.base import STATES, AuditQuery, StoreCorrupt, StoreUnavailable
 from receiver.store.postgres import PostgresStore
 from receiver.store.sqlite import SQLiteStore
-from rules import RuleLoadError
+from rules import Problem, RuleLoadError, RuleSet
 from rules.duration import parse_duration
 
 
@@ -55,8 +58,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+DEFAULT_URL = "http://127.0.0.1:9095"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("remedy")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="remedy", description="Auto-remediation receiver for alerts.")
+    parser.add_argument("--version", action="version", version=f"remedy {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the service")
@@ -66,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the config and rule files")
     check.add_argument("--config")
     check.add_argument("rules", nargs="*", help="rule files, directories or globs")
+    check.add_argument(
+        "--alertmanager",
+        metavar="FILE",
+        help="also check that this Alertmanager config delivers to remedy",
+    )
+    check.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="an {env:} or {file:} secret that cannot be read is a warning (for CI)",
+    )
 
     test = commands.add_parser("test", help="show what an alert would trigger; runs nothing")
     test.add_argument("--alert", required=True, help="webhook body file, or - for stdin")
@@ -82,16 +106,40 @@ def _parser() -> argparse.ArgumentParser:
         "--until", help="let timers run on after the last line: a time, or a duration after it"
     )
 
-    for name, text in (("pause", "stop all new executions"), ("resume", "lift a pause")):
-        control = commands.add_parser(name, help=f"{text} on a running server")
-        control.add_argument("--url", default="http://127.0.0.1:9095")
-        control.add_argument("--token", help="operator API token (or REMEDY_TOKEN)")
-        control.add_argument("--reason", help="recorded in the audit log")
+    pause = commands.add_parser("pause", help="stop all new executions on a running server")
+    _remote_args(pause)
+    pause.add_argument("--reason", help="recorded in the audit log and shown with the pause")
+    resume = commands.add_parser("resume", help="lift a pause and close open breakers")
+    _remote_args(resume)
+    resume.add_argument("--breaker", help="close only this breaker (e.g. scope:prod); keep a pause")
+    resume.add_argument("--reason", help="recorded in the audit log")
 
     status = commands.add_parser("status", help="a running server's state: pause, held work")
-    status.add_argument("--url", default=os.environ.get("REMEDY_URL", "http://127.0.0.1:9095"))
-    status.add_argument("--token", help="API token (or REMEDY_TOKEN)")
-    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    _remote_args(status)
+
+    listing = commands.add_parser(
+        "remediations",
+        aliases=["pending"],
+        help="a running server's remediations (pending: those awaiting approval)",
+    )
+    _remote_args(listing)
+    listing.add_argument(
+        "--state",
+        action="append",
+        help=f"only these states (repeat or comma-separate): {', '.join(STATES)}",
+    )
+    approve = commands.add_parser("approve", help="let a pending remediation run")
+    _remote_args(approve)
+    approve.add_argument("id", help="the remediation's id")
+    reject = commands.add_parser("reject", help="refuse a pending remediation")
+    _remote_args(reject)
+    reject.add_argument("id", help="the remediation's id")
+    reject.add_argument("--reason", required=True, help="why: recorded in the audit log")
+
+    completion = commands.add_parser(
+        "completion", help="shell completion: source <(remedy completion bash)"
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
 
     audit = commands.add_parser("audit", help="read the audit log")
     _audit_source_args(audit)
@@ -99,7 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--until")
     audit.add_argument("--rule")
     audit.add_argument("--target")
-    audit.add_argument("--outcome", help="event (succeeded, skipped...) or reason (duplicate...)")
+    audit.add_argument(
+        "--outcome", help="an event (succeeded, skipped...) or a reason (duplicate, cooldown...)"
+    )
     audit.add_argument("--alert", help="alert fingerprint")
     audit.add_argument("--limit", type=int, default=100)
     audit.add_argument("--follow", action="store_true", help="keep printing new events")
@@ -108,6 +158,17 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="check the audit hash chain")
     _audit_source_args(verify)
     return parser
+
+
+def _remote_args(parser: argparse.ArgumentParser) -> None:
+    """``--url``, ``--token`` and ``-o`` of the commands that ask a running server."""
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("REMEDY_URL", DEFAULT_URL),
+        help=f"the server (default: REMEDY_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument("--token", help="API token (default: REMEDY_TOKEN)")
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
 
 def _audit_source_args(parser: argparse.ArgumentParser) -> None:
@@ -129,10 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _test(args)
         if args.command == "replay":
             return _replay(args)
-        if args.command in ("pause", "resume"):
-            return asyncio.run(_control(args))
-        if args.command == "status":
-            return asyncio.run(_status(args))
+        if args.command == "completion":
+            values = {"--state": STATES, "--outcome": OUTCOMES}
+            print(completion.script(_parser(), args.shell, values), end="")
+            return 0
+        if args.command in REMOTE_COMMANDS:
+            return asyncio.run(REMOTE_COMMANDS[args.command](args))
         if args.command == "audit":
             if args.audit_command == "verify":
                 return asyncio.run(_audit_verify(args))
@@ -169,17 +232,17 @@ def _read_input(path: str) -> str:
         raise UsageError(f"{path} is not UTF-8 text") from None
 
 
-def _config(path: str | None) -> Config:
+def _config(path: str | None, unresolved: list[Problem] | None = None) -> Config:
     if path is None:
         return Config()
-    return load_config(Path(path))
+    return load_config(Path(path), unresolved)
 
 
 # -- serve --------------------------------------------------------------------
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from receiver import listener  # noqa: PLC0415 - the server, only to serve
+    from receiver import listener, preflight  # noqa: PLC0415 - the server, only to serve
     from receiver.app import build_app, build_service  # noqa: PLC0415
 
     config = _config(args.config)
@@ -191,16 +254,17 @@ def _serve(args: argparse.Namespace) -> int:
             )
         host = host.strip("[]") or "127.0.0.1"
         config = dataclasses.replace(config, host=host, port=int(port))
-    if config.auth is None and not _is_loopback(config.host):
-        raise UsageError(
-            f"refusing to listen on {config.host}: without an auth section remedy listens "
-            "only on loopback (configure auth: or listen on 127.0.0.1)"
-        )
+    service = build_service(config)
+    found = preflight.findings(config, service.planner.rules)
+    if refusals := [finding for finding in found if finding.refuses]:
+        raise UsageError(refusals[0].message)
     logs.configure(config.log_level)
+    for finding in found:
+        if finding.level == "error":  # what cannot work; check also shows the warnings
+            logs.warn_preflight(str(finding))
     # The store's writer thread and the event loop share the GIL; the default 5 ms
     # switch interval would make every request wait for the writer's turn.
     sys.setswitchinterval(0.0005)
-    service = build_service(config)
     if config.auth is None:
         logs.warn_no_auth(config.host, config.port)
     try:
@@ -210,26 +274,56 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 # -- check and test -----------------------------------------------------------
 
 
 def _check(args: argparse.Namespace) -> int:
-    from receiver.ruleset import load_ruleset, registry_for  # noqa: PLC0415 - the actions
+    from receiver import preflight  # noqa: PLC0415 - with the rules, the actions
+    from receiver.ruleset import load_ruleset, registry_for  # noqa: PLC0415
 
-    config = _config(args.config)
+    unresolved: list[Problem] | None = [] if args.no_secrets else None
+    config = _config(args.config, unresolved)
     sources = tuple(args.rules) or config.rules
     ruleset = load_ruleset(sources, registry_for(config))
+    found = [
+        *(preflight.Finding("warning", "", str(p)) for p in unresolved or ()),
+        *preflight.findings(config, ruleset),
+    ]
+    if args.alertmanager:
+        from receiver.amcheck import check_alertmanager  # noqa: PLC0415 - only when asked
+
+        tokens_known = not any(
+            p.message.startswith("auth.webhook_tokens") for p in unresolved or ()
+        )
+        found += check_alertmanager(Path(args.alertmanager), config, tokens_known=tokens_known)
+    for finding in found:
+        label = "" if finding.level == "error" else "warning: "
+        sys.stderr.write(f"{label}{finding}\n")
+    if errors := sum(1 for finding in found if finding.level == "error"):
+        sys.stderr.write(f"remedy: check failed: {errors} problem{'s' * (errors > 1)}\n")
+        return 1
     print(f"OK: {len(ruleset)} rules, version {ruleset.version}")
+    print(_render_loaded(config, ruleset, preflight.mode(config, ruleset)))
     return 0
+
+
+def _render_loaded(config: Config, ruleset: RuleSet, mode: str) -> str:
+    """What ``remedy check`` loaded, in the words an operator checks before serving."""
+    files: dict[str, int] = {}
+    actions: set[str] = set()
+    for rule in ruleset:
+        files[rule.file] = files.get(rule.file, 0) + 1
+        actions.update(step.action for step in (*rule.actions, *rule.on_failure))
+    auth = "tokens required" if config.auth else "none: loopback only"
+    rows = [
+        ("mode", mode),
+        ("config", config.file or "built-in defaults"),
+        ("listen", f"{config.host}:{config.port} (auth: {auth})"),
+        ("storage", config.storage),
+        *(("rules", f"{file} ({n})") for file, n in files.items()),
+        ("actions", ", ".join(sorted(actions)) or "none"),
+    ]
+    return "\n".join(f"{key:<8} {value}" for key, value in rows)
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -271,6 +365,8 @@ def _render_report(report: dict[str, Any]) -> str:
         lines.append(f"alert {alert['name']} ({alert['status']}, {alert['fingerprint']})")
         if not item["matches"]:
             lines.append("  no rule matches")
+        for miss in item["not_matched"]:
+            lines.append(f"  rule {miss['rule']} does not match: {miss['why']}")
         for match in item["matches"]:
             lines.append(f"  rule {match['rule']} -> target {match['target']}: {match['decision']}")
             if match.get("error"):
@@ -316,19 +412,97 @@ def _until(text: str, last: datetime) -> datetime:
     return until
 
 
-async def _control(args: argparse.Namespace) -> int:
-    result = await post_control(args.url, args.token, args.command, args.reason)
-    print(f"{'paused' if result.get('paused') else 'resumed'} by {result.get('actor')}")
+async def _pause(args: argparse.Namespace) -> int:
+    result = await post_control(args.url, args.token, "pause", {"reason": args.reason})
+    _emit(args, result, f"paused by {result.get('actor')}")
+    return 0
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    params = {"reason": args.reason, "breaker": args.breaker}
+    result = await post_control(args.url, args.token, "resume", params)
+    if args.breaker:
+        _emit(args, result, f"breaker {args.breaker} closed by {result.get('actor')}")
+    else:
+        _emit(args, result, f"resumed by {result.get('actor')}")
     return 0
 
 
 async def _status(args: argparse.Namespace) -> int:
     state = await read_status(args.url, args.token)
-    if args.output == "json":
-        print(json.dumps(state, indent=2, sort_keys=True))
-    else:
-        print(_render_status(state))
+    _emit(args, state, _render_status(state))
     return 0
+
+
+async def _remediations(args: argparse.Namespace) -> int:
+    states = [s for given in args.state or () for s in given.split(",") if s]
+    if unknown := [s for s in states if s not in STATES]:
+        raise UsageError(f"--state: unknown state {unknown[0]!r} (known: {', '.join(STATES)})")
+    if args.command == "pending" and not states:
+        states = ["pending_approval"]
+    records = await read_remediations(args.url, args.token, states)
+    _emit(args, {"remediations": records}, _render_remediations(records))
+    return 0
+
+
+async def _decide(args: argparse.Namespace) -> int:
+    if not args.id.isdigit() or not 0 < int(args.id) < 2**62:
+        raise UsageError(f"expected a remediation id (a positive number), got {args.id!r}")
+    reason = getattr(args, "reason", None)
+    result = await decide_remote(args.url, args.token, int(args.id), args.command, reason)
+    rem = result["remediation"]
+    done = "approved" if args.command == "approve" else "rejected"
+    text = f"remediation {rem.get('id')} {done}: {rem.get('rule')} on {rem.get('target')}"
+    if result.get("message"):
+        text += f" ({result['message']})"
+    _emit(args, result, text)
+    return 0
+
+
+REMOTE_COMMANDS = {
+    "pause": _pause,
+    "resume": _resume,
+    "status": _status,
+    "remediations": _remediations,
+    "pending": _remediations,
+    "approve": _decide,
+    "reject": _decide,
+}
+
+
+def _emit(args: argparse.Namespace, document: Any, table: str) -> None:
+    """A remote command's answer: the server's JSON with ``-o json``, else ``table``."""
+    print(json.dumps(document, indent=2, sort_keys=True) if args.output == "json" else table)
+
+
+def _render_remediations(records: Sequence[dict[str, Any]]) -> str:
+    """One line per remediation, newest first, as amtool lists alerts."""
+    if not records:
+        return "no remediations"
+    header = ("ID", "STATE", "MODE", "RULE", "TARGET", "UPDATED", "REASON")
+    rows = [
+        (
+            str(r.get("id")),
+            str(r.get("state")),
+            "dry-run" if r.get("dry_run") else "live",
+            str(r.get("rule")),
+            str(r.get("target")),
+            str(r.get("updated_at")),
+            str(r.get("reason") or ""),
+        )
+        for r in records
+    ]
+    return _columns([header, *rows])
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as aligned columns, two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        padded = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        lines.append("  ".join([*padded, row[-1]]).rstrip())
+    return "\n".join(lines)
 
 
 def _render_status(state: dict[str, Any]) -> str:
@@ -366,6 +540,7 @@ def _query(args: argparse.Namespace) -> dict[str, str]:
 
 
 async def _audit(args: argparse.Namespace) -> int:
+    query = _checked_query(_query(args))  # a typo is named here, for the server too
     if args.url:
         events = await read_remote(args.url, args.token, _query(args))
         _print_events(events, args.json)
@@ -374,7 +549,6 @@ async def _audit(args: argparse.Namespace) -> int:
         return 0
     store = await _open_local(args.config)
     try:
-        query = _checked_query(_query(args))
         events = [e.to_dict() for e in await store.audit(query)]
         _print_events(events, args.json)
         if args.follow:
@@ -423,7 +597,11 @@ async def _audit_verify(args: argparse.Namespace) -> int:
 
 
 async def _open_local(config_path: str | None) -> SQLiteStore | PostgresStore:
-    config = _config(config_path)
+    """The config's store, read-only; of its secrets only the store's password is needed."""
+    unresolved: list[Problem] = []
+    config = _config(config_path, unresolved)
+    if needed := [p for p in unresolved if p.message.startswith("storage_password")]:
+        raise ConfigError(needed)
     if is_postgresql(config.storage):
         database = PostgresStore(config.storage, config.storage_password, readonly=True)
         await database.open()

@@ -62,8 +62,20 @@ async def describe_alerts(
                     ],
                 }
             )
-        report.append({"alert": alert.summary(), "matches": matches})
+        report.append(
+            {"alert": alert.summary(), "matches": matches, "not_matched": _misses(ruleset, alert)}
+        )
     return {"rules_version": ruleset.version, "alerts": report}
+
+
+def _misses(ruleset: RuleSet, alert: Alert) -> list[dict[str, str]]:
+    """The rules for this alert's name that it did not match, and the condition it failed."""
+    names = {alert.name, alert.labels.get("alertname", alert.name)}
+    return [
+        {"rule": rule.name, "why": why}
+        for rule in ruleset
+        if rule.fixed_alertname in names and (why := rule.mismatch(alert)) is not None
+    ]
 
 
 def _alerts(payload: object, config: Config) -> list[Alert]:

@@ -106,9 +106,9 @@ def approved(*, paused: bool, now: str, actor: str) -> Move:
     return Move(QUEUED, events=[("approved", None, None)], ready=True, actor=actor)
 
 
-def rejected(actor: str) -> Move:
-    """An operator rejected: it never runs."""
-    return Move("skipped", "rejected", events=[("rejected", "rejected", None)], actor=actor)
+def rejected(actor: str, why: str | None = None) -> Move:
+    """An operator rejected, saying ``why`` (recorded as the event's error): it never runs."""
+    return Move("skipped", "rejected", events=[("rejected", "rejected", why)], actor=actor)
 
 
 def held(now: str) -> Move:

@@ -116,10 +116,35 @@ async def read_status(base: str, token: str | None) -> dict[str, Any]:
     return result
 
 
-async def post_control(base: str, token: str | None, command: str, reason: str | None) -> Any:
-    """``POST /api/v1/pause`` or ``/resume``; the server's answer."""
+async def post_control(
+    base: str, token: str | None, command: str, params: dict[str, str | None]
+) -> dict[str, Any]:
+    """``POST /api/v1/pause`` or ``/resume`` with ``params`` (those given); the server's answer."""
     url = base.rstrip("/") + f"/api/v1/{command}"
-    result = await _call("POST", url, token, {"reason": reason} if reason else None)
+    given = {key: value for key, value in params.items() if value is not None}
+    result = await _call("POST", url, token, given or None)
     if not isinstance(result, dict) or "paused" not in result:
+        raise RemoteError(f"{_shown(url)} did not answer as remedy does")
+    return result
+
+
+async def read_remediations(base: str, token: str | None, states: list[str]) -> list[Any]:
+    """``GET /api/v1/remediations``, only ``states`` when some are given."""
+    params = {"state": ",".join(states)} if states else {}
+    url = base.rstrip("/") + "/api/v1/remediations"
+    body = await _get_json(url, token, params)
+    if not isinstance(body, dict) or not isinstance(body.get("remediations"), list):
+        raise RemoteError(f"{_shown(url)} did not answer with remediations: is it remedy?")
+    records: list[Any] = body["remediations"]
+    return records
+
+
+async def decide_remote(
+    base: str, token: str | None, rem_id: int, command: str, reason: str | None
+) -> dict[str, Any]:
+    """``POST /api/v1/remediations/{id}/approve`` or ``/reject``; the server's answer."""
+    url = base.rstrip("/") + f"/api/v1/remediations/{rem_id}/{command}"
+    result = await _call("POST", url, token, {"reason": reason} if reason else None)
+    if not isinstance(result, dict) or not isinstance(result.get("remediation"), dict):
         raise RemoteError(f"{_shown(url)} did not answer as remedy does")
     return result

@@ -148,10 +148,11 @@ async def reject(request: web.Request) -> web.StreamResponse:
 
 
 async def _decide(request: web.Request, *, approve: bool) -> web.StreamResponse:
-    await _form(request)
+    form = await _form(request)
     rem_id = request.match_info["id"]
+    why = None if approve else (form.get("reason", "").strip() or None)
     try:
-        rem = await api.decide(request, approve=approve)
+        rem = await api.decide(request, approve=approve, why=why)
     except StateConflict:
         return _back(request, "conflict", rem_id)
     if not approve:
@@ -276,7 +277,8 @@ def _pending(records: Sequence[Remediation], request: web.Request) -> str:
         decide = ""
         if may_operate(request):
             decide = _form_html(request, f"ui/remediations/{rem.id}/approve", "Approve")
-            decide += _form_html(request, f"ui/remediations/{rem.id}/reject", "Reject")
+            why = "<input name=reason placeholder='why (recorded)' aria-label='reason to reject'>"
+            decide += _form_html(request, f"ui/remediations/{rem.id}/reject", "Reject", why)
         rows.append(
             [
                 _e(rem.id),

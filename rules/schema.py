@@ -104,26 +104,32 @@ class Rule:
     line: int
 
     def matches(self, alert: Alert) -> bool:
-        """Whether the alert passes the rule's source, status, alertname and matchers.
+        """Whether the alert passes the rule's source, status, alertname and matchers."""
+        return self.mismatch(alert) is None
+
+    def mismatch(self, alert: Alert) -> str | None:
+        """Why the alert does not match the rule, or ``None`` when it does.
 
         A matcher on ``alertname`` falls back to the alert's name when the
         alert carries no such label (CloudWatch alarms), so both spellings of
         "this alert" select the same alerts.
         """
         if self.source not in ("any", alert.source):
-            return False
+            return f"source: the rule takes {self.source}, the alert came from {alert.source}"
         if alert.status != self.status:
-            return False
+            return f"status: the rule takes {self.status} alerts, this one is {alert.status}"
         if self.alertname is not None and alert.name != self.alertname:
-            return False
+            return f"alertname: the rule takes {self.alertname!r}, the alert is {alert.name!r}"
         labels = alert.labels
         for matcher in self.matchers:
             if matcher.name == "alertname":
-                if not matcher.matches_value(labels.get("alertname", alert.name)):
-                    return False
-            elif not matcher.matches(labels):
-                return False
-        return True
+                value: str | None = labels.get("alertname", alert.name)
+            else:
+                value = labels.get(matcher.name)
+            if not matcher.matches_value(value or ""):
+                shown = "absent" if value is None else repr(value)
+                return f"matcher {matcher}: {matcher.name} is {shown}"
+        return None
 
     @property
     def fixed_alertname(self) -> str | None:

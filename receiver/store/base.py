@@ -293,7 +293,7 @@ class Store(Protocol):
         ...
 
     async def decide_approval(
-        self, remediation_id: int, approve: bool, actor: str
+        self, remediation_id: int, approve: bool, actor: str, why: str | None = None
     ) -> Remediation: ...
 
     async def set_paused(

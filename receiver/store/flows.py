@@ -255,9 +255,13 @@ class Writes:
         """Move every remediation whose timer is due at ``now``."""
         return await self._write(advance, moment=now)
 
-    async def decide_approval(self, remediation_id: int, approve: bool, actor: str) -> Remediation:
-        """An operator's decision on a ``pending_approval`` remediation."""
-        return await self._write(lambda tx: decide_approval(tx, remediation_id, approve, actor))
+    async def decide_approval(
+        self, remediation_id: int, approve: bool, actor: str, why: str | None = None
+    ) -> Remediation:
+        """An operator's decision on a ``pending_approval`` remediation (a rejection's ``why``)."""
+        return await self._write(
+            lambda tx: decide_approval(tx, remediation_id, approve, actor, why)
+        )
 
     async def set_paused(
         self,
@@ -673,9 +677,9 @@ async def interrupt(
 
 
 async def decide_approval(
-    rows: Rows, remediation_id: int, approve: bool, actor: str
+    rows: Rows, remediation_id: int, approve: bool, actor: str, why: str | None
 ) -> Remediation:
-    """An operator's decision on a ``pending_approval`` remediation."""
+    """An operator's decision on a ``pending_approval`` remediation; ``why`` they rejected it."""
     rem = await rows.for_update(remediation_id)
     if rem is None:
         raise NotFound(f"remediation {remediation_id} does not exist")
@@ -685,7 +689,7 @@ async def decide_approval(
         paused = await rows.answer(lambda facts: facts.paused())
         move = lifecycle.approved(paused=paused, now=rows.now, actor=actor)
     else:
-        move = lifecycle.rejected(actor)
+        move = lifecycle.rejected(actor, why)
     await rows.audit(await apply(rows, rem, move, finished=[], expect=PENDING_APPROVAL))
     return dataclasses.replace(
         rem, state=move.state, reason=move.reason, due_at=None, held_since=move.held_since

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import socket
@@ -14,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from receiver.audit import AuditRecord
+from receiver.configfile import load_config_text
 from receiver.store.sqlite import SQLiteStore
 from remediations import builtin_registry
-from rules import DEFAULT_RULES_DIR, load_rules
+from rules import DEFAULT_RULES_DIR, Problem, load_rules
 from tests.conftest import am_alert, am_payload
 from tests.support.cloudwatch import alarm
 
@@ -234,7 +236,7 @@ def test_serve_refuses_a_public_address_without_auth(tmp_path: Path) -> None:
 
 def test_test_shows_matches_and_rendered_actions_without_running(tmp_path: Path) -> None:
     write(tmp_path / "rules.yaml", GOOD)
-    write(tmp_path / "remedy.yaml", "rules: [rules.yaml]\n")
+    write(tmp_path / "remedy.yaml", "dry_run: false\nrules: [rules.yaml]\n")
     payload = am_payload(
         am_alert("LowCacheHitRate", labels={"instance": "web-1:80"}),
         am_alert("LowCacheHitRate", labels={"job": "x"}),
@@ -420,3 +422,299 @@ def test_test_reads_an_sns_delivered_cloudwatch_alarm(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     (match,) = json.loads(result.stdout)["alerts"][0]["matches"]
     assert (match["rule"], match["target"]) == ("redrive", "sqs:orders-dlq")
+
+
+def test_version_names_the_installed_package() -> None:
+    result = remedy("--version", cwd=Path.cwd())
+    assert result.returncode == 0
+    assert result.stdout == f"remedy {importlib.metadata.version('remedy')}\n"
+
+
+def test_a_config_file_without_dry_run_stays_dry_run(tmp_path: Path) -> None:
+    write(tmp_path / "rules.yaml", GOOD)
+    write(tmp_path / "remedy.yaml", "rules: [rules.yaml]\nlog_level: warning\n")
+    checked = remedy("check", "--config", "remedy.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "\nmode     dry-run: records what it would do, touches nothing\n" in checked.stdout
+    write(tmp_path / "alert.json", json.dumps(am_payload(GOOD_ALERT)))
+    tried = remedy("test", "--alert", "alert.json", "--config", "remedy.yaml", cwd=tmp_path)
+    assert "rule warm -> target cache:web-1:80: dry_run" in tried.stdout, tried.stderr
+
+
+GOOD_ALERT = am_alert("LowCacheHitRate", labels={"instance": "web-1:80"})
+DOCKER_RULE = """\
+rules:
+  - name: restart-web
+    match: {alertname: ServiceDown}
+    target: 'container:web'
+    actions:
+      - action: docker.restart
+        params: {container: web}
+"""
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            "listen: 0.0.0.0:9095\n",
+            "remedy.yaml:1: refusing to listen on 0.0.0.0: without an auth section",
+        ),
+        (
+            "log_level: info\nstorage: sqlite:///missing/remedy.db\n",
+            "remedy.yaml:2: storage: the directory {tmp}/missing does not exist",
+        ),
+        (
+            "dry_run: false\nrules: [docker.yaml]\n",
+            "docker.yaml:6: rule restart-web: docker.restart needs backends.docker, which the"
+            " config lacks: it would fail every time",
+        ),
+        (
+            "auth:\n  webhook_tokens: [{env: REMEDY_TEST_UNSET_TOKEN}]\n",
+            "remedy.yaml:2: auth.webhook_tokens[0].env: environment variable"
+            " REMEDY_TEST_UNSET_TOKEN is not set or empty",
+        ),
+        (
+            "auth:\n  webhook_tokens: [{value: x}]\n"
+            "  api_tokens: [{file: no-such-token, name: ops, role: operator}]\n",
+            "remedy.yaml:3: auth.api_tokens[0].file: cannot read no-such-token:"
+            " No such file or directory",
+        ),
+    ],
+)
+def test_check_fails_on_what_serve_refuses_or_cannot_do(
+    tmp_path: Path, config: str, expected: str
+) -> None:
+    write(tmp_path / "docker.yaml", DOCKER_RULE)
+    write(tmp_path / "remedy.yaml", config)
+    result = remedy("check", "--config", "remedy.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert expected.format(tmp=tmp_path) in result.stderr.splitlines()[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_check_no_secrets_warns_and_prints_what_it_loaded(tmp_path: Path) -> None:
+    write(tmp_path / "docker.yaml", DOCKER_RULE)
+    write(tmp_path / "rules.yaml", GOOD)
+    write(
+        tmp_path / "remedy.yaml",
+        (
+            "dry_run: false\nrules: [docker.yaml, rules.yaml]\n"
+            "backends: {docker: {url: 'unix:///run/docker.sock', allow: ['^web$']}}\n"
+            "auth:\n  webhook_tokens: [{env: REMEDY_TEST_UNSET_TOKEN}]\n"
+        ),
+    )
+    result = remedy("check", "--no-secrets", "--config", "remedy.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "warning: remedy.yaml:5: auth.webhook_tokens[0].env: environment variable"
+        " REMEDY_TEST_UNSET_TOKEN is not set or empty\n"
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("OK: 2 rules, version ")
+    shown = [line.split(None, 1) for line in lines[1:]]
+    assert shown == [
+        ["mode", "LIVE: rules act on their targets"],
+        ["config", "remedy.yaml"],
+        ["listen", "127.0.0.1:9095 (auth: tokens required)"],
+        ["storage", "sqlite:///./remedy.db"],
+        ["rules", "docker.yaml (1)"],
+        ["rules", "rules.yaml (1)"],
+        ["actions", "docker.restart, http.request"],
+    ]
+
+
+def test_check_warns_about_dry_run_rules_that_could_not_run_live(tmp_path: Path) -> None:
+    write(tmp_path / "docker.yaml", DOCKER_RULE)
+    result = remedy("check", "docker.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "warning: backends.docker is not configured: 1 dry-run rules would fail if they ran"
+        " live (restart-web)\n"
+    )
+    assert "\nmode     dry-run: " in result.stdout
+
+
+def test_test_says_why_a_rule_for_the_alert_did_not_match(tmp_path: Path) -> None:
+    write(
+        tmp_path / "rules.yaml",
+        GOOD.replace(
+            "match: {alertname: LowCacheHitRate}",
+            "match: {alertname: LowCacheHitRate, matchers: ['env=~\"prod|staging\"']}",
+        ),
+    )
+    write(tmp_path / "remedy.yaml", "rules: [rules.yaml]\n")
+    payload = am_payload(
+        am_alert("LowCacheHitRate", labels={"instance": "a", "env": "dev"}),
+        am_alert("LowCacheHitRate", labels={"instance": "b"}),
+        am_alert("LowCacheHitRate", "resolved", labels={"instance": "c", "env": "prod"}),
+    )
+    write(tmp_path / "alert.json", json.dumps(payload))
+    result = remedy("test", "--alert", "alert.json", "--config", "remedy.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    why = [line.strip() for line in result.stdout.splitlines() if "does not match" in line]
+    assert why == [
+        "rule warm does not match: matcher env=~\"prod|staging\": env is 'dev'",
+        'rule warm does not match: matcher env=~"prod|staging": env is absent',
+        "rule warm does not match: status: the rule takes firing alerts, this one is resolved",
+    ]
+
+
+def test_audit_reads_the_local_store_without_the_configs_secrets(tmp_path: Path) -> None:
+    write(
+        tmp_path / "remedy.yaml",
+        "auth:\n  webhook_tokens: [{value: x}]\n"
+        "  api_tokens: [{env: REMEDY_TEST_UNSET_TOKEN, name: ops, role: operator}]\n",
+    )
+
+    async def seed() -> None:
+        store = SQLiteStore(tmp_path / "remedy.db")
+        await store.open()
+        await store.record([AuditRecord("paused", actor="ops", reason="drill")])
+        await store.close()
+
+    asyncio.run(seed())
+    result = remedy("audit", "--config", "remedy.yaml", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (event,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (event["event"], event["reason"]) == ("paused", "drill")
+    served = remedy("serve", "--config", "remedy.yaml", cwd=tmp_path)  # serve still needs them
+    assert served.returncode == 1
+    assert "REMEDY_TEST_UNSET_TOKEN is not set" in served.stderr
+
+
+def test_the_readmes_config_example_loads_with_an_absolute_store(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```yaml\nlisten: 0.0.0.0:9095")
+    example = readme[start + len("```yaml\n") : readme.index("```", start + 7)]
+    unresolved: list[Problem] = []
+    config = load_config_text(example, "remedy.yaml", base=tmp_path, unresolved=unresolved)
+    assert config.sqlite_path == Path("/var/lib/remedy/remedy.db")
+    assert config.dry_run is False
+    assert {p.message.split(":")[0] for p in unresolved} == {
+        "auth.webhook_tokens[0].env",
+        "auth.webhook_tokens[1].file",
+        "auth.api_tokens[0].file",
+        "auth.api_tokens[1].env",
+    }
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["pen"], ["pending"]),
+        (["re"], ["remediations", "reject", "replay", "resume"]),
+        (["pending", "--state", "pe"], ["pending_approval"]),
+        (["audit", "--outcome", "rate"], ["rate_limited"]),
+        (["status", "-o", ""], ["table", "json"]),
+        (["reject", "7", "--r"], ["--reason"]),
+        (["audit", "ver"], ["verify"]),
+    ],
+)
+def test_bash_completion_offers_what_the_commands_take(
+    tmp_path: Path, words: list[str], expected: list[str]
+) -> None:
+    script = remedy("completion", "bash", cwd=tmp_path)
+    assert script.returncode == 0, script.stderr
+    write(tmp_path / "remedy.bash", script.stdout)
+    quoted = " ".join(f"'{word}'" for word in ["remedy", *words])
+    shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"source remedy.bash; COMP_WORDS=({quoted}); COMP_CWORD={len(words)}; _remedy;"
+            ' printf "%s\\n" "${COMPREPLY[@]}"',
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert sorted(shell.stdout.split()) == sorted(expected)
+    zsh = remedy("completion", "zsh", cwd=tmp_path)
+    assert zsh.stdout.startswith("autoload -U +X bashcompinit && bashcompinit\n")
+    assert "complete -F _remedy remedy" in zsh.stdout
+
+
+AM_CONFIG = """\
+route:
+  receiver: remedy
+receivers:
+  - name: remedy
+    webhook_configs:
+      - url: http://remedy:9095/webhook/alertmanager
+        send_resolved: {resolved}
+        max_alerts: {max_alerts}
+        http_config:
+          authorization: {{type: Bearer, credentials_file: am-token}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, []),
+        (
+            {"resolved": "false"},
+            [
+                "alertmanager.yml:7: receiver remedy: send_resolved: false — remedy would never"
+                " hear that an alert resolved (resolves cancel waiting work and verify fixes)"
+            ],
+        ),
+        (
+            {"token": "stale-token"},
+            [
+                "alertmanager.yml:10: receiver remedy: its bearer token is not one of remedy's"
+                " auth.webhook_tokens: every delivery would be answered 401"
+            ],
+        ),
+        (
+            {"max_alerts": "5"},
+            [
+                "warning: alertmanager.yml:8: receiver remedy: max_alerts: 5 — Alertmanager"
+                " drops the alerts of a group beyond it, and remedy never sees them (use 0)"
+            ],
+        ),
+        (
+            {"url": "http://remedy:9095/api/v1/alerts"},
+            [
+                "alertmanager.yml: no receiver has a webhook_config whose url ends in"
+                " /webhook/alertmanager: Alertmanager sends remedy nothing"
+            ],
+        ),
+    ],
+)
+def test_check_alertmanager_delivers_resolves_with_remedys_token(
+    tmp_path: Path, change: dict[str, str], expected: list[str]
+) -> None:
+    settings = {"resolved": "true", "max_alerts": "0", "token": "hook-secret"} | change
+    text = AM_CONFIG.format(**settings)
+    if "url" in change:
+        text = text.replace("http://remedy:9095/webhook/alertmanager", change["url"])
+    write(tmp_path / "alertmanager.yml", text)
+    write(tmp_path / "am-token", settings["token"] + "\n")
+    write(tmp_path / "remedy.yaml", "auth:\n  webhook_tokens: [{value: hook-secret}]\n")
+    result = remedy(
+        "check", "--config", "remedy.yaml", "--alertmanager", "alertmanager.yml", cwd=tmp_path
+    )
+    problems = [line for line in result.stderr.splitlines() if "alertmanager.yml" in line]
+    assert problems == expected
+    failed = any(not line.startswith("warning: ") for line in expected)
+    assert result.returncode == (1 if failed else 0), result.stderr
+
+
+def test_check_the_shipped_deployment_against_the_shipped_alertmanager_config() -> None:
+    root = Path(__file__).parents[2]
+    result = remedy(
+        "check",
+        "--no-secrets",
+        "--config",
+        "deploy/compose/remedy.yaml",
+        "--alertmanager",
+        "deploy/alertmanager/alertmanager.yml",
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "alertmanager.yml" not in result.stderr
