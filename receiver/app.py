@@ -227,6 +227,7 @@ def build_app(service: Service) -> web.Application:
     app.router.add_get("/metrics", api.metrics)
     app.router.add_get("/", web_page.page)
     app.router.add_get("/ui/style.css", web_page.stylesheet)
+    app.router.add_get("/ui/page.js", web_page.script)
     app.router.add_post("/ui/pause", web_page.pause)
     app.router.add_post("/ui/resume", web_page.resume)
     app.router.add_post("/ui/remediations/{id}/approve", web_page.approve)

@@ -1,12 +1,12 @@
-"""The operator web page (``GET /``): status, pause and resume, approvals, the audit timeline.
+"""The operator web page (``GET /``): its handlers, forms and the tokens that guard them.
 
-Rendered on the server with every value escaped (alert labels come from
-whoever can post a webhook) and without any script, so it works under a
-strict Content-Security-Policy and shows the same state the API does. A
-browser signs in with basic auth: any user name, an API token as the
-password. Its forms post back with a token derived from the signed-in
-credential's name (an attacker's page cannot read it), and the service
-refuses any state-changing request another origin sends
+The page (rendered by :mod:`receiver.console`) escapes every value (alert
+labels come from whoever can post a webhook) and loads one script of its own
+under a strict Content-Security-Policy, for confirmations and auto-refresh;
+every form works without it. A browser signs in with basic auth: any user
+name, an API token as the password. Its forms post back with a token derived
+from the signed-in credential's name (an attacker's page cannot read it), and
+the service refuses any state-changing request another origin sends
 (:func:`receiver.middleware.same_origin`).
 """
 
@@ -14,29 +14,30 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import html
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from receiver import api
+from receiver import api, console, preflight
 from receiver.auditquery import audit_query, encode_cursor
+from receiver.clock import timestamp
 from receiver.ingest import PayloadError
 from receiver.middleware import ACTOR, access, read_body
-from receiver.service import SERVICE, Service
-from receiver.store.base import Remediation, StateConflict, Status
+from receiver.service import SERVICE
+from receiver.store.base import AuditQuery, Remediation, StateConflict, Store
 
 STATIC = Path(__file__).resolve().parent / "static"
 FILTERS = ("rule", "target", "outcome", "since")
 PAGE_SIZE = 100
+NEWEST = 500  # remediations the page reads to list, filter and find the failures of the day
 HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+        "form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -80,32 +81,42 @@ async def stylesheet(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "style.css", headers={"Cache-Control": "max-age=3600"})
 
 
+@access("public")
+async def script(request: web.Request) -> web.FileResponse:
+    """``GET /ui/page.js``: confirmations and auto-refresh; the page works without it."""
+    return web.FileResponse(STATIC / "page.js", headers={"Cache-Control": "max-age=3600"})
+
+
 @access("page")
 async def page(request: web.Request) -> web.Response:
-    """``GET /``: the page, with the audit timeline filtered by the query."""
+    """``GET /``: status, what needs attention, remediations, effectiveness, the audit log."""
     service = request.app[SERVICE]
+    now = service.clock.now()
     filters = {k: v for k, v in request.query.items() if k in FILTERS and v}
     query_params = {**filters, "limit": str(PAGE_SIZE + 1)}  # one more: are there older?
     if "cursor" in request.query:
         query_params["cursor"] = request.query["cursor"]
     problem = None
     try:
-        query = audit_query(query_params, service.clock.now())
+        query = audit_query(query_params, now)
     except PayloadError as exc:
         problem = f"{exc.field}: {exc.message}"
-        query = audit_query({"limit": str(PAGE_SIZE + 1)}, service.clock.now())
+        query = audit_query({"limit": str(PAGE_SIZE + 1)}, now)
     events = [e.to_dict() for e in await service.store.audit(query)]
     older = None
     if len(events) > PAGE_SIZE:
         events = events[:PAGE_SIZE]
         older = "?" + urlencode({**filters, "cursor": encode_cursor(events[-1]["id"])})
-    pending = await service.store.remediations(["pending_approval"])
+    snapshot = await _snapshot(request, now)
     body = _document(
         [
-            _status(service, await service.store.status(), request),
+            console.status_bar(snapshot),
             _notice(request.query),
-            _pending(pending, request),
-            _timeline(events, filters, problem, older),
+            console.approvals(snapshot),
+            console.problems(snapshot),
+            console.remediations(snapshot),
+            console.effectiveness(snapshot),
+            console.timeline(events, filters, problem, older),
         ]
     )
     return web.Response(
@@ -115,6 +126,51 @@ async def page(request: web.Request) -> web.Response:
         status=400 if problem else 200,
         headers=HEADERS,
     )
+
+
+async def _snapshot(request: web.Request, now: datetime) -> console.Snapshot:
+    """What the page shows, read from the store once."""
+    service = request.app[SERVICE]
+    store = service.store
+    window = request.query.get("window", "24h")
+    if window not in console.WINDOWS:
+        window = "24h"
+    chosen = {k: request.query[k] for k in ("rule", "target", "state") if request.query.get(k)}
+    newest = await store.newest(NEWEST)
+    day_ago = timestamp(now - timedelta(hours=24))
+    shown = [r for r in newest if all(getattr(r, k) == v for k, v in chosen.items())]
+    failed = [r for r in newest if r.state in console.PROBLEM_STATES and r.created_at >= day_ago]
+    return console.Snapshot(
+        now=now,
+        status=await store.status(),
+        mode=preflight.mode(service.config, service.planner.rules),
+        live=not service.config.dry_run,
+        queue_depth=service.running_executor.queue_depth,
+        storage=store.backend,
+        rules=len(service.planner.rules),
+        rules_version=service.planner.rules.version,
+        pending=await store.remediations(["pending_approval"]),
+        rows=await _with_events(store, shown[: console.ROWS]),
+        problems=await _with_events(store, failed[: console.ROWS]),
+        choices=console.filter_choices(newest),
+        filters=chosen,
+        window=window,
+        outcomes=await store.outcomes(timestamp(now - console.WINDOWS[window])),
+        operator=may_operate(request),
+        form_token=form_token(request),
+    )
+
+
+async def _with_events(store: Store, rems: Sequence[Remediation]) -> list[console.Row]:
+    """Each remediation with its audit events (found by its rule and target, then its id)."""
+    rows = []
+    for rem in rems:
+        since = datetime.fromisoformat(rem.created_at) - timedelta(seconds=1)
+        query = AuditQuery(rule=rem.rule, target=rem.target, since=timestamp(since), limit=200)
+        events = await store.audit(query)
+        mine = [ev.to_dict() for ev in events if ev.record.remediation == rem.id]
+        rows.append(console.Row(rem, mine))
+    return rows
 
 
 @access("page-operator")
@@ -191,67 +247,15 @@ def _back(request: web.Request, notice: str, rem_id: str | None = None) -> web.S
 # -- rendering ---------------------------------------------------------------------
 
 
-def _e(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def _document(sections: Iterable[str]) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        "<title>remedy</title><link rel=stylesheet href='ui/style.css'></head>"
+        "<title>remedy</title><link rel=stylesheet href='ui/style.css'>"
+        "<script src='ui/page.js' defer></script></head>"
         "<body><header><h1>remedy</h1><a href='.'>refresh</a></header>\n"
         + "\n".join(s for s in sections if s)
         + "\n</body></html>\n"
-    )
-
-
-def _form_html(request: web.Request, action: str, button: str, fields: str = "") -> str:
-    token = form_token(request)
-    return (
-        f"<form method=post action='{_e(action)}'>{fields}"
-        f"<input type=hidden name=token value='{token}'>"
-        f"<button type=submit>{_e(button)}</button></form>"
-    )
-
-
-def _status(service: Service, state: Status, request: web.Request) -> str:
-    mode = "PAUSED" if state.paused else "running"
-    if state.pause is not None:
-        why = f": {state.pause.reason}" if state.pause.reason else ""
-        mode = f"PAUSED by {state.pause.actor} since {state.pause.since}{why}"
-    dry_run = "dry-run: records what it would do, touches nothing"
-    rules = service.planner.rules
-    items = [
-        f"<li class={'alarm' if state.paused else 'ok'}>{_e(mode)}</li>",
-        f"<li>{dry_run if service.config.dry_run else 'live'}</li>",
-        f"<li>queue depth {service.running_executor.queue_depth}</li>",
-        f"<li>held by the pause {state.held}</li>",
-        f"<li>rules {len(rules)} (version {_e(rules.version)})</li>",
-        f"<li>storage {_e(service.store.backend)}</li>",
-    ]
-    counts = ", ".join(f"{_e(k)} {v}" for k, v in sorted(state.states.items()))
-    operator = may_operate(request)
-    breakers = ""
-    for scope, why in sorted(state.breakers.items()):
-        field = f"<input type=hidden name=breaker value='{_e(scope)}'>"
-        close = _form_html(request, "ui/resume", "close", field) if operator else ""
-        breakers += f"<li class=alarm>breaker {_e(scope)} open: {_e(why)}{close}</li>"
-    if not operator:
-        controls = "<p>Sign in with an operator token to pause, resume or decide.</p>"
-    elif state.paused or state.breakers:
-        controls = _form_html(request, "ui/resume", "Resume")
-    else:
-        controls = _form_html(
-            request,
-            "ui/pause",
-            "Pause everything",
-            "<input name=reason placeholder='reason (audited)' aria-label=reason>",
-        )
-    return (
-        "<section id=status><h2>Status</h2>"
-        f"<ul>{''.join(items)}{breakers}</ul>"
-        f"<p>remediations: {counts or 'none yet'}</p>{controls}</section>"
     )
 
 
@@ -260,83 +264,4 @@ def _notice(query: Mapping[str, str]) -> str:
     rem_id = query.get("id", "")
     if template is None or ("{id}" in template and not (rem_id.isascii() and rem_id.isdigit())):
         return ""  # only what a form of this page says, never text from a link
-    return f"<p class=notice role=status>{_e(template.format(id=rem_id))}</p>"
-
-
-def _pending(records: Sequence[Remediation], request: web.Request) -> str:
-    if not records:
-        return "<section id=approvals><h2>Waiting for approval</h2><p>Nothing.</p></section>"
-    rows = []
-    for rem in records:
-        data = rem.to_dict()
-        alert = data["alert"] or {}
-        steps = "<br>".join(
-            f"{_e(step.get('action'))} {_e(json.dumps(step.get('params'), sort_keys=True))}"
-            for step in data["steps"]
-        )
-        decide = ""
-        if may_operate(request):
-            decide = _form_html(request, f"ui/remediations/{rem.id}/approve", "Approve")
-            why = "<input name=reason placeholder='why (recorded)' aria-label='reason to reject'>"
-            decide += _form_html(request, f"ui/remediations/{rem.id}/reject", "Reject", why)
-        rows.append(
-            [
-                _e(rem.id),
-                _e(rem.rule),
-                _e(rem.target),
-                f"{_e(alert.get('name'))} {_labels(alert.get('labels') or {})}",
-                steps,
-                _e(data["due_at"]),
-                decide,
-            ]
-        )
-    header = ["id", "rule", "target", "alert", "would run", "expires", ""]
-    return f"<section id=approvals><h2>Waiting for approval</h2>{_table(header, rows)}</section>"
-
-
-def _timeline(
-    events: Sequence[Mapping[str, Any]],
-    filters: Mapping[str, str],
-    problem: str | None,
-    older: str | None,
-) -> str:
-    inputs = "".join(
-        f"<label>{name} <input name={name} value='{_e(filters.get(name, ''))}'></label>"
-        for name in FILTERS
-    )
-    form = f"<form method=get action='.' class=filters>{inputs}<button>filter</button></form>"
-    error = f"<p class=alarm role=alert>{_e(problem)}</p>" if problem else ""
-    rows = []
-    for event in events:
-        alert = event.get("alert") or {}
-        what = f"{_e(alert.get('name'))} [{_e(alert.get('status'))}]" if alert else ""
-        detail = event.get("error") or event.get("reason") or ""
-        rows.append(
-            [
-                _e(event["ts"]),
-                _e(event["id"]),
-                f"<span class='event {_e(event['event'])}'>{_e(event['event'])}</span>",
-                what,
-                _e(event.get("rule")),
-                _e(event.get("target")),
-                _e(event.get("action")),
-                _e(detail),
-                _e(event.get("actor")),
-            ]
-        )
-    header = ["time", "#", "event", "alert", "rule", "target", "action", "reason / error", "actor"]
-    table = _table(header, rows) if rows else "<p>No events.</p>"
-    more = f"<p><a href='{_e(older)}'>older events</a></p>" if older else ""
-    return f"<section id=timeline><h2>Audit log</h2>{form}{error}{table}{more}</section>"
-
-
-def _labels(labels: Mapping[str, Any]) -> str:
-    return " ".join(
-        f"<code>{_e(k)}={_e(v)}</code>" for k, v in sorted(labels.items()) if k != "alertname"
-    )
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<p class=notice role=status>{console.e(template.format(id=rem_id))}</p>"

@@ -96,6 +96,7 @@ class Remediation:
     due_at: str | None = None
     followup: bool = False
     held_since: str | None = None  # queued while remedy was paused: waits for resume
+    link: str = ""  # the alert's generatorURL: where its source shows it
 
     @property
     def on_resolved_alert(self) -> bool:
@@ -119,6 +120,7 @@ class Remediation:
             "due_at": self.due_at,
             "held_since": self.held_since,
             "guards": self.guards.to_json(),
+            "generator_url": self.link or None,
         }
 
 
@@ -311,6 +313,14 @@ class Store(Protocol):
     async def record(self, records: Sequence[AuditRecord]) -> list[AuditEvent]: ...
 
     async def remediations(self, states: Sequence[str] = ()) -> list[Remediation]: ...
+
+    async def newest(self, limit: int) -> list[Remediation]:
+        """The ``limit`` newest remediation records, newest first."""
+        ...
+
+    async def outcomes(self, since: str) -> list[tuple[str, str, str | None, int]]:
+        """Remediations created at or after ``since``, counted: (rule, state, reason, count)."""
+        ...
 
     async def remediation(self, remediation_id: int) -> Remediation: ...
 

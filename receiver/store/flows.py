@@ -383,6 +383,7 @@ async def ingest(
                 occurrence,
                 plan.guards,
                 move.due_at,
+                link=alert.generator_url,
             )
             body = {
                 "alert": summary,
@@ -390,6 +391,8 @@ async def ingest(
                 "on_failure": rem.on_failure,
                 "guards": plan.guards.to_json(),
             }
+            if alert.generator_url:
+                body["link"] = alert.generator_url
             rem_id = await rows.insert_remediation(occurrence, alert_id, rem, json.dumps(body))
             if rem_id is None:
                 continue

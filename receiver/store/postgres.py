@@ -257,6 +257,7 @@ def _remediation(row: Mapping[str, Any] | Sequence[Any]) -> Remediation:
         due_at=values[10],
         followup=bool(values[11]),
         held_since=values[12],
+        link=plan.get("link", ""),
     )
 
 
@@ -1331,6 +1332,22 @@ class PostgresStore(flows.Writes):
                 lambda conn: _select(conn, "state = ANY($1::text[]) ORDER BY id", list(states))
             )
         return await self._read(lambda conn: _select(conn, "true ORDER BY id"))
+
+    async def newest(self, limit: int) -> list[Remediation]:
+        """The ``limit`` newest remediation records, newest first."""
+        return await self._read(lambda conn: _select(conn, "true ORDER BY id DESC LIMIT $1", limit))
+
+    async def outcomes(self, since: str) -> list[tuple[str, str, str | None, int]]:
+        """Remediations created at or after ``since``, counted: (rule, state, reason, count)."""
+        sql = (
+            "SELECT rule, state, reason, COUNT(*) FROM remediations WHERE created_at >= $1"
+            " GROUP BY rule, state, reason ORDER BY rule, state, reason"
+        )
+
+        async def read(conn: Any) -> list[tuple[str, str, str | None, int]]:
+            return [tuple(row) for row in await conn.fetch(sql, since)]
+
+        return await self._read(read)
 
     async def remediation(self, remediation_id: int) -> Remediation:
         """One remediation record; :class:`NotFound` when there is none."""

@@ -200,6 +200,7 @@ def _remediation(row: Sequence[Any]) -> Remediation:
         due_at=row[10],
         followup=bool(row[11]),
         held_since=row[12],
+        link=plan.get("link", ""),
     )
 
 
@@ -772,6 +773,18 @@ class SQLiteStore(flows.Writes):
             return [_remediation(row) for row in conn.execute(sql + " ORDER BY id", args)]
 
         return await self._read(read)
+
+    async def newest(self, limit: int) -> list[Remediation]:
+        """The ``limit`` newest remediation records, newest first."""
+        return await self._read(lambda conn: _select(conn, "1 ORDER BY id DESC LIMIT ?", (limit,)))
+
+    async def outcomes(self, since: str) -> list[tuple[str, str, str | None, int]]:
+        """Remediations created at or after ``since``, counted: (rule, state, reason, count)."""
+        sql = (
+            "SELECT rule, state, reason, COUNT(*) FROM remediations WHERE created_at >= ?"
+            " GROUP BY rule, state, reason ORDER BY rule, state, reason"
+        )
+        return await self._read(lambda conn: [tuple(row) for row in conn.execute(sql, (since,))])
 
     async def remediation(self, remediation_id: int) -> Remediation:
         """One remediation record; :class:`NotFound` when there is none."""
