@@ -14,8 +14,9 @@ import asyncio
 import json
 import os
 import tempfile
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -133,10 +134,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         loop.close()
 
 
-def settle(url: str, done: object, timeout: float = 30) -> None:
+def settle(url: str, done: Callable[[dict[str, int]], bool], timeout: float = 30) -> None:
     """Wait until the server's remediation counts by state satisfy ``done``."""
-    wait = WebDriverWait(None, timeout, poll_frequency=0.2)  # type: ignore[arg-type]
-    wait.until(lambda _: done(api(url, "/api/v1/status")["remediations"]))  # type: ignore[operator]
+    deadline = time.monotonic() + timeout
+    while True:
+        states = api(url, "/api/v1/status")["remediations"]
+        assert isinstance(states, dict)
+        if done(states):
+            return
+        assert time.monotonic() < deadline, f"remediations stayed {states}"
+        time.sleep(0.2)
 
 
 def press(driver: WebDriver, button: WebElement, *, accept: bool = True) -> str:
