@@ -128,13 +128,13 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help=f"only these states (repeat or comma-separate): {', '.join(STATES)}",
     )
-    approve = commands.add_parser("approve", help="let a pending remediation run")
-    _remote_args(approve)
-    approve.add_argument("id", help="the remediation's id")
-    reject = commands.add_parser("reject", help="refuse a pending remediation")
-    _remote_args(reject)
-    reject.add_argument("id", help="the remediation's id")
-    reject.add_argument("--reason", required=True, help="why: recorded in the audit log")
+    decisions = {"approve": "let a pending remediation run", "reject": "refuse it, saying why"}
+    for name, text in decisions.items():
+        decide = commands.add_parser(name, help=text)
+        _remote_args(decide)
+        decide.add_argument("id", help="the remediation's id")
+        if name == "reject":
+            decide.add_argument("--reason", required=True, help="why: kept in the audit log")
 
     completion = commands.add_parser(
         "completion", help="shell completion: source <(remedy completion bash)"

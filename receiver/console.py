@@ -344,6 +344,13 @@ def effectiveness(snap: Snapshot) -> str:
 def result(rem: Remediation, events: Sequence[Mapping[str, Any]]) -> str:
     """What the remediation came to, in a few words: what the action reported, or why not."""
     ordered = sorted(events, key=lambda ev: int(ev.get("id", 0)))
+    followed = any(ev.get("reason") == "on_failure" for ev in ordered)
+    said = _outcome(rem, [ev for ev in ordered if ev.get("reason") != "on_failure"])
+    return f"{said} (on_failure ran)" if followed else said
+
+
+def _outcome(rem: Remediation, ordered: Sequence[Mapping[str, Any]]) -> str:
+    """The last word of the remediation's own steps (not of its on_failure)."""
     for ev in reversed(ordered):
         if ev.get("event") in ("succeeded", "dry_run") and isinstance(ev.get("result"), Mapping):
             said = summarize(ev["result"])

@@ -60,14 +60,21 @@ async def _call(
         raise RemoteError(f"cannot reach {_shown(url)}: {type(exc).__name__}") from None
 
 
+async def _get_list(
+    base: str, path: str, token: str | None, params: dict[str, str], *, key: str, what: str
+) -> list[Any]:
+    """The list under ``key`` of ``GET path`` (else it is not remedy that answered)."""
+    url = base.rstrip("/") + path
+    body = await _get_json(url, token, params)
+    if not isinstance(body, dict) or not isinstance(body.get(key), list):
+        raise RemoteError(f"{_shown(url)} did not answer with {what}: is it remedy?")
+    found: list[Any] = body[key]
+    return found
+
+
 async def read_remote(base: str, token: str | None, params: dict[str, str]) -> list[Any]:
     """One page of audit events from ``GET /api/v1/audit``."""
-    url = base.rstrip("/") + "/api/v1/audit"
-    body = await _get_json(url, token, params)
-    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-        raise RemoteError(f"{_shown(url)} did not answer with audit events: is it remedy?")
-    events: list[Any] = body["events"]
-    return events
+    return await _get_list(base, "/api/v1/audit", token, params, key="events", what="audit events")
 
 
 async def _get_object(base: str, path: str, token: str | None, key: str, what: str) -> Any:
@@ -131,12 +138,8 @@ async def post_control(
 async def read_remediations(base: str, token: str | None, states: list[str]) -> list[Any]:
     """``GET /api/v1/remediations``, only ``states`` when some are given."""
     params = {"state": ",".join(states)} if states else {}
-    url = base.rstrip("/") + "/api/v1/remediations"
-    body = await _get_json(url, token, params)
-    if not isinstance(body, dict) or not isinstance(body.get("remediations"), list):
-        raise RemoteError(f"{_shown(url)} did not answer with remediations: is it remedy?")
-    records: list[Any] = body["remediations"]
-    return records
+    path = "/api/v1/remediations"
+    return await _get_list(base, path, token, params, key="remediations", what="remediations")
 
 
 async def decide_remote(

@@ -57,12 +57,15 @@ rules:
     actions:
       - action: http.request
         params: {{url: 'http://127.0.0.1:{port}/no-such-hook', method: GET}}
+    on_failure:
+      - action: http.request
+        params: {{url: 'http://127.0.0.1:{port}/healthz', method: GET}}
 """
 CONFIG = """\
 dry_run: false
 rules: [rules.yaml]
 log_level: warning
-guards: {max_actions: {count: 3, per: 1h}}
+guards: {max_actions: {count: 4, per: 1h}}
 """
 
 
@@ -192,7 +195,14 @@ def test_the_page_leads_with_what_needs_a_person(browser: WebDriver, server: str
     assert [row.find_element(By.CSS_SELECTOR, "td").text for row in rows] == ["3", "4"]
     assert "expires in 60 min" in rows[0].text
     failed = browser.find_element(By.ID, "attention").text
-    assert "flush-broken" in failed and "answered 404" in failed
+    assert "flush-broken" in failed and "answered 404 (on_failure ran)" in failed
+    # Its on_failure page went through, and the row still says failed, in red.
+    state = browser.find_element(By.CSS_SELECTOR, "#attention #rem-2 .state")
+    assert state.text == "failed"
+    assert state.value_of_css_property("color") == "rgba(176, 0, 32, 1)"
+    browser.find_element(By.CSS_SELECTOR, "#attention #rem-2 .id").click()
+    events = browser.find_element(By.CSS_SELECTOR, "#attention #rem-2 ol.events").text
+    assert "succeeded http.request on_failure" in events
     # every column of the audit log is on screen at 1400 px, the actor's too
     actor = browser.find_elements(By.CSS_SELECTOR, "#timeline th")[-1]
     assert actor.text == "actor"
@@ -265,7 +275,7 @@ def test_pause_with_a_reason_then_resume(browser: WebDriver, server: str) -> Non
 
 
 def test_close_an_open_breaker(browser: WebDriver, server: str) -> None:
-    # Three executions so far (warm, flush, the approved rollback): the next one trips it.
+    # Four actions so far (warm, flush, its on_failure, the approved rollback): the next trips it.
     post(server, am_alert("LowCacheHitRate", labels={"instance": "web-9:80"}))
     settle(server, lambda states: states.get("skipped") == 2)
     browser.get(server + "/")

@@ -74,6 +74,8 @@ def test_serve_on_defaults_then_sigterm_keeps_every_accepted_alert(tmp_path: Pat
     logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     events = [entry["event"] for entry in logs]
     assert "auth.disabled" in events  # it says that it listens on loopback only, and why
+    (started,) = [entry for entry in logs if entry["event"] == "service.started"]
+    assert started["mode"] == "dry-run: records what it would do, touches nothing"
     assert events[-1] == "service.stopped"
     assert (tmp_path / "remedy.db").exists()
     verify = subprocess.run(
