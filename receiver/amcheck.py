@@ -73,10 +73,14 @@ class _Reader:
             return url
         if (file := _text(_get(hook, "url_file"))) is not None:
             try:
-                return Path(file).read_text(encoding="utf-8").strip()
+                return self.file(file).read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError):
                 return None
         return None
+
+    def file(self, name: str) -> Path:
+        """A file the config names: Alertmanager reads a relative one from the config's folder."""
+        return Path(name) if Path(name).is_absolute() else self.path.parent / name
 
     def webhook(
         self, hook: Node, name: str | None, routed: bool, config: Config
@@ -85,7 +89,7 @@ class _Reader:
         if not routed:
             yield Finding("warning", where, f"receiver {name}: no route sends alerts to it")
         resolved = _get(hook, "send_resolved")
-        if resolved is not None and _text(resolved) in ("false", "False", "no"):
+        if resolved is not None and (_text(resolved) or "").lower() in ("false", "no", "off", "n"):
             yield Finding(
                 "error",
                 self.at(resolved),
@@ -109,6 +113,10 @@ class _Reader:
         http = _get(hook, "http_config")
         bearer = _get(http, "authorization")
         basic = _get(http, "basic_auth")
+        if bearer is None and (_get(http, "bearer_token") or _get(http, "bearer_token_file")):
+            assert http is not None  # the older spelling: bearer_token / bearer_token_file
+            yield from self.matching(http, "bearer_token", None, name, tokens)
+            return
         if bearer is None and basic is None:
             yield Finding(
                 "error",
@@ -117,20 +125,41 @@ class _Reader:
                 " require them: every delivery would be answered 401",
             )
             return
-        node = bearer if bearer is not None else basic
-        assert node is not None
-        kind = _text(_get(bearer, "type")) or "Bearer"
-        if bearer is not None and kind.lower() != "bearer":
-            yield Finding(
-                "error",
-                self.at(bearer),
-                f"receiver {name}: authorization type {kind}: remedy takes Bearer or basic_auth",
-            )
+        if bearer is not None:
+            kind = _text(_get(bearer, "type")) or "Bearer"
+            if kind.lower() != "bearer":
+                yield Finding(
+                    "error",
+                    self.at(bearer),
+                    f"receiver {name}: authorization type {kind}: remedy takes Bearer or"
+                    " basic_auth",
+                )
+                return
+            yield from self.matching(bearer, "credentials", None, name, tokens)
             return
+        assert basic is not None
+        user: str | None = ""
+        if _get(basic, "username") is not None or _get(basic, "username_file") is not None:
+            user, why = self.secret(basic, "username")
+            if user is None:
+                yield Finding("warning", self.at(basic), f"receiver {name}: {why}")
+                return
+        yield from self.matching(basic, "password", user, name, tokens)
+
+    def matching(
+        self,
+        node: Node,
+        key: str,
+        username: str | None,
+        name: str | None,
+        tokens: tuple[Token, ...],
+    ) -> Iterator[Finding]:
+        """Whether the secret under ``key`` (or ``key_file``) is one remedy takes.
+
+        A token without a username takes any basic-auth user, as the server does.
+        """
         if not self.tokens_known:
             return
-        username = None if bearer is not None else _text(_get(basic, "username"))
-        key = "credentials" if bearer is not None else "password"
         secret, why = self.secret(node, key)
         if secret is None:
             yield Finding(
@@ -139,8 +168,8 @@ class _Reader:
                 f"receiver {name}: cannot compare its credentials with remedy's: {why}",
             )
             return
-        if not any(t.secret == secret and t.username == username for t in tokens):
-            kind = "bearer token" if bearer is not None else f"basic auth for user {username}"
+        if not any(t.secret == secret and t.username in (None, username) for t in tokens):
+            kind = "bearer token" if username is None else f"basic auth for user {username}"
             yield Finding(
                 "error",
                 self.at(node),
@@ -155,7 +184,7 @@ class _Reader:
         if file is None:
             return None, f"it has neither {key} nor {key}_file"
         try:
-            return Path(file).read_text(encoding="utf-8").strip(), ""
+            return self.file(file).read_text(encoding="utf-8").strip(), ""
         except (OSError, UnicodeDecodeError):
             return None, f"{key}_file {file} cannot be read here"
 

@@ -64,6 +64,15 @@ REASONS = (
     "sns_unsubscribed",
     "sns_subscription_confirmed",
     "sns_subscription_failed",
+    # SNS deliveries refused (``sns_`` and the webhook's or the signature check's word)
+    "sns_malformed",
+    "sns_topic",
+    "sns_unsigned",
+    "sns_version",
+    "sns_cert_url",
+    "sns_expired",
+    "sns_cert_fetch",
+    "sns_bad_signature",
 )
 # What ``outcome`` filters on: an event, or a reason code.
 OUTCOMES = EVENTS + tuple(reason for reason in REASONS if reason not in EVENTS)

@@ -446,9 +446,11 @@ async def _remediations(args: argparse.Namespace) -> int:
 
 
 async def _decide(args: argparse.Namespace) -> int:
-    if not args.id.isdigit() or not 0 < int(args.id) < 2**62:
+    if not (args.id.isascii() and args.id.isdigit()) or not 0 < int(args.id) < 2**62:
         raise UsageError(f"expected a remediation id (a positive number), got {args.id!r}")
     reason = getattr(args, "reason", None)
+    if reason is not None and not reason.strip():
+        raise UsageError("--reason must say why: it is what the audit log keeps")
     result = await decide_remote(args.url, args.token, int(args.id), args.command, reason)
     rem = result["remediation"]
     done = "approved" if args.command == "approve" else "rejected"
@@ -476,7 +478,7 @@ def _emit(args: argparse.Namespace, document: Any, table: str) -> None:
 
 
 def _render_remediations(records: Sequence[dict[str, Any]]) -> str:
-    """One line per remediation, newest first, as amtool lists alerts."""
+    """One line per remediation, in the server's order (oldest first), as amtool lists alerts."""
     if not records:
         return "no remediations"
     header = ("ID", "STATE", "MODE", "RULE", "TARGET", "UPDATED", "REASON")

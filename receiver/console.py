@@ -34,6 +34,8 @@ OUTCOME_CLASSES = (
     ("skipped", ("skipped",)),
 )
 _FINAL_EVENTS = ("succeeded", "failed", "timeout", "verified", "ineffective", "interrupted")
+# Events whose error (or reason) says how a remediation ended without success.
+_ENDING_EVENTS = ("failed", "timeout", "interrupted", "ineffective", "skipped", "rejected")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -356,8 +358,10 @@ def _outcome(rem: Remediation, ordered: Sequence[Mapping[str, Any]]) -> str:
             said = summarize(ev["result"])
             if said:
                 return said
-        if ev.get("event") in ("failed", "timeout", "interrupted", "ineffective", "skipped"):
+        if ev.get("event") in _ENDING_EVENTS:
             text = str(ev.get("error") or ev.get("reason") or ev.get("event"))
+            if ev.get("event") == "rejected" and ev.get("error"):
+                text = f"rejected: {text}"
             return text if len(text) <= 120 else text[:119] + "…"
     if rem.state == "pending_approval":
         return "waits for an operator"

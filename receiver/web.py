@@ -162,11 +162,17 @@ async def _snapshot(request: web.Request, now: datetime) -> console.Snapshot:
 
 
 async def _with_events(store: Store, rems: Sequence[Remediation]) -> list[console.Row]:
-    """Each remediation with its audit events (found by its rule and target, then its id)."""
+    """Each remediation with its audit events (found by its rule and target, then its id).
+
+    Read oldest first from the remediation's creation, so that later events
+    of the same rule and target (a storm of repeats) do not crowd its own out.
+    """
     rows = []
     for rem in rems:
         since = datetime.fromisoformat(rem.created_at) - timedelta(seconds=1)
-        query = AuditQuery(rule=rem.rule, target=rem.target, since=timestamp(since), limit=200)
+        query = AuditQuery(
+            rule=rem.rule, target=rem.target, since=timestamp(since), after_id=0, limit=200
+        )
         events = await store.audit(query)
         mine = [ev.to_dict() for ev in events if ev.record.remediation == rem.id]
         rows.append(console.Row(rem, mine))

@@ -105,31 +105,47 @@ class Rule:
 
     def matches(self, alert: Alert) -> bool:
         """Whether the alert passes the rule's source, status, alertname and matchers."""
-        return self.mismatch(alert) is None
+        return self._failed(alert) is None
 
     def mismatch(self, alert: Alert) -> str | None:
-        """Why the alert does not match the rule, or ``None`` when it does.
+        """Why the alert does not match the rule, or ``None`` when it does."""
+        failed = self._failed(alert)
+        if failed is None:
+            return None
+        if isinstance(failed, Matcher):
+            value = self._value(failed, alert)
+            shown = "absent" if value is None else repr(value)
+            return f"matcher {failed}: {failed.name} is {shown}"
+        if failed == "source":
+            return f"source: the rule takes {self.source}, the alert came from {alert.source}"
+        if failed == "status":
+            return f"status: the rule takes {self.status} alerts, this one is {alert.status}"
+        return f"alertname: the rule takes {self.alertname!r}, the alert is {alert.name!r}"
+
+    def _failed(self, alert: Alert) -> str | Matcher | None:
+        """The first condition the alert fails: a field's name or a matcher; ``None`` if none.
 
         A matcher on ``alertname`` falls back to the alert's name when the
         alert carries no such label (CloudWatch alarms), so both spellings of
-        "this alert" select the same alerts.
+        "this alert" select the same alerts. Nothing is formatted here: this
+        runs for every candidate rule of every alert.
         """
         if self.source not in ("any", alert.source):
-            return f"source: the rule takes {self.source}, the alert came from {alert.source}"
+            return "source"
         if alert.status != self.status:
-            return f"status: the rule takes {self.status} alerts, this one is {alert.status}"
+            return "status"
         if self.alertname is not None and alert.name != self.alertname:
-            return f"alertname: the rule takes {self.alertname!r}, the alert is {alert.name!r}"
-        labels = alert.labels
+            return "alertname"
         for matcher in self.matchers:
-            if matcher.name == "alertname":
-                value: str | None = labels.get("alertname", alert.name)
-            else:
-                value = labels.get(matcher.name)
-            if not matcher.matches_value(value or ""):
-                shown = "absent" if value is None else repr(value)
-                return f"matcher {matcher}: {matcher.name} is {shown}"
+            if not matcher.matches_value(self._value(matcher, alert) or ""):
+                return matcher
         return None
+
+    @staticmethod
+    def _value(matcher: Matcher, alert: Alert) -> str | None:
+        if matcher.name == "alertname":
+            return alert.labels.get("alertname", alert.name)
+        return alert.labels.get(matcher.name)
 
     @property
     def fixed_alertname(self) -> str | None:

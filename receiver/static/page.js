@@ -10,6 +10,14 @@ for (const form of document.querySelectorAll("form[data-confirm]")) {
   });
 }
 
+// What a button did is said once: a reload shows the page, not the notice again.
+const here = new URL(window.location.href);
+if (here.searchParams.has("notice")) {
+  here.searchParams.delete("notice");
+  here.searchParams.delete("id");
+  window.history.replaceState(null, "", here.pathname + here.search + here.hash);
+}
+
 const toggle = document.getElementById("auto-refresh");
 if (toggle) {
   toggle.checked = sessionStorage.getItem("remedy-refresh") !== "off";

@@ -6,6 +6,7 @@ import asyncio
 import importlib.metadata
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.audit import AuditRecord
+from receiver.audit import OUTCOMES, AuditRecord
 from receiver.configfile import load_config_text
 from receiver.store.sqlite import SQLiteStore
 from remediations import builtin_registry
@@ -718,3 +719,68 @@ def test_check_the_shipped_deployment_against_the_shipped_alertmanager_config() 
     )
     assert result.returncode == 0, result.stderr
     assert "alertmanager.yml" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("http_config", "expected"),
+    [
+        ("basic_auth: {username: am, password_file: secrets/pw}", []),
+        ("basic_auth: {username: am, password: wrong}", ["basic auth for user am is not one"]),
+        ("bearer_token_file: secrets/pw", []),
+        ("bearer_token: nope", ["its bearer token is not one of remedy's"]),
+        ("authorization: {type: Token, credentials: x}", ["authorization type Token"]),
+        ("{}", ["sends no credentials"]),
+    ],
+)
+def test_check_alertmanager_reads_files_beside_its_config_and_every_credential(
+    tmp_path: Path, http_config: str, expected: list[str]
+) -> None:
+    """Alertmanager reads relative files from its config's folder; a token without a
+    username takes any basic-auth user, as remedy's server does."""
+    (tmp_path / "am" / "secrets").mkdir(parents=True)
+    write(tmp_path / "am" / "secrets" / "pw", "s3cret\n")
+    write(tmp_path / "am" / "url", "http://remedy:9095/webhook/alertmanager\n")
+    write(
+        tmp_path / "am" / "alertmanager.yml",
+        "route: {receiver: remedy}\nreceivers:\n  - name: remedy\n    webhook_configs:\n"
+        f"      - url_file: url\n        http_config: {{{http_config}}}\n"
+        if not http_config.startswith("{")
+        else "route: {receiver: remedy}\nreceivers:\n  - name: remedy\n    webhook_configs:\n"
+        "      - url_file: url\n",
+    )
+    write(tmp_path / "remedy.yaml", "auth:\n  webhook_tokens: [{value: s3cret}]\n")
+    result = remedy(
+        "check", "--config", "remedy.yaml", "--alertmanager", "am/alertmanager.yml", cwd=tmp_path
+    )
+    problems = [line for line in result.stderr.splitlines() if "alertmanager.yml" in line]
+    assert len(problems) == len(expected), result.stderr
+    for line, words in zip(problems, expected, strict=True):
+        assert words in line
+    assert result.returncode == (1 if expected else 0), result.stderr
+
+
+def test_every_reason_the_code_writes_is_one_the_filters_know() -> None:
+    """``--outcome`` and ``?outcome=`` refuse unknown words: every reason written must be known."""
+    root = Path(__file__).parents[2] / "receiver"
+    patterns = (
+        r'reason="([a-z_]+)"',
+        r'Decision\("([a-z_]+)"',
+        r'Move\("skipped", "([a-z_]+)"',
+        r'\("skipped", "([a-z_]+)"',
+        r'\("rejected", "([a-z_]+)"',
+    )
+    written = set()
+    for source in root.rglob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        for pattern in patterns:
+            written.update(re.findall(pattern, text))
+        if source.name == "sns_signature.py":
+            written.update(f"sns_{w}" for w in re.findall(r'SignatureError\(\s*"([a-z_]+)"', text))
+        if source.name == "webhooks.py":
+            written.update(
+                f"sns_{w}" for w in re.findall(r'_sns_rejected\([^)]*?"([a-z_]+)"', text, re.S)
+            )
+    written -= {"allowed", "running"}  # guard decisions that let it run: no event carries them
+    assert written, "the patterns found nothing: the test would pass whatever the code writes"
+    assert {"sns_topic", "sns_bad_signature", "cooldown"} <= written
+    assert written - set(OUTCOMES) == set()
