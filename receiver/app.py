@@ -29,6 +29,7 @@ from receiver.listener import HANDLER_ARGS, track_requests
 from receiver.match import Planner
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context, same_origin
+from receiver.preconditions import Prometheus
 from receiver.ruleset import load_ruleset, longest_window, registry_for, reload_rules
 from receiver.scheduler import Scheduler
 from receiver.service import SERVICE, Service
@@ -140,6 +141,9 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
             docker=docker,
             kubernetes=kubernetes,
             aws=AwsSession(aws.region, aws.endpoint_url) if (aws := service.config.aws) else None,
+            prometheus=Prometheus(service.http, prom)
+            if (prom := service.config.prometheus)
+            else None,
         ),
         service.metrics,
         executor_settings(service.config),

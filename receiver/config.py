@@ -44,6 +44,18 @@ class KubernetesConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class PrometheusConfig:
+    """The Prometheus that rules' ``when:`` preconditions ask (``backends.prometheus``).
+
+    ``headers`` (a bearer token, say) are secrets: never shown.
+    """
+
+    url: str
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    timeout: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class SnsConfig:
     """How ``POST /webhook/sns`` trusts what it receives."""
 
@@ -101,6 +113,7 @@ class Config:
     kubernetes: KubernetesConfig | None = None  # None: kubernetes.* fail
     aws: AwsConfig | None = None  # None: aws.* fail
     command_enabled: bool = False  # False: a rule with command.run does not load
+    prometheus: PrometheusConfig | None = None  # None: a rule's when: is never met (fail closed)
     sns: SnsConfig = dataclasses.field(default_factory=SnsConfig)
     max_body_bytes: int = DEFAULT_MAX_BODY
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)

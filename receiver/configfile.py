@@ -7,6 +7,7 @@ never what it contains.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from yaml.nodes import Node
+from yaml.nodes import Node, ScalarNode
 
 from receiver.audit import redact
 from receiver.auth import ROLES, Token
@@ -26,6 +27,7 @@ from receiver.config import (
     Config,
     HttpConfig,
     KubernetesConfig,
+    PrometheusConfig,
     SnsConfig,
     is_postgresql,
 )
@@ -68,7 +70,7 @@ _SNS_KEYS = (
 _HTTP_KEYS = ("max_connections", "header_timeout", "body_timeout", "idle_timeout")
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry", "pause_hold")
-_BACKENDS = ("http", "docker", "kubernetes", "aws", "command")
+_BACKENDS = ("http", "docker", "kubernetes", "aws", "command", "prometheus")
 _AWS_ALLOW = {
     "allow_queues": "aws.sqs_redrive",
     "allow_functions": "aws.lambda_concurrency",
@@ -80,6 +82,7 @@ _BACKEND_KEYS = {
     "kubernetes": ("kubeconfig", "context", "in_cluster", "namespaces"),
     "aws": ("region", "endpoint_url", *_AWS_ALLOW),
     "command": ("enabled", "allow"),
+    "prometheus": ("url", "headers", "timeout"),
 }
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -92,6 +95,7 @@ class _Backends:
     kubernetes: KubernetesConfig | None = None
     aws: AwsConfig | None = None
     command_enabled: bool = False
+    prometheus: PrometheusConfig | None = None
 
 
 class ConfigError(Exception):
@@ -199,6 +203,7 @@ class _ConfigReader(NodeReader):
             kubernetes=backends.kubernetes,
             aws=backends.aws,
             command_enabled=backends.command_enabled,
+            prometheus=backends.prometheus,
             sns=self.optional(fields, "sns", "", self.sns, SnsConfig()),
             http=self.optional(fields, "http", "", self.http, HttpConfig()),
             shutdown_grace=self.optional(
@@ -358,6 +363,8 @@ class _ConfigReader(NodeReader):
                 found.kubernetes = self.kubernetes(backend, backend_path, found.allow)
             if name == "aws":
                 found.aws = self.aws(backend, backend_path, value, found.allow)
+            if name == "prometheus":
+                found.prometheus = self.prometheus(backend, backend_path, value)
             if name == "command":
                 found.command_enabled = self.optional(
                     backend, "enabled", backend_path, self.boolean, False
@@ -369,6 +376,29 @@ class _ConfigReader(NodeReader):
                         "is required with enabled: true (the programs command.run may run)",
                     )
         return found
+
+    def prometheus(
+        self, fields: dict[str, tuple[Node, Node]], path: str, node: Node
+    ) -> PrometheusConfig | None:
+        """``{url, headers, timeout}``; header values are given as tokens are (secrets)."""
+        url = self.optional(fields, "url", path, self.url, None)
+        if url is None:
+            self.problem(node, path, "url is required (http://HOST:9090)")
+            return None
+        headers: dict[str, str] = {}
+        if "headers" in fields:
+            headers_path = join_path(path, "headers")
+            given = self.mapping(fields["headers"][1], headers_path, None, what="header: value")
+            for name, (_key, value) in given.items():
+                header_path = join_path(headers_path, name)
+                with contextlib.suppress(Invalid):
+                    if isinstance(value, ScalarNode):
+                        headers[name] = self.string(value, header_path)
+                    else:
+                        ref = self.mapping(value, header_path, ("value", "env", "file"))
+                        headers[name] = self.secret(value, header_path, ref)
+        timeout = self.optional(fields, "timeout", path, self.duration, 10.0)
+        return PrometheusConfig(url=url.rstrip("/"), headers=headers, timeout=timeout)
 
     def aws(
         self,

@@ -21,6 +21,7 @@ from receiver.allowlist import AllowLists, denial
 from receiver.execute import Clients, RetryPolicy, StepRunner, durably
 from receiver.guards import BUSY, GlobalLimits
 from receiver.metrics import Metrics
+from receiver.preconditions import Preconditions
 from receiver.queue import CLAIMED, ON_FAILURE, RUN, Work, WorkQueue
 from receiver.store.base import (
     FINAL_STATES,
@@ -71,6 +72,7 @@ class Executor:
         self.steps = StepRunner(
             store, registry, clients, metrics, allow=settings.allow, retry=settings.retry
         )
+        self.preconditions = Preconditions(clients.prometheus, metrics)
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_waits: dict[int, float] = {}  # remediation -> since when it waits for a lock
         self._running: set[asyncio.Task[None]] = set()
@@ -200,6 +202,8 @@ class Executor:
         give_up = waiting_since is not None and (
             time.monotonic() - waiting_since >= (rem.guards.lock_wait or 0.0)
         )
+        # Asked of the present, just before the claim (never inside a transaction).
+        precondition = await self.preconditions.check(rem)
         try:
             claim = await durably(
                 lambda: self.store.claim(
@@ -208,6 +212,7 @@ class Executor:
                     limits=self.settings.limits,
                     denied=denied,
                     give_up_waiting=give_up,
+                    precondition=precondition,
                 )
             )
         except StateConflict:

@@ -134,13 +134,16 @@ def decide(
     dry_run: bool,
     denied: str | None = None,
     before: str = "the remediation could run",
+    precondition: Decision | None = None,
 ) -> Decision:
     """Apply every guard in order; the first that objects decides.
 
     ``occurrence`` is the firing alert's occurrence, checked for a resolve;
     ``None`` for remediations that a resolved notification itself triggered.
     ``before`` names what would start, for the reason given when a resolve
-    stops it. Every claim goes through here, ``on_failure`` included (with
+    stops it. ``precondition`` is what Prometheus answered to the rule's
+    ``when:`` (a ``precondition`` or ``precondition_error`` decision when not
+    met). Every claim goes through here, ``on_failure`` included (with
     :data:`FOLLOWUP_GUARDS`).
     """
     if not (stop := halt(facts, occurrence=occurrence, before=before)).allowed:
@@ -186,6 +189,8 @@ def decide(
     busy = limits.max_concurrent
     if not dry_run and busy is not None and (running := facts.running()) >= busy:
         return Decision(BUSY, f"{running} actions running (max_concurrent {busy})")
+    if precondition is not None and not precondition.allowed:
+        return precondition  # last: Prometheus is asked of the present, the guards first
     return ALLOW
 
 

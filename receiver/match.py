@@ -85,6 +85,7 @@ class Planner:
                 for i, step in enumerate(rule.on_failure)
             ]
             spec = guard_spec(rule, alert)
+            when = [condition.render(alert) for condition in rule.when]
         except TemplateError as exc:
             return Plan(rule.name, target, (), skip_reason="template_error", error=str(exc))
         return Plan(
@@ -94,6 +95,7 @@ class Planner:
             on_failure,
             dry_run=self.dry_run or rule.guards.dry_run,
             guards=spec,
+            when=when,
         )
 
     def _step(self, step: ActionStep, alert: Alert, where: str) -> Mapping[str, Any]:

@@ -58,6 +58,13 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.precondition_errors = Counter(
+            "remedy_precondition_errors",
+            "Preconditions (when:) that could not be asked of Prometheus, by rule: the"
+            " remediation did not run.",
+            ["rule"],
+            registry=r,
+        )
         self.remediations = Counter(
             "remedy_remediations",
             "Remediations reaching a final state, by rule and state.",

@@ -37,7 +37,12 @@ class Finding:
 
 def findings(config: Config, ruleset: RuleSet) -> list[Finding]:
     """Everything in ``config`` and ``ruleset`` that serve refuses or that cannot work."""
-    return [*_listen(config), *_storage(config), *_backends(config, ruleset)]
+    return [
+        *_listen(config),
+        *_storage(config),
+        *_backends(config, ruleset),
+        *_preconditions(config, ruleset),
+    ]
 
 
 def mode(config: Config, ruleset: RuleSet) -> str:
@@ -125,3 +130,18 @@ def _backends(config: Config, ruleset: RuleSet) -> Iterator[Finding]:
             f"backends.{backend} is not configured: {len(unique)} dry-run rules would fail"
             f" if they ran live ({', '.join(unique)})",
         )
+
+
+def _preconditions(config: Config, ruleset: RuleSet) -> Iterator[Finding]:
+    """Rules with ``when:`` and no ``backends.prometheus``: they would never run (fail closed)."""
+    if config.prometheus is not None:
+        return
+    for rule in ruleset:
+        if rule.when:
+            live = not (config.dry_run or rule.guards.dry_run)
+            yield Finding(
+                "error" if live else "warning",
+                f"{rule.file}:{rule.when[0].line or rule.line}",
+                f"rule {rule.name}: when: needs backends.prometheus, which the config lacks:"
+                " every remediation would end precondition_error",
+            )

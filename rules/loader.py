@@ -22,6 +22,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rules.index import RuleSet
 from rules.matchers import Matcher, parse_matcher
+from rules.promql import Expectation, Precondition, Query
 from rules.schema import (
     RULE_SOURCES,
     RULE_STATUSES,
@@ -66,6 +67,7 @@ _RULE_KEYS = (
     "actions",
     "verify",
     "on_failure",
+    "when",
 )
 _MATCH_KEYS = ("source", "status", "alertname", "matchers")
 _GUARD_KEYS = (
@@ -163,9 +165,11 @@ class _FileReader(NodeReader):
         no_steps: tuple[ActionStep, ...] = ()
         actions = self.optional(fields, "actions", path, self.read_actions, no_steps)
         verify = self.optional(fields, "verify", path, self.read_verify, None)
+        no_conditions: tuple[Precondition, ...] = ()
+        when = self.optional(fields, "when", path, self.read_when, no_conditions)
         on_failure = self.optional(fields, "on_failure", path, self.read_steps, no_steps)
         if status == "resolved":
-            for key in ("for", "verify"):
+            for key in ("for", "verify", "when"):
                 if key in fields:
                     self.problem(
                         fields[key][0],
@@ -189,6 +193,7 @@ class _FileReader(NodeReader):
             on_failure=on_failure,
             file=self.file,
             line=line_of(node),
+            when=when,
         )
 
     def read_match(
@@ -288,6 +293,33 @@ class _FileReader(NodeReader):
         if within is None:
             raise Invalid
         return Verify(resolved_within=within)
+
+    def read_when(self, node: Node, path: str) -> tuple[Precondition, ...]:
+        """``when``: PromQL preconditions, ``{query, expect}`` (expect defaults to nonempty)."""
+        conditions = []
+        for i, item in enumerate(self.sequence(node, path, "a list of {query, expect}")):
+            item_path = join_path(path, i)
+            with contextlib.suppress(Invalid):
+                fields = self.mapping(item, item_path, ("query", "expect"), ("query",))
+                query = self.optional(fields, "query", item_path, self.promql, None)
+                expect = self.optional(
+                    fields, "expect", item_path, self.expectation, Expectation("nonempty")
+                )
+                if query is not None:
+                    conditions.append(Precondition(query, expect, line_of(item)))
+        return tuple(conditions)
+
+    def promql(self, node: Node, path: str) -> Query:
+        try:
+            return Query.parse(self.string(node, path))
+        except TemplateSyntaxError as exc:
+            raise self.invalid(node, path, str(exc)) from None
+
+    def expectation(self, node: Node, path: str) -> Expectation:
+        try:
+            return Expectation.parse(self.string(node, path))
+        except ValueError as exc:
+            raise self.invalid(node, path, str(exc)) from None
 
     def read_actions(self, node: Node, path: str) -> tuple[ActionStep, ...]:
         """``actions``: at least one step."""

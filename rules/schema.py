@@ -13,6 +13,7 @@ from typing import Protocol
 
 from rules.alert import Alert
 from rules.matchers import Matcher
+from rules.promql import Precondition
 from rules.template import Template
 
 RULE_SOURCES: tuple[str, ...] = ("any", "alertmanager", "cloudwatch")
@@ -102,6 +103,7 @@ class Rule:
     on_failure: tuple[ActionStep, ...]
     file: str
     line: int
+    when: tuple[Precondition, ...] = ()
 
     def matches(self, alert: Alert) -> bool:
         """Whether the alert passes the rule's source, status, alertname and matchers."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from rules.alert import Alert
@@ -128,10 +128,22 @@ class Template:
         """Every reference, in order of appearance."""
         return tuple(part for part in self._parts if isinstance(part, Reference))
 
-    def render(self, alert: Alert) -> str:
-        """The template filled in from ``alert``; :class:`TemplateError` if a value is missing."""
+    @property
+    def parts(self) -> tuple[str | Reference, ...]:
+        """Literal text and references, in order."""
+        return self._parts
+
+    def render(self, alert: Alert, escape: Callable[[str], str] | None = None) -> str:
+        """The template filled in from ``alert``; :class:`TemplateError` if a value is missing.
+
+        ``escape`` (a PromQL string literal's, say) is applied to every value.
+        """
+        if escape is None:
+            return "".join(
+                part if isinstance(part, str) else part.resolve(alert) for part in self._parts
+            )
         return "".join(
-            part if isinstance(part, str) else part.resolve(alert) for part in self._parts
+            part if isinstance(part, str) else escape(part.resolve(alert)) for part in self._parts
         )
 
     def sample(self, placeholder: str = PLACEHOLDER) -> str:

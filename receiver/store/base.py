@@ -66,6 +66,7 @@ class Plan:
     skip_reason: str | None = None
     error: str | None = None
     guards: GuardSpec = dataclasses.field(default_factory=GuardSpec)
+    when: Sequence[Mapping[str, str]] = ()  # rendered preconditions: {query, expect}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class Remediation:
     followup: bool = False
     held_since: str | None = None  # queued while remedy was paused: waits for resume
     link: str = ""  # the alert's generatorURL: where its source shows it
+    when: Sequence[Mapping[str, str]] = ()  # preconditions asked of Prometheus before it runs
 
     @property
     def on_resolved_alert(self) -> bool:
@@ -121,6 +123,7 @@ class Remediation:
             "held_since": self.held_since,
             "guards": self.guards.to_json(),
             "generator_url": self.link or None,
+            "when": list(self.when),
         }
 
 
@@ -255,6 +258,7 @@ class Store(Protocol):
         limits: GlobalLimits,
         denied: str | None = None,
         give_up_waiting: bool = False,
+        precondition: Decision | None = None,
     ) -> Claim: ...
 
     async def finish(

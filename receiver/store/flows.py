@@ -187,8 +187,12 @@ class Writes:
         limits: GlobalLimits,
         denied: str | None = None,
         give_up_waiting: bool = False,
+        precondition: Decision | None = None,
     ) -> Claim:
-        """Apply the guards and, when they allow it, take the remediation: one transaction."""
+        """Apply the guards and, when they allow it, take the remediation: one transaction.
+
+        ``precondition`` is what Prometheus said of the rule's ``when:`` just before.
+        """
         return await self._write(
             lambda tx: claim(
                 tx,
@@ -197,6 +201,7 @@ class Writes:
                 limits=limits,
                 denied=denied,
                 give_up_waiting=give_up_waiting,
+                precondition=precondition,
             )
         )
 
@@ -384,6 +389,7 @@ async def ingest(
                 plan.guards,
                 move.due_at,
                 link=alert.generator_url,
+                when=plan.when,
             )
             body = {
                 "alert": summary,
@@ -393,6 +399,8 @@ async def ingest(
             }
             if alert.generator_url:
                 body["link"] = alert.generator_url
+            if plan.when:
+                body["when"] = list(plan.when)
             rem_id = await rows.insert_remediation(occurrence, alert_id, rem, json.dumps(body))
             if rem_id is None:
                 continue
@@ -421,8 +429,10 @@ async def _claim_ready(
     claimed: list[tuple[Remediation, Claim]] = []
     for rem in ready:
         dry = claim_now.dry_run or rem.dry_run
-        if not (dry or claim_now.live):
-            waiting.append(rem)  # older work waits here: this waits behind it
+        if not (dry or claim_now.live) or rem.when:
+            # Older work waits here: this waits behind it. Preconditions are asked of
+            # Prometheus by the executor, outside any transaction, before its claim.
+            waiting.append(rem)
             continue
         try:
             taken = await claim(
@@ -459,6 +469,7 @@ async def claim(
     limits: GlobalLimits,
     denied: str | None,
     give_up_waiting: bool,
+    precondition: Decision | None = None,
 ) -> Claim:
     """Apply the guards and, when they allow it, take the remediation."""
     row = await rows.claim_row(rem.id)
@@ -472,6 +483,7 @@ async def claim(
         limits=limits,
         denied=denied,
         give_up_waiting=give_up_waiting,
+        precondition=precondition,
     )
 
 
@@ -484,6 +496,7 @@ async def _decide(
     limits: GlobalLimits,
     denied: str | None,
     give_up_waiting: bool,
+    precondition: Decision | None = None,
 ) -> Claim:
     """The guards' decision on a queued remediation, written: taken, skipped, held or waiting."""
     decision = await rows.answer(
@@ -497,6 +510,7 @@ async def _decide(
             now=rows.moment,
             dry_run=dry_run,
             denied=denied,
+            precondition=precondition,
         ),
         dry_run=dry_run,
     )

@@ -258,6 +258,7 @@ def _remediation(row: Mapping[str, Any] | Sequence[Any]) -> Remediation:
         followup=bool(values[11]),
         held_since=values[12],
         link=plan.get("link", ""),
+        when=plan.get("when", ()),
     )
 
 

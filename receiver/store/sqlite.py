@@ -201,6 +201,7 @@ def _remediation(row: Sequence[Any]) -> Remediation:
         followup=bool(row[11]),
         held_since=row[12],
         link=plan.get("link", ""),
+        when=plan.get("when", ()),
     )
 
 

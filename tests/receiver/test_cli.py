@@ -454,6 +454,18 @@ rules:
 """
 
 
+WHEN_RULE = """\
+rules:
+  - name: still-down
+    match: {alertname: ServiceDown}
+    target: 'svc:{{ labels.job }}'
+    when:
+      - query: 'up{job="{{ labels.job }}"} == 0'
+    actions:
+      - {action: http.request, params: {url: 'http://127.0.0.1:9/restart'}}
+"""
+
+
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
@@ -469,6 +481,15 @@ rules:
             "dry_run: false\nrules: [docker.yaml]\n",
             "docker.yaml:6: rule restart-web: docker.restart needs backends.docker, which the"
             " config lacks: it would fail every time",
+        ),
+        (
+            "dry_run: false\nrules: [when.yaml]\n",
+            "when.yaml:6: rule still-down: when: needs backends.prometheus, which the config"
+            " lacks: every remediation would end precondition_error",
+        ),
+        (
+            "backends:\n  prometheus: {timeout: 3s}\n",
+            "remedy.yaml:2: backends.prometheus: url is required (http://HOST:9090)",
         ),
         (
             "auth:\n  webhook_tokens: [{env: REMEDY_TEST_UNSET_TOKEN}]\n",
@@ -487,6 +508,7 @@ def test_check_fails_on_what_serve_refuses_or_cannot_do(
     tmp_path: Path, config: str, expected: str
 ) -> None:
     write(tmp_path / "docker.yaml", DOCKER_RULE)
+    write(tmp_path / "when.yaml", WHEN_RULE)
     write(tmp_path / "remedy.yaml", config)
     result = remedy("check", "--config", "remedy.yaml", cwd=tmp_path)
     assert result.returncode == 1
