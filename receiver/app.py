@@ -35,6 +35,7 @@ from receiver.scheduler import Scheduler
 from receiver.service import SERVICE, Service
 from receiver.store.base import Store
 from receiver.store.url import store_for
+from receiver.verifier import Verifier
 from remediations import Registry
 from remediations.aws.session import AwsSession
 from rules import RuleLoadError
@@ -133,6 +134,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
     kubernetes = await kubernetes_client(service.config.kubernetes)
     # One Docker client for the process lifetime, only when backends.docker is configured.
     docker = aiodocker.Docker(url=service.config.docker_url) if service.config.docker_url else None
+    prometheus = Prometheus(service.http, prom) if (prom := service.config.prometheus) else None
     service.executor = Executor(
         service.store,
         service.registry,
@@ -141,9 +143,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
             docker=docker,
             kubernetes=kubernetes,
             aws=AwsSession(aws.region, aws.endpoint_url) if (aws := service.config.aws) else None,
-            prometheus=Prometheus(service.http, prom)
-            if (prom := service.config.prometheus)
-            else None,
+            prometheus=prometheus,
         ),
         service.metrics,
         executor_settings(service.config),
@@ -157,12 +157,15 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         guard_window=lambda: longest_window(service.planner.rules, service.config),
         heartbeat_every=service.config.storage_lease / 3,
     )
+    verifier = Verifier(service.store, service.executor, prometheus, service.clock)
     try:
         await service.executor.start()
         if timers:
             service.scheduler.start()
+            verifier.start()
         yield service
     finally:
+        await verifier.stop()
         await service.scheduler.stop()
         async with service.scheduler.leased():  # running actions stay this replica's
             await service.executor.stop(service.config.shutdown_grace)

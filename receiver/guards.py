@@ -37,7 +37,9 @@ class GuardSpec:
     require_approval: bool = False
     approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT
     for_: float | None = None
-    verify_within: float | None = None
+    verify_within: float | None = None  # resolved_within: the alert's resolve verifies
+    # verify.query, rendered: {query, expect, within}; the verifier asks it until it holds
+    verify_query: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON kept with the remediation (one level: its tuples are written as lists)."""
@@ -59,6 +61,7 @@ class GuardSpec:
             approval_timeout=float(data.get("approval_timeout") or DEFAULT_APPROVAL_TIMEOUT),
             for_=data.get("for_"),
             verify_within=data.get("verify_within"),
+            verify_query=data.get("verify_query"),
         )
 
 

@@ -66,7 +66,7 @@ def resolved(rem: Remediation) -> Move | None:
     if rem.on_resolved_alert:
         return None
     if rem.state == VERIFYING:
-        return verify.resolved()
+        return verify.resolved(rem)
     if rem.state in (WAITING, PENDING_APPROVAL, QUEUED):
         error = f"the alert resolved while the remediation was {rem.state}"
         return Move("skipped", "cancelled", events=[("skipped", "cancelled", error)])

@@ -15,7 +15,7 @@ from receiver.metrics import Metrics
 from receiver.store.base import IncomingAlert, Plan
 from rules.alert import Alert
 from rules.index import RuleSet
-from rules.schema import ActionCatalog, ActionStep, Rule
+from rules.schema import ActionCatalog, ActionStep, Rule, Verify
 from rules.template import TemplateError, params_are_literal, render_params
 
 
@@ -32,7 +32,15 @@ def guard_spec(rule: Rule, alert: Alert) -> GuardSpec:
         approval_timeout=guards.approval_timeout or DEFAULT_APPROVAL_TIMEOUT,
         for_=rule.for_,
         verify_within=rule.verify.resolved_within if rule.verify else None,
+        verify_query=_verify_query(rule.verify, alert) if rule.verify else None,
     )
+
+
+def _verify_query(verify: Verify, alert: Alert) -> dict[str, Any] | None:
+    """``verify.query`` rendered for the alert, with how long it has to hold."""
+    if verify.query is None:
+        return None
+    return {**verify.query.render(alert), "within": verify.within}
 
 
 class Planner:

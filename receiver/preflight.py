@@ -133,15 +133,23 @@ def _backends(config: Config, ruleset: RuleSet) -> Iterator[Finding]:
 
 
 def _preconditions(config: Config, ruleset: RuleSet) -> Iterator[Finding]:
-    """Rules with ``when:`` and no ``backends.prometheus``: they would never run (fail closed)."""
+    """Rules asking Prometheus (``when:``, ``verify.query``) with no ``backends.prometheus``."""
     if config.prometheus is not None:
         return
     for rule in ruleset:
+        live = not (config.dry_run or rule.guards.dry_run)
+        level = "error" if live else "warning"
         if rule.when:
-            live = not (config.dry_run or rule.guards.dry_run)
             yield Finding(
-                "error" if live else "warning",
+                level,
                 f"{rule.file}:{rule.when[0].line or rule.line}",
                 f"rule {rule.name}: when: needs backends.prometheus, which the config lacks:"
                 " every remediation would end precondition_error",
+            )
+        if rule.verify is not None and rule.verify.query is not None:
+            yield Finding(
+                level,
+                f"{rule.file}:{rule.verify.query.line or rule.line}",
+                f"rule {rule.name}: verify.query needs backends.prometheus, which the config"
+                " lacks: every success would end ineffective",
             )

@@ -121,8 +121,17 @@ def _guards(rule: Rule) -> list[str]:
             f"at most {radius.max_targets} targets per `{radius.scope.source}`"
             f" in {format_duration(radius.per)}"
         )
-    if rule.verify is not None:
+    if rule.verify is not None and rule.verify.resolved_within is not None:
         parts.append(f"verified if resolved within {format_duration(rule.verify.resolved_within)}")
+    if rule.verify is not None and rule.verify.query is not None and rule.verify.within:
+        parts.append(
+            f"verified if `{rule.verify.query.query}` is {rule.verify.query.expect.text}"
+            f" within {format_duration(rule.verify.within)}"
+        )
+    if rule.when:
+        parts.append(
+            "only while " + " and ".join(f"`{c.query}` is {c.expect.text}" for c in rule.when)
+        )
     return parts
 
 

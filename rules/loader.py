@@ -287,12 +287,24 @@ class _FileReader(NodeReader):
         return BlastRadius(scope=scope, max_targets=max_targets, per=per)
 
     def read_verify(self, node: Node, path: str) -> Verify:
-        """``{resolved_within}``."""
-        fields = self.mapping(node, path, ("resolved_within",), ("resolved_within",))
-        within = self.optional(fields, "resolved_within", path, self.duration, None)
-        if within is None:
-            raise Invalid
-        return Verify(resolved_within=within)
+        """``{resolved_within}``, ``{query, expect, within}``, or both."""
+        fields = self.mapping(node, path, ("resolved_within", "query", "expect", "within"))
+        resolved = self.optional(fields, "resolved_within", path, self.duration, None)
+        query = self.optional(fields, "query", path, self.promql, None)
+        expect = self.optional(fields, "expect", path, self.expectation, Expectation("nonempty"))
+        within = self.optional(fields, "within", path, self.duration, None)
+        if "query" in fields and "within" not in fields:
+            raise self.invalid(node, path, "query needs within: how long it has to hold")
+        if "within" in fields and "query" not in fields:
+            raise self.invalid(node, path, "within goes with query (the alert has resolved_within)")
+        if "expect" in fields and "query" not in fields:
+            raise self.invalid(node, path, "expect goes with query")
+        if not fields:
+            raise self.invalid(node, path, "give resolved_within, or query and within, or both")
+        if resolved is None and query is None:
+            raise Invalid  # what was wrong with them is recorded
+        condition = Precondition(query, expect, line_of(node)) if query is not None else None
+        return Verify(resolved_within=resolved, query=condition, within=within)
 
     def read_when(self, node: Node, path: str) -> tuple[Precondition, ...]:
         """``when``: PromQL preconditions, ``{query, expect}`` (expect defaults to nonempty)."""

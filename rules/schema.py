@@ -77,12 +77,16 @@ class ActionStep:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Verify:
-    """The alert must resolve within ``resolved_within`` seconds of the remediation.
+    """Did it work? The alert resolves within ``resolved_within``, and/or ``query`` holds.
 
-    Otherwise the remediation is ``ineffective`` and ``on_failure`` runs.
+    With ``query``, Prometheus is asked until it holds (``verified``) or
+    ``within`` passes (``ineffective``, and ``on_failure`` runs); with both,
+    the alert must also have resolved. Without, the resolve alone verifies.
     """
 
-    resolved_within: float
+    resolved_within: float | None = None
+    query: Precondition | None = None
+    within: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -302,6 +302,10 @@ class Store(Protocol):
         self, remediation_id: int, approve: bool, actor: str, why: str | None = None
     ) -> Remediation: ...
 
+    async def verification(
+        self, rem: Remediation, *, held: bool, observed: str, timed_out: bool
+    ) -> Due: ...
+
     async def set_paused(
         self,
         paused: bool,

@@ -18,13 +18,14 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from receiver import dedup, lifecycle, transition
+from receiver import dedup, lifecycle, transition, verify
 from receiver.audit import AuditEvent, AuditRecord
 from receiver.guards import FOLLOWUP_GUARDS, Decision, GlobalLimits, decide, halt, waits
 from receiver.store.base import (
     PENDING_APPROVAL,
     QUEUED,
     RUNNING,
+    VERIFYING,
     Claim,
     ClaimNow,
     Due,
@@ -259,6 +260,14 @@ class Writes:
     async def advance(self, now: datetime) -> Due:
         """Move every remediation whose timer is due at ``now``."""
         return await self._write(advance, moment=now)
+
+    async def verification(
+        self, rem: Remediation, *, held: bool, observed: str, timed_out: bool
+    ) -> Due:
+        """What the verifier found for a ``verify.query``: verified, ineffective, or not yet."""
+        return await self._write(
+            lambda tx: verification(tx, rem, held=held, observed=observed, timed_out=timed_out)
+        )
 
     async def decide_approval(
         self, remediation_id: int, approve: bool, actor: str, why: str | None = None
@@ -667,6 +676,24 @@ async def advance(rows: Rows) -> Due:
             followups.append(with_state(rem, move.state))
     await rows.audit(records)
     return Due(queued, followups, finished)
+
+
+async def verification(
+    rows: Rows, rem: Remediation, *, held: bool, observed: str, timed_out: bool
+) -> Due:
+    """Verified when the query held (and, with ``resolved_within``, the alert resolved);
+    ineffective when the time ran out first; else it goes on verifying."""
+    needs_resolve = held and rem.guards.verify_within is not None
+    if needs_resolve and not await rows.answer(lambda facts: facts.resolved(rem.occurrence)):
+        held = False
+        observed += "; the alert has not resolved"
+    if not held and not timed_out:
+        return Due()
+    finished: Finished = []
+    move = verify.by_query(rem, held=held, observed=observed)
+    records = await apply(rows, rem, move, finished=finished, expect=VERIFYING)
+    await rows.audit(records)
+    return Due(followups=[with_state(rem, move.state)] if move.followup else [], finished=finished)
 
 
 async def interrupt(

@@ -140,3 +140,74 @@ async def test_when_asks_prometheus_of_the_present_and_fails_closed(
     assert failed["error"].startswith('service_up{job="web"} == 0: cannot reach Prometheus')
     metrics = await (await server.client.get("/metrics")).text()
     assert 'remedy_precondition_errors_total{rule="restart-if-still-down"} 1.0' in metrics
+
+
+VERIFIED_RULES = """\
+rules:
+  - name: restart-and-check
+    match: {{alertname: ServiceDown}}
+    target: 'svc:{{{{ labels.job }}}}'
+    actions:
+      - action: http.request
+        params: {{url: '{url}'}}
+    verify:
+      query: 'service_up{{job="{{{{ labels.job }}}}"}} == 1'
+      within: 4s
+    on_failure:
+      - action: http.request
+        params: {{url: '{page}'}}
+"""
+
+
+async def decided(server: RemedyClient, rem_id: int) -> dict[str, object]:
+    """The remediation once it is no longer running or verifying (60 s hang guard)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE
+    while True:
+        _, body = await server.get_json("/api/v1/remediations")
+        found: list[dict[str, object]] = [r for r in body["remediations"] if r["id"] == rem_id]
+        (record,) = found
+        if record["state"] not in ("queued", "running", "verifying"):
+            await server.settle()  # and its on_failure, if one is due
+            return record
+        assert loop.time() < deadline, f"remediation {rem_id} stayed {record['state']}"
+        await asyncio.sleep(0.2)
+
+
+async def test_verify_query_proves_the_effect_or_pages(
+    remedy: StartRemedy, recorder: Recorder, target: Target, monitoring: Monitoring
+) -> None:
+    assert target.server is not None
+    target.up = {"web": 1, "api": 0}
+    prometheus = await monitoring.prometheus(
+        {
+            "global": {"scrape_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "services",
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [f"127.0.0.1:{target.server.port}"]}],
+                }
+            ],
+        }
+    )
+    await scraped(prometheus, 'service_up{job="api"}', 0)
+    server = await remedy(
+        VERIFIED_RULES.format(url=recorder.url("/restart"), page=recorder.url("/page")),
+        dry_run=False,
+        prometheus=PrometheusConfig(url=prometheus.url, timeout=5),
+    )
+    await fire(server, "web", 1)  # the service is back: the query holds
+    await fire(server, "api", 2)  # it stays down: the query never holds within 4s
+    web_record = await decided(server, 1)
+    assert web_record["state"] == "verified"
+    api_record = await decided(server, 2)
+    assert api_record["state"] == "ineffective"
+    assert [r.path for r in recorder.received].count("/page") == 1  # on_failure paged, once
+    (verified,) = await server.events(outcome="verified")
+    assert verified["reason"] == (
+        'verify.query held: service_up{job="web"} == 1: value 1, expected nonempty'
+    )
+    (ineffective,) = await server.events(outcome="ineffective")
+    assert ineffective["reason"] == "verify.query did not hold in time"
+    assert ineffective["error"] == 'service_up{job="api"} == 1: no series, expected nonempty'

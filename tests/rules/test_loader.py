@@ -265,7 +265,7 @@ def test_extension_keys_are_only_admitted_at_the_top() -> None:
         """
     ) == [
         "r.yaml:5: rule a: unknown key 'x-note' (allowed: name, description, match, for,"
-        " target, guards, actions, verify, on_failure)"
+        " target, guards, actions, verify, on_failure, when)"
     ]
 
 
@@ -500,7 +500,7 @@ def test_missing_required_keys() -> None:
         "r.yaml:7: rule empty-actions: actions: expected at least one action",
         "r.yaml:8: rule no-actions: missing required key 'actions'",
         "r.yaml:11: rule no-actions: guards.rate_limit: missing required key 'per'",
-        "r.yaml:12: rule no-actions: verify: missing required key 'resolved_within'",
+        "r.yaml:12: rule no-actions: verify: give resolved_within, or query and within, or both",
     ]
 
 

@@ -107,3 +107,45 @@ def test_when_loads_with_nonempty_by_default() -> None:
 )
 def test_a_bad_precondition_names_file_line_rule_and_field(when: str, expected: str) -> None:
     assert problems(RULE.format(when=when)) == [expected]
+
+
+VERIFY_RULE = """\
+rules:
+  - name: restart-and-check
+    match: {{alertname: ServiceDown}}
+    target: 'svc:{{{{ labels.job }}}}'
+    actions:
+      - action: http.request
+        params: {{url: 'https://hooks.example/restart'}}
+    verify: {verify}
+"""
+
+
+def test_verify_by_query_alone_or_with_the_resolve() -> None:
+    text = VERIFY_RULE.format(
+        verify="{query: 'up{job=\"{{ labels.job }}\"} == 1', within: 5m, resolved_within: 10m}"
+    )
+    (rule,) = load_rules_text(text, "r.yaml", HttpCatalog())
+    assert rule.verify is not None and rule.verify.query is not None
+    assert (str(rule.verify.query.query), rule.verify.query.expect.text) == (
+        'up{job="{{ labels.job }}"} == 1',
+        "nonempty",
+    )
+    assert (rule.verify.within, rule.verify.resolved_within) == (300.0, 600.0)
+
+
+@pytest.mark.parametrize(
+    ("verify", "expected"),
+    [
+        ("{query: 'up == 1'}", "verify: query needs within: how long it has to hold"),
+        ("{within: 5m}", "verify: within goes with query (the alert has resolved_within)"),
+        ("{}", "verify: give resolved_within, or query and within, or both"),
+        (
+            "{query: 'up{job={{ labels.job }}}', within: 1m}",
+            "verify.query: {{ labels.job }} must be inside a double-quoted string",
+        ),
+    ],
+)
+def test_a_bad_verify_names_its_field(verify: str, expected: str) -> None:
+    (line,) = problems(VERIFY_RULE.format(verify=verify))
+    assert line.startswith("r.yaml:8: rule restart-and-check: " + expected), line
