@@ -33,6 +33,7 @@ from receiver.preconditions import Prometheus
 from receiver.ruleset import load_ruleset, longest_window, registry_for, reload_rules
 from receiver.scheduler import Scheduler
 from receiver.service import SERVICE, Service
+from receiver.silences import Alertmanager, Silences
 from receiver.store.base import Store
 from receiver.store.url import store_for
 from receiver.verifier import Verifier
@@ -135,6 +136,13 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
     # One Docker client for the process lifetime, only when backends.docker is configured.
     docker = aiodocker.Docker(url=service.config.docker_url) if service.config.docker_url else None
     prometheus = Prometheus(service.http, prom) if (prom := service.config.prometheus) else None
+    manager = service.config.alertmanager
+    silences = Silences(
+        Alertmanager(service.http, manager) if manager else None,
+        service.store,
+        service.clock,
+        service.config.page_url,
+    )
     service.executor = Executor(
         service.store,
         service.registry,
@@ -147,6 +155,7 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         ),
         service.metrics,
         executor_settings(service.config),
+        silences=silences,
     )
     service.scheduler = Scheduler(
         service.store,
@@ -163,8 +172,10 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
         if timers:
             service.scheduler.start()
             verifier.start()
+            silences.start()
         yield service
     finally:
+        await silences.stop()
         await verifier.stop()
         await service.scheduler.stop()
         async with service.scheduler.leased():  # running actions stay this replica's

@@ -59,6 +59,7 @@ SKIP_REASONS = (
 REASONS = (
     *SKIP_REASONS,
     "on_failure",
+    "silence",
     "encoding",
     "insufficient_data",
     "sns_unsubscribed",

@@ -44,8 +44,9 @@ class KubernetesConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class PrometheusConfig:
-    """The Prometheus that rules' ``when:`` preconditions ask (``backends.prometheus``).
+class ApiServer:
+    """An HTTP API remedy asks: ``backends.prometheus`` (``when:``, ``verify.query``) or
+    ``backends.alertmanager`` (silences).
 
     ``headers`` (a bearer token, say) are secrets: never shown.
     """
@@ -113,16 +114,26 @@ class Config:
     kubernetes: KubernetesConfig | None = None  # None: kubernetes.* fail
     aws: AwsConfig | None = None  # None: aws.* fail
     command_enabled: bool = False  # False: a rule with command.run does not load
-    prometheus: PrometheusConfig | None = None  # None: a rule's when: is never met (fail closed)
+    prometheus: ApiServer | None = None  # None: a rule's when: is never met (fail closed)
+    alertmanager: ApiServer | None = None  # None: rules' silence: is skipped (audited)
     sns: SnsConfig = dataclasses.field(default_factory=SnsConfig)
     max_body_bytes: int = DEFAULT_MAX_BODY
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     shutdown_grace: float = 25.0
     retention: float | None = None  # seconds of audit log kept; None: all of it
     log_level: str = "info"
+    external_url: str | None = None  # where people reach remedy's page (silence comments)
     file: str | None = None
     # The line of each top-level setting in ``file``, for messages about the whole config.
     lines: Mapping[str, int] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def page_url(self) -> str:
+        """remedy's page as people reach it: ``external_url``, else the listen address."""
+        if self.external_url:
+            return self.external_url.rstrip("/") + "/"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
 
     @property
     def sqlite_path(self) -> Path:

@@ -22,12 +22,12 @@ from receiver.auth import ROLES, Token
 from receiver.config import (
     DEFAULT_MAX_BODY,
     DEFAULT_PAUSE_HOLD,
+    ApiServer,
     AuthConfig,
     AwsConfig,
     Config,
     HttpConfig,
     KubernetesConfig,
-    PrometheusConfig,
     SnsConfig,
     is_postgresql,
 )
@@ -58,6 +58,7 @@ _TOP_KEYS = (
     "shutdown_grace",
     "sns",
     "retention",
+    "external_url",
 )
 _SNS_KEYS = (
     "verify_signature",
@@ -70,7 +71,7 @@ _SNS_KEYS = (
 _HTTP_KEYS = ("max_connections", "header_timeout", "body_timeout", "idle_timeout")
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry", "pause_hold")
-_BACKENDS = ("http", "docker", "kubernetes", "aws", "command", "prometheus")
+_BACKENDS = ("http", "docker", "kubernetes", "aws", "command", "prometheus", "alertmanager")
 _AWS_ALLOW = {
     "allow_queues": "aws.sqs_redrive",
     "allow_functions": "aws.lambda_concurrency",
@@ -83,6 +84,7 @@ _BACKEND_KEYS = {
     "aws": ("region", "endpoint_url", *_AWS_ALLOW),
     "command": ("enabled", "allow"),
     "prometheus": ("url", "headers", "timeout"),
+    "alertmanager": ("url", "headers", "timeout"),
 }
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -95,7 +97,8 @@ class _Backends:
     kubernetes: KubernetesConfig | None = None
     aws: AwsConfig | None = None
     command_enabled: bool = False
-    prometheus: PrometheusConfig | None = None
+    prometheus: ApiServer | None = None
+    alertmanager: ApiServer | None = None
 
 
 class ConfigError(Exception):
@@ -204,6 +207,7 @@ class _ConfigReader(NodeReader):
             aws=backends.aws,
             command_enabled=backends.command_enabled,
             prometheus=backends.prometheus,
+            alertmanager=backends.alertmanager,
             sns=self.optional(fields, "sns", "", self.sns, SnsConfig()),
             http=self.optional(fields, "http", "", self.http, HttpConfig()),
             shutdown_grace=self.optional(
@@ -221,6 +225,7 @@ class _ConfigReader(NodeReader):
             log_level=self.optional(
                 fields, "log_level", "", lambda n, p: self.choice(n, p, _LOG_LEVELS), "info"
             ),
+            external_url=self.optional(fields, "external_url", "", self.url, None),
             file=self.file,
             lines={key: line_of(key_node) for key, (key_node, _) in fields.items()},
         )
@@ -364,7 +369,9 @@ class _ConfigReader(NodeReader):
             if name == "aws":
                 found.aws = self.aws(backend, backend_path, value, found.allow)
             if name == "prometheus":
-                found.prometheus = self.prometheus(backend, backend_path, value)
+                found.prometheus = self.api_server(backend, backend_path, value, 9090)
+            if name == "alertmanager":
+                found.alertmanager = self.api_server(backend, backend_path, value, 9093)
             if name == "command":
                 found.command_enabled = self.optional(
                     backend, "enabled", backend_path, self.boolean, False
@@ -377,13 +384,13 @@ class _ConfigReader(NodeReader):
                     )
         return found
 
-    def prometheus(
-        self, fields: dict[str, tuple[Node, Node]], path: str, node: Node
-    ) -> PrometheusConfig | None:
+    def api_server(
+        self, fields: dict[str, tuple[Node, Node]], path: str, node: Node, port: int
+    ) -> ApiServer | None:
         """``{url, headers, timeout}``; header values are given as tokens are (secrets)."""
         url = self.optional(fields, "url", path, self.url, None)
         if url is None:
-            self.problem(node, path, "url is required (http://HOST:9090)")
+            self.problem(node, path, f"url is required (http://HOST:{port})")
             return None
         headers: dict[str, str] = {}
         if "headers" in fields:
@@ -398,7 +405,7 @@ class _ConfigReader(NodeReader):
                         ref = self.mapping(value, header_path, ("value", "env", "file"))
                         headers[name] = self.secret(value, header_path, ref)
         timeout = self.optional(fields, "timeout", path, self.duration, 10.0)
-        return PrometheusConfig(url=url.rstrip("/"), headers=headers, timeout=timeout)
+        return ApiServer(url=url.rstrip("/"), headers=headers, timeout=timeout)
 
     def aws(
         self,

@@ -34,6 +34,8 @@ OUTCOME_CLASSES = (
     ("skipped", ("skipped",)),
 )
 _FINAL_EVENTS = ("succeeded", "failed", "timeout", "verified", "ineffective", "interrupted")
+# Events beside a remediation's own steps: its on_failure and its Alertmanager silence.
+_ASIDE = ("on_failure", "silence")
 # Events whose error (or reason) says how a remediation ended without success.
 _ENDING_EVENTS = ("failed", "timeout", "interrupted", "ineffective", "skipped", "rejected")
 
@@ -347,7 +349,7 @@ def result(rem: Remediation, events: Sequence[Mapping[str, Any]]) -> str:
     """What the remediation came to, in a few words: what the action reported, or why not."""
     ordered = sorted(events, key=lambda ev: int(ev.get("id", 0)))
     followed = any(ev.get("reason") == "on_failure" for ev in ordered)
-    said = _outcome(rem, [ev for ev in ordered if ev.get("reason") != "on_failure"])
+    said = _outcome(rem, [ev for ev in ordered if ev.get("reason") not in _ASIDE])
     return f"{said} (on_failure ran)" if followed else said
 
 
@@ -401,8 +403,9 @@ def _result_text(ev: Mapping[str, Any]) -> str:
 
 def _bounds(events: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
     """When the first step started and when the last outcome came, from the events."""
-    started = min((ev["ts"] for ev in events if ev.get("event") == "started"), default=None)
-    ended = max((ev["ts"] for ev in events if ev.get("event") in _FINAL_EVENTS), default=None)
+    own = [ev for ev in events if ev.get("reason") != "silence"]
+    started = min((ev["ts"] for ev in own if ev.get("event") == "started"), default=None)
+    ended = max((ev["ts"] for ev in own if ev.get("event") in _FINAL_EVENTS), default=None)
     return started, ended
 
 

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from receiver.allowlist import AllowLists, denial
+from receiver.audit import AuditRecord
 from receiver.execute import Clients, RetryPolicy, StepRunner, durably
 from receiver.guards import BUSY, GlobalLimits
 from receiver.metrics import Metrics
 from receiver.preconditions import Preconditions
 from receiver.queue import CLAIMED, ON_FAILURE, RUN, Work, WorkQueue
+from receiver.silences import Silences
 from receiver.store.base import (
     FINAL_STATES,
     RUNNING,
@@ -63,8 +66,11 @@ class Executor:
         clients: Clients,
         metrics: Metrics,
         settings: ExecutorSettings,
+        *,
+        silences: Silences | None = None,
     ) -> None:
         self.store = store
+        self.silences = silences
         self.registry = registry
         self.metrics = metrics
         self.settings = settings
@@ -230,6 +236,11 @@ class Executor:
         if self._decided(rem, claim):
             await self._run(rem)
 
+    async def _audit(self, making: Awaitable[AuditRecord | None] | None) -> None:
+        """Record what a silence call reports, if it reports anything."""
+        if making is not None and (record := await making) is not None:
+            await durably(functools.partial(self.store.record, [record]))
+
     def _decided(self, rem: Remediation, claim: Claim) -> bool:
         """Count and log a claim's decision; whether the remediation now runs here."""
         decision = claim.reason or ("dry_run" if claim.state == "dry_run" else "allowed")
@@ -255,9 +266,12 @@ class Executor:
     async def _run(self, rem: Remediation) -> None:
         """Run a claimed remediation's steps and record how it ended."""
         log.info("remediation.started", remediation=rem.id, rule=rem.rule, target=rem.target)
+        await self._audit(self.silences.open(rem) if self.silences else None)
         state, last = await self.steps.run(rem, rem.steps, reason=None)
         followup = state != "succeeded" and bool(rem.on_failure)
         final = await durably(lambda: self.store.finish(rem, [last], state, followup=followup))
+        # Ended (not verifying): its silence goes at once, before any on_failure pages.
+        await self._audit(self.silences.close(rem, final) if self.silences else None)
         self.queue.slot_freed()
         self._count_final(rem.rule, final, None)
         log.info(f"remediation.{final}", remediation=rem.id, rule=rem.rule, target=rem.target)

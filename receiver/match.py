@@ -36,6 +36,13 @@ def guard_spec(rule: Rule, alert: Alert) -> GuardSpec:
     )
 
 
+def _silence(rule: Rule, alert: Alert) -> dict[str, Any] | None:
+    """The rule's ``silence:`` for this alert: only Alertmanager's alerts can be silenced."""
+    if rule.silence is None or alert.source != "alertmanager":
+        return None
+    return {"duration": rule.silence.duration, "comment": rule.silence.comment}
+
+
 def _verify_query(verify: Verify, alert: Alert) -> dict[str, Any] | None:
     """``verify.query`` rendered for the alert, with how long it has to hold."""
     if verify.query is None:
@@ -104,6 +111,7 @@ class Planner:
             dry_run=self.dry_run or rule.guards.dry_run,
             guards=spec,
             when=when,
+            silence=_silence(rule, alert),
         )
 
     def _step(self, step: ActionStep, alert: Alert, where: str) -> Mapping[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from receiver.config import PrometheusConfig
+from receiver.config import ApiServer
 from receiver.guards import Decision
 from receiver.metrics import Metrics
 from receiver.store.base import Remediation
@@ -28,7 +28,7 @@ class PrometheusError(Exception):
 class Prometheus:
     """Instant queries against ``backends.prometheus`` on the service's shared session."""
 
-    def __init__(self, session: aiohttp.ClientSession, config: PrometheusConfig) -> None:
+    def __init__(self, session: aiohttp.ClientSession, config: ApiServer) -> None:
         self.session = session
         self.config = config
 

@@ -42,6 +42,7 @@ def findings(config: Config, ruleset: RuleSet) -> list[Finding]:
         *_storage(config),
         *_backends(config, ruleset),
         *_preconditions(config, ruleset),
+        *_silences(config, ruleset),
     ]
 
 
@@ -152,4 +153,18 @@ def _preconditions(config: Config, ruleset: RuleSet) -> Iterator[Finding]:
                 f"{rule.file}:{rule.verify.query.line or rule.line}",
                 f"rule {rule.name}: verify.query needs backends.prometheus, which the config"
                 " lacks: every success would end ineffective",
+            )
+
+
+def _silences(config: Config, ruleset: RuleSet) -> Iterator[Finding]:
+    """Rules with ``silence:`` and no ``backends.alertmanager``: they run, unsilenced."""
+    if config.alertmanager is not None:
+        return
+    for rule in ruleset:
+        if rule.silence is not None:
+            yield Finding(
+                "warning",
+                f"{rule.file}:{rule.line}",
+                f"rule {rule.name}: silence: needs backends.alertmanager: its alert would page"
+                " people while it is remediated (audited as a failed silence)",
             )

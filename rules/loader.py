@@ -32,6 +32,7 @@ from rules.schema import (
     Guards,
     RateLimit,
     Rule,
+    Silence,
     Verify,
 )
 from rules.template import Template, TemplateSyntaxError, sample_params
@@ -68,6 +69,7 @@ _RULE_KEYS = (
     "verify",
     "on_failure",
     "when",
+    "silence",
 )
 _MATCH_KEYS = ("source", "status", "alertname", "matchers")
 _GUARD_KEYS = (
@@ -167,9 +169,10 @@ class _FileReader(NodeReader):
         verify = self.optional(fields, "verify", path, self.read_verify, None)
         no_conditions: tuple[Precondition, ...] = ()
         when = self.optional(fields, "when", path, self.read_when, no_conditions)
+        silence = self.optional(fields, "silence", path, self.read_silence, None)
         on_failure = self.optional(fields, "on_failure", path, self.read_steps, no_steps)
         if status == "resolved":
-            for key in ("for", "verify", "when"):
+            for key in ("for", "verify", "when", "silence"):
                 if key in fields:
                     self.problem(
                         fields[key][0],
@@ -194,6 +197,7 @@ class _FileReader(NodeReader):
             file=self.file,
             line=line_of(node),
             when=when,
+            silence=silence,
         )
 
     def read_match(
@@ -320,6 +324,17 @@ class _FileReader(NodeReader):
                 if query is not None:
                     conditions.append(Precondition(query, expect, line_of(item)))
         return tuple(conditions)
+
+    def read_silence(self, node: Node, path: str) -> Silence:
+        """``{duration, comment}``: silence the alert in Alertmanager while it is remediated."""
+        fields = self.mapping(node, path, ("duration", "comment"), ("duration",))
+        duration = self.optional(fields, "duration", path, self.duration, None)
+        comment = self.optional(fields, "comment", path, self.text, "")
+        if duration is None:
+            raise Invalid
+        if duration < 60:
+            raise self.invalid(fields["duration"][1], join_path(path, "duration"), "at least 1m")
+        return Silence(duration, comment)
 
     def promql(self, node: Node, path: str) -> Query:
         try:

@@ -90,6 +90,14 @@ class Verify:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Silence:
+    """While the remediation runs, silence its alert in Alertmanager for up to ``duration``."""
+
+    duration: float
+    comment: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Rule:
     """One loaded rule: which alerts it matches and the guarded playbook it runs."""
 
@@ -108,6 +116,7 @@ class Rule:
     file: str
     line: int
     when: tuple[Precondition, ...] = ()
+    silence: Silence | None = None
 
     def matches(self, alert: Alert) -> bool:
         """Whether the alert passes the rule's source, status, alertname and matchers."""

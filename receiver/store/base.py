@@ -67,6 +67,7 @@ class Plan:
     error: str | None = None
     guards: GuardSpec = dataclasses.field(default_factory=GuardSpec)
     when: Sequence[Mapping[str, str]] = ()  # rendered preconditions: {query, expect}
+    silence: Mapping[str, Any] | None = None  # {duration, comment}: Alertmanager, while it runs
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class Remediation:
     held_since: str | None = None  # queued while remedy was paused: waits for resume
     link: str = ""  # the alert's generatorURL: where its source shows it
     when: Sequence[Mapping[str, str]] = ()  # preconditions asked of Prometheus before it runs
+    silence: Mapping[str, Any] | None = None  # {duration, comment}: silenced while it runs
 
     @property
     def on_resolved_alert(self) -> bool:

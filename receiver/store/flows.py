@@ -399,6 +399,7 @@ async def ingest(
                 move.due_at,
                 link=alert.generator_url,
                 when=plan.when,
+                silence=plan.silence,
             )
             body = {
                 "alert": summary,
@@ -410,6 +411,8 @@ async def ingest(
                 body["link"] = alert.generator_url
             if plan.when:
                 body["when"] = list(plan.when)
+            if plan.silence:
+                body["silence"] = dict(plan.silence)
             rem_id = await rows.insert_remediation(occurrence, alert_id, rem, json.dumps(body))
             if rem_id is None:
                 continue

@@ -259,6 +259,7 @@ def _remediation(row: Mapping[str, Any] | Sequence[Any]) -> Remediation:
         held_since=values[12],
         link=plan.get("link", ""),
         when=plan.get("when", ()),
+        silence=plan.get("silence"),
     )
 
 

@@ -202,6 +202,7 @@ def _remediation(row: Sequence[Any]) -> Remediation:
         held_since=row[12],
         link=plan.get("link", ""),
         when=plan.get("when", ()),
+        silence=plan.get("silence"),
     )
 
 

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from receiver.config import PrometheusConfig
+from receiver.config import ApiServer
 from tests.conftest import RemedyClient, StartRemedy, am_alert, am_payload
 from tests.support.prometheus import Monitoring, Prometheus
 from tests.support.recorder import Recorder
@@ -104,7 +104,7 @@ async def test_when_asks_prometheus_of_the_present_and_fails_closed(
     server = await remedy(
         RULES.format(url=recorder.url()),
         dry_run=False,
-        prometheus=PrometheusConfig(url=prometheus.url, timeout=5),
+        prometheus=ApiServer(url=prometheus.url, timeout=5),
     )
 
     # Up again by the time the remediation would run: nothing is touched.
@@ -195,7 +195,7 @@ async def test_verify_query_proves_the_effect_or_pages(
     server = await remedy(
         VERIFIED_RULES.format(url=recorder.url("/restart"), page=recorder.url("/page")),
         dry_run=False,
-        prometheus=PrometheusConfig(url=prometheus.url, timeout=5),
+        prometheus=ApiServer(url=prometheus.url, timeout=5),
     )
     await fire(server, "web", 1)  # the service is back: the query holds
     await fire(server, "api", 2)  # it stays down: the query never holds within 4s

@@ -149,3 +149,15 @@ def test_verify_by_query_alone_or_with_the_resolve() -> None:
 def test_a_bad_verify_names_its_field(verify: str, expected: str) -> None:
     (line,) = problems(VERIFY_RULE.format(verify=verify))
     assert line.startswith("r.yaml:8: rule restart-and-check: " + expected), line
+
+
+def test_silence_needs_a_duration_of_a_minute_or_more() -> None:
+    text = VERIFY_RULE.format(verify="{resolved_within: 5m}") + "    silence: {duration: 30s}\n"
+    (line,) = problems(text)
+    assert line == "r.yaml:9: rule restart-and-check: silence.duration: at least 1m"
+    good = VERIFY_RULE.format(verify="{resolved_within: 5m}") + (
+        "    silence: {duration: 20m, comment: restarting}\n"
+    )
+    (rule,) = load_rules_text(good, "r.yaml", HttpCatalog())
+    assert rule.silence is not None
+    assert (rule.silence.duration, rule.silence.comment) == (1200.0, "restarting")
