@@ -29,7 +29,7 @@ from receiver.listener import HANDLER_ARGS, track_requests
 from receiver.match import Planner
 from receiver.metrics import Metrics
 from receiver.middleware import authenticate, request_context, same_origin
-from receiver.preconditions import Prometheus
+from receiver.preconditions import Asks, Prometheus
 from receiver.ruleset import load_ruleset, longest_window, registry_for, reload_rules
 from receiver.scheduler import Scheduler
 from receiver.service import SERVICE, Service
@@ -122,10 +122,13 @@ async def kubernetes_client(config: KubernetesConfig | None) -> ApiClient | None
 
 
 @contextlib.asynccontextmanager
-async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Service]:
+async def running(
+    service: Service, *, timers: bool = True, answers: Asks | None = None
+) -> AsyncIterator[Service]:
     """Open the store, the shared HTTP client, the executor and the timers; close in reverse.
 
-    ``timers=False`` leaves the timer loop to the caller (replay ticks it itself).
+    ``timers=False`` leaves the timer loop to the caller (replay ticks it itself);
+    ``answers`` stand in for Prometheus (a rule test's).
     """
     await service.store.open()
     service.http = aiohttp.ClientSession(
@@ -135,7 +138,9 @@ async def running(service: Service, *, timers: bool = True) -> AsyncIterator[Ser
     kubernetes = await kubernetes_client(service.config.kubernetes)
     # One Docker client for the process lifetime, only when backends.docker is configured.
     docker = aiodocker.Docker(url=service.config.docker_url) if service.config.docker_url else None
-    prometheus = Prometheus(service.http, prom) if (prom := service.config.prometheus) else None
+    prometheus: Asks | None = answers
+    if prometheus is None and (prom := service.config.prometheus) is not None:
+        prometheus = Prometheus(service.http, prom)
     manager = service.config.alertmanager
     silences = Silences(
         Alertmanager(service.http, manager) if manager else None,

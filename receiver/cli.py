@@ -92,9 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     test = commands.add_parser("test", help="show what an alert would trigger; runs nothing")
-    test.add_argument("--alert", required=True, help="webhook body file, or - for stdin")
+    test.add_argument("--alert", help="webhook body file, or - for stdin")
     test.add_argument("--config")
     test.add_argument("--json", action="store_true", help="machine-readable output")
+    test_commands = test.add_subparsers(dest="test_command", parser_class=_Parser)
+    rule_tests = test_commands.add_parser(
+        "rules", help="run rule unit tests (timelines and expected remediations)"
+    )
+    rule_tests.add_argument("files", nargs="+", help="test files")
 
     replay = commands.add_parser(
         "replay", help="what-if: a recorded alert stream through the rules and guards"
@@ -327,6 +332,10 @@ def _render_loaded(config: Config, ruleset: RuleSet, mode: str) -> str:
 
 
 def _test(args: argparse.Namespace) -> int:
+    if args.test_command == "rules":
+        return _test_rules(args.files)
+    if args.alert is None:
+        raise UsageError("test needs --alert FILE (or: remedy test rules FILE...)")
 
     config = _config(args.config)
     report = asyncio.run(_describe(_read_input(args.alert), config))
@@ -335,6 +344,27 @@ def _test(args: argparse.Namespace) -> int:
     else:
         print(_render_report(report))
     return 0
+
+
+def _test_rules(files: Sequence[str]) -> int:
+    """Every case of every file: PASS or FAIL with its differences; exit 1 on any failure."""
+    from receiver.ruletests import RuleTestError, run_file  # noqa: PLC0415 - the pipeline
+
+    failed = 0
+    for name in files:
+        try:
+            outcomes = asyncio.run(run_file(Path(name)))
+        except RuleTestError as exc:
+            raise UsageError(str(exc)) from None
+        for outcome in outcomes:
+            if not outcome.differences:
+                print(f"PASS {name}: {outcome.name}")
+                continue
+            failed += 1
+            print(f"FAIL {name}: {outcome.name}")
+            for difference in outcome.differences:
+                print(f"  {difference}")
+    return 1 if failed else 0
 
 
 async def _describe(text: str, config: Config) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from kubernetes_asyncio.client import ApiClient
 from receiver.allowlist import AllowLists, patterns_for
 from receiver.audit import AuditRecord
 from receiver.metrics import Metrics
-from receiver.preconditions import Prometheus
+from receiver.preconditions import Asks
 from receiver.store.base import Remediation, Store, StoreUnavailable
 from remediations import (
     ActionContext,
@@ -61,7 +61,7 @@ class Clients:
     docker: aiodocker.Docker | None = None
     kubernetes: ApiClient | None = None
     aws: AwsSession | None = None
-    prometheus: Prometheus | None = None  # what rules' when: ask
+    prometheus: Asks | None = None  # what rules' when: ask
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

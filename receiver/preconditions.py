@@ -10,7 +10,7 @@ The audit event says which query, what it answered and what was expected.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -23,6 +23,14 @@ from rules.promql import Expectation
 
 class PrometheusError(Exception):
     """Prometheus could not answer the query; the message is safe to show."""
+
+
+class Asks(Protocol):
+    """What answers PromQL: the real Prometheus, or a rule test's answers."""
+
+    async def values(self, query: str) -> list[float]:
+        """One value per series of an instant query; :class:`PrometheusError` if none."""
+        ...
 
 
 class Prometheus:
@@ -74,7 +82,7 @@ def _values(body: Any, status: int) -> list[float]:
 class Preconditions:
     """Asks a remediation's ``when:`` of Prometheus; the claim's precondition decision."""
 
-    def __init__(self, prometheus: Prometheus | None, metrics: Metrics) -> None:
+    def __init__(self, prometheus: Asks | None, metrics: Metrics) -> None:
         self.prometheus = prometheus
         self.metrics = metrics
 

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from receiver.app import build_service, running
+from receiver.audit import redact
 from receiver.clock import SimulatedClock, timestamp
 from receiver.config import Config
 from receiver.ingest import PayloadError
 from receiver.ingest.alertmanager import parse_webhook
+from receiver.preconditions import Asks
 from receiver.webhooks import ingest_alerts
 from rules.alert import Alert
 
@@ -65,7 +67,11 @@ def read_stream(lines: Iterable[str], name: str = "-") -> list[Delivery]:
 
 
 async def replay(
-    deliveries: list[Delivery], config: Config, until: datetime | None = None
+    deliveries: list[Delivery],
+    config: Config,
+    until: datetime | None = None,
+    *,
+    answers: Asks | None = None,
 ) -> dict[str, Any]:
     """What the rules and guards would have done with the stream.
 
@@ -84,11 +90,11 @@ async def replay(
             max_concurrent=1,
             max_queue=10**9,
             # Simulated time: today's Prometheus cannot answer for then. A rule's when:
-            # ends precondition_error ("not configured"), never a query of the present.
+            # ends precondition_error ("not configured") unless a rule test answers.
             prometheus=None,
         )
         service = build_service(cfg, clock=clock)
-        async with running(service, timers=False):
+        async with running(service, timers=False, answers=answers):
             executor = service.running_executor
             scheduler = service.running_scheduler
 
@@ -122,6 +128,7 @@ async def replay(
             "alert": rem.alert.get("fingerprint"),
             "decision": decision_of(rem.state, rem.reason),
             "actions": [step["action"] for step in rem.steps],
+            "params": [redact(step["params"]) for step in rem.steps],
         }
         for rem in remediations
     ]

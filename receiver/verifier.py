@@ -20,7 +20,7 @@ import structlog
 from receiver import verify
 from receiver.clock import Clock
 from receiver.executor import Executor
-from receiver.preconditions import Prometheus, PrometheusError
+from receiver.preconditions import Asks, PrometheusError
 from receiver.store.base import VERIFYING, Remediation, StateConflict, Store, StoreUnavailable
 from rules.promql import Expectation
 
@@ -36,7 +36,7 @@ class Verifier:
         self,
         store: Store,
         executor: Executor,
-        prometheus: Prometheus | None,
+        prometheus: Asks | None,
         clock: Clock,
         *,
         tick: float = TICK_SECONDS,

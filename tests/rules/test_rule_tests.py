@@ -1,0 +1,75 @@
+"""``remedy test rules``: rule unit tests in simulated time, as a platform team runs them in CI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.receiver.test_cli import remedy, write
+
+ROOT = Path(__file__).parents[2]
+RULES = """\
+rules:
+  - name: restart-if-still-down
+    match: {alertname: ServiceDown}
+    for: 1m
+    target: 'svc:{{ labels.job }}'
+    when:
+      - query: 'up{job="{{ labels.job }}"} == 0'
+    actions:
+      - action: http.request
+        params: {url: 'http://{{ labels.job }}.internal/restart'}
+"""
+TESTS = """\
+rule_files: [rules.yaml]
+tests:
+  - name: still down after for, so it would restart
+    alerts:
+      - {{at: 0s, labels: {{alertname: ServiceDown, job: web}}}}
+    prometheus: {{'up{{job="web"}} == 0': [0]}}
+    until: 2m
+    expect:
+      - {{rule: restart-if-still-down, decision: {decision}, target: 'svc:web',
+          params: {{url: 'http://web.internal/restart'}}}}
+  - name: no answer given, so it does not run
+    alerts:
+      - {{at: 0s, labels: {{alertname: ServiceDown, job: api}}}}
+    prometheus: {{}}
+    until: 2m
+    expect:
+      - {{rule: restart-if-still-down, decision: precondition_error}}
+"""
+
+
+def test_the_shipped_rules_pass_their_own_tests() -> None:
+    result = remedy("test", "rules", "rules/defaults.test.yaml", cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) >= 7 and all(line.startswith("PASS ") for line in lines)
+
+
+def test_prometheus_answers_decide_when_and_a_wrong_expectation_is_a_diff(tmp_path: Path) -> None:
+    write(tmp_path / "rules.yaml", RULES)
+    write(tmp_path / "good.yaml", TESTS.format(decision="would_run"))
+    good = remedy("test", "rules", "good.yaml", cwd=tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout == (
+        "PASS good.yaml: still down after for, so it would restart\n"
+        "PASS good.yaml: no answer given, so it does not run\n"
+    )
+    write(tmp_path / "wrong.yaml", TESTS.format(decision="precondition"))
+    wrong = remedy("test", "rules", "wrong.yaml", cwd=tmp_path)
+    assert wrong.returncode == 1
+    assert wrong.stdout.splitlines() == [
+        "FAIL wrong.yaml: still down after for, so it would restart",
+        "  expect[0] rule restart-if-still-down: decision: expected precondition, got would_run",
+        "PASS wrong.yaml: no answer given, so it does not run",
+    ]
+
+
+def test_a_broken_test_file_is_one_line(tmp_path: Path) -> None:
+    write(tmp_path / "broken.yaml", "rule_files: [x.yaml]\ntests:\n  - {name: t, alerts: []}\n")
+    result = remedy("test", "rules", "broken.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "remedy: error: broken.yaml: tests[0]: alerts must be a non-empty list\n"
+    )
