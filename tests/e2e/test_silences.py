@@ -36,6 +36,14 @@ rules:
       - action: http.request
         params: {{url: '{url}', timeout: 50s}}
     verify: {{resolved_within: 10m}}
+  - name: warm-cache
+    match: {{alertname: LowCacheHitRate}}
+    target: 'cache:{{{{ labels.instance }}}}'
+    silence: {{duration: 30m}}
+    actions:
+      - action: http.request
+        params: {{url: '{url}'}}
+    verify: {{resolved_within: 2s}}
 """
 ALERT = am_alert("ServiceDown", labels={"job": "web", "instance": "web-1:80"})
 RESOLVED = am_alert("ServiceDown", "resolved", labels={"job": "web", "instance": "web-1:80"})
@@ -114,6 +122,19 @@ async def test_a_silence_while_it_runs_expired_once_verified_or_failed(
     await server.settle()
     expired = await silences(alertmanager, "expired")
     assert len(expired) == 2 and await silences(alertmanager, "active") == []
+
+    # Ineffective (the alert did not resolve within 2s): its silence goes within seconds.
+    recorder.status = 200
+    await server.post_alerts(am_payload(am_alert("LowCacheHitRate", labels={"instance": "c:1"})))
+    await server.settle()
+    await eventually("a silence for the cache", lambda: silences(alertmanager, "active"))
+
+    async def third_expired() -> bool:
+        return len(await silences(alertmanager, "expired")) == 3
+
+    await eventually("the ineffective one's silence expired", third_expired)
+    _, body = await server.get_json("/api/v1/remediations")
+    assert body["remediations"][-1]["state"] == "ineffective"
 
 
 async def test_a_crash_leaves_no_silence_behind(
