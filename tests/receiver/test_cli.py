@@ -620,6 +620,7 @@ def test_the_readmes_config_example_loads_with_an_absolute_store(tmp_path: Path)
         "auth.webhook_tokens[1].file",
         "auth.api_tokens[0].file",
         "auth.api_tokens[1].env",
+        "backends.prometheus.headers.Authorization.env",
     }
 
 
