@@ -265,7 +265,7 @@ def test_extension_keys_are_only_admitted_at_the_top() -> None:
         """
     ) == [
         "r.yaml:5: rule a: unknown key 'x-note' (allowed: name, description, match, for,"
-        " target, guards, actions, verify, on_failure, when)"
+        " target, guards, actions, verify, on_failure, when, silence)"
     ]
 
 
