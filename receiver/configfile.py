@@ -400,7 +400,10 @@ class _ConfigReader(NodeReader):
                 header_path = join_path(headers_path, name)
                 with contextlib.suppress(Invalid):
                     if isinstance(value, ScalarNode):
-                        headers[name] = self.string(value, header_path)
+                        if value.tag != "tag:yaml.org,2002:str" or not value.value:
+                            # a header may hold a secret: never echo what was given
+                            raise self.invalid(value, header_path, "expected a quoted string")
+                        headers[name] = value.value
                     else:
                         ref = self.mapping(value, header_path, ("value", "env", "file"))
                         headers[name] = self.secret(value, header_path, ref)

@@ -21,7 +21,7 @@ import structlog
 from receiver.allowlist import AllowLists, denial
 from receiver.audit import AuditRecord
 from receiver.execute import Clients, RetryPolicy, StepRunner, durably
-from receiver.guards import BUSY, GlobalLimits
+from receiver.guards import BUSY, Decision, GlobalLimits
 from receiver.metrics import Metrics
 from receiver.preconditions import Preconditions
 from receiver.queue import CLAIMED, ON_FAILURE, RUN, Work, WorkQueue
@@ -42,6 +42,7 @@ log = structlog.get_logger("remedy.executor")
 
 LOCK_POLL = 0.25
 SLOT_POLL = 1.0  # a slot another replica frees is seen this late at the most
+ASK_AGAIN = 5.0  # a waiting claim asks Prometheus again (when:) after this long at the most
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class Executor:
         self.preconditions = Preconditions(clients.prometheus, metrics)
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_waits: dict[int, float] = {}  # remediation -> since when it waits for a lock
+        self._asked: dict[int, tuple[float, Decision | None]] = {}  # when: answers, by rem
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -208,8 +210,7 @@ class Executor:
         give_up = waiting_since is not None and (
             time.monotonic() - waiting_since >= (rem.guards.lock_wait or 0.0)
         )
-        # Asked of the present, just before the claim (never inside a transaction).
-        precondition = await self.preconditions.check(rem)
+        precondition = await self._precondition(rem)
         try:
             claim = await durably(
                 lambda: self.store.claim(
@@ -223,7 +224,10 @@ class Executor:
             )
         except StateConflict:
             self._lock_waits.pop(rem.id, None)  # moved meanwhile (resolved): it waits no more
+            self._asked.pop(rem.id, None)
             raise
+        if not claim.retry:
+            self._asked.pop(rem.id, None)
         if claim.retry and claim.reason == BUSY:
             self.queue.wait_for_slot(work, SLOT_POLL)  # off the worker, in arrival order
             return
@@ -236,15 +240,35 @@ class Executor:
         if self._decided(rem, claim):
             await self._run(rem)
 
+    async def _precondition(self, rem: Remediation) -> Decision | None:
+        """The rule's ``when:`` asked of the present, just before the claim (never inside a
+        transaction); a claim that must wait and try again reuses the answer for a while,
+        so that lock and slot waits do not hold workers on Prometheus."""
+        if not rem.when:
+            return None
+        asked = self._asked.get(rem.id)
+        if asked is not None and time.monotonic() - asked[0] < ASK_AGAIN:
+            return asked[1]
+        decision = await self.preconditions.check(rem)
+        self._asked[rem.id] = (time.monotonic(), decision)
+        return decision
+
     async def _audit(self, making: Awaitable[AuditRecord | None] | None) -> None:
-        """Record what a silence call reports, if it reports anything."""
-        if making is not None and (record := await making) is not None:
-            await durably(functools.partial(self.store.record, [record]))
+        """Record what a silence call reports, if anything; never stops the remediation."""
+        if making is None:
+            return
+        try:
+            if (record := await making) is not None:
+                await durably(functools.partial(self.store.record, [record]))
+        except Exception as exc:  # the reconciler ends what this could not
+            log.error("silence.audit_failed", error_type=type(exc).__name__)
 
     def _decided(self, rem: Remediation, claim: Claim) -> bool:
         """Count and log a claim's decision; whether the remediation now runs here."""
         decision = claim.reason or ("dry_run" if claim.state == "dry_run" else "allowed")
         self.metrics.guard_decisions.labels(rem.rule, decision).inc()
+        if decision == "precondition_error":
+            self.metrics.precondition_errors.labels(rem.rule).inc()
         if claim.held:
             # Stored as held: a resume hands it back; until then no worker keeps it.
             log.info("guard.held", remediation=rem.id, rule=rem.rule, target=rem.target)
@@ -281,6 +305,8 @@ class Executor:
     async def _on_failure(self, work: Work) -> None:
         """Run a failed, ineffective or interrupted remediation's on_failure steps, guarded."""
         rem = work.rem
+        # Its silence goes first: the failure must page people, remedy's page included.
+        await self._audit(self.silences.close(rem, rem.state) if self.silences else None)
         claim = await durably(
             lambda: self.store.claim_followup(
                 rem,

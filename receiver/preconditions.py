@@ -66,7 +66,9 @@ def _values(body: Any, status: int) -> list[float]:
         raise PrometheusError(f"answered {status} with something other than a query result")
     if body.get("status") != "success":
         raise PrometheusError(f"{body.get('errorType', status)}: {body.get('error', '')}".strip())
-    data = body.get("data") or {}
+    data = body.get("data")
+    if not isinstance(data, Mapping):
+        raise PrometheusError(f"answered {status} without data")
     kind: Any = data.get("resultType")
     result: Any = data.get("result")
     try:
@@ -93,8 +95,6 @@ class Preconditions:
         for condition in rem.when:
             decision = await self._one(rem, condition)
             if not decision.allowed:
-                if decision.reason == "precondition_error":
-                    self.metrics.precondition_errors.labels(rem.rule).inc()
                 return decision
         return Decision()
 

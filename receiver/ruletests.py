@@ -81,7 +81,12 @@ async def run_file(path: Path) -> list[Outcome]:
         if not isinstance(case, dict) or not set(case) <= _CASE_KEYS or "name" not in case:
             raise RuleTestError(f"{where}: expected {{name, alerts, expect, prometheus, until}}")
         deliveries = _timeline(_list(case, "alerts", where), config, where)
-        until = START + timedelta(seconds=_duration(case.get("until", "0s"), f"{where}.until"))
+        last = max(d.received_at for d in deliveries)
+        until = (
+            START + timedelta(seconds=_duration(case["until"], f"{where}.until"))
+            if "until" in case
+            else last
+        )
         answers = Answers(_answers(case.get("prometheus") or {}, where))
         report = await replay(deliveries, config, until, answers=answers)
         expected = _list(case, "expect", where)
@@ -149,6 +154,8 @@ def _timeline(items: list[Any], config: Config, where: str) -> list[Delivery]:
         at = START + timedelta(seconds=_duration(item["at"], f"{here}.at"))
         try:
             if "cloudwatch" in item:
+                if not isinstance(item["cloudwatch"], dict):
+                    raise RuleTestError(f"{here}.cloudwatch: expected the alarm as a mapping")
                 alarm = {"StateChangeTime": at.isoformat(), **item["cloudwatch"]}
                 alert = parse_alarm(alarm, config.sns.insufficient_data)  # type: ignore[arg-type]
                 alerts: tuple[Alert, ...] = (alert,) if alert is not None else ()
@@ -174,32 +181,45 @@ def _timeline(items: list[Any], config: Config, where: str) -> list[Delivery]:
 
 
 def _compare(expected: list[Any], decisions: list[dict[str, Any]], where: str) -> list[str]:
-    """Every difference between the expected remediations and the replay's, in order."""
-    differences = []
+    """Every difference between the expected remediations and the replay's, rule by rule.
+
+    Each rule's remediations are compared in the order they were made; a rule
+    with more or fewer than expected is a difference too.
+    """
+    wanted: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, want in enumerate(expected):
         if not isinstance(want, dict) or not set(want) <= _EXPECT_KEYS or "rule" not in want:
             raise RuleTestError(f"{where}.expect[{i}]: expected {{rule, decision, target, params}}")
-    for i in range(max(len(expected), len(decisions))):
-        if i >= len(decisions):
-            differences.append(f"expect[{i}]: rule {expected[i]['rule']}: no such remediation")
-            continue
-        got = decisions[i]
-        if i >= len(expected):
+        if "params" in want and not isinstance(want["params"], dict):
+            raise RuleTestError(f"{where}.expect[{i}].params: expected a mapping")
+        wanted.setdefault(str(want["rule"]), []).append((i, want))
+    made: dict[str, list[dict[str, Any]]] = {}
+    for got in decisions:
+        made.setdefault(str(got["rule"]), []).append(got)
+    differences = []
+    for rule in dict.fromkeys([*wanted, *made]):
+        expect, actual = wanted.get(rule, []), made.get(rule, [])
+        for (i, want), got in zip(expect, actual, strict=False):
+            differences += _differences(f"expect[{i}] rule {rule}", want, got)
+        for i, _ in expect[len(actual) :]:
+            differences.append(f"expect[{i}] rule {rule}: no such remediation")
+        for got in actual[len(expect) :]:
             differences.append(
-                f"remediation {got['remediation']} (rule {got['rule']}, {got['decision']}):"
-                " not expected"
+                f"remediation {got['remediation']} (rule {rule}, {got['decision']}): not expected"
             )
-            continue
-        want = expected[i]
-        label = f"expect[{i}] rule {want['rule']}"
-        for field in ("rule", "decision", "target"):
-            if field in want and str(want[field]) != str(got[field]):
-                differences.append(f"{label}: {field}: expected {want[field]}, got {got[field]}")
-        if "params" in want:
-            first = got["params"][0] if got["params"] else {}
-            for key, value in dict(want["params"]).items():
-                if first.get(key) != value:
-                    differences.append(
-                        f"{label}: params.{key}: expected {value!r}, got {first.get(key)!r}"
-                    )
     return differences
+
+
+def _differences(label: str, want: dict[str, Any], got: dict[str, Any]) -> list[str]:
+    found = [
+        f"{label}: {field}: expected {want[field]}, got {got[field]}"
+        for field in ("decision", "target")
+        if field in want and str(want[field]) != str(got[field])
+    ]
+    first = got["params"][0] if got["params"] else {}
+    for key, value in dict(want.get("params") or {}).items():
+        if key not in first:
+            found.append(f"{label}: params.{key}: expected {value!r}, got nothing")
+        elif first[key] != value:
+            found.append(f"{label}: params.{key}: expected {value!r}, got {first[key]!r}")
+    return found

@@ -35,7 +35,7 @@ CREATED_BY = "remedy"
 RECONCILE_SECONDS = 5.0
 CREATE = "alertmanager.silence"
 EXPIRE = "alertmanager.expire_silence"
-_MARK = re.compile(r"\[remedy remediation (\d+)\]")
+_MARK = re.compile(r"\[remedy remediation (\d+) of (\S+)\]")
 
 
 class AlertmanagerError(Exception):
@@ -82,7 +82,7 @@ class Alertmanager:
             await self._call("DELETE", f"/silence/{silence_id}")
         except AlertmanagerError:
             found = await self._call("GET", f"/silence/{silence_id}")
-            if isinstance(found, dict) and (found.get("status") or {}).get("state") == "expired":
+            if isinstance(found, dict) and _state(found) == "expired":
                 return False
             raise
         return True
@@ -95,7 +95,7 @@ class Alertmanager:
             for s in found or []
             if isinstance(s, dict)
             and s.get("createdBy") == CREATED_BY
-            and (s.get("status") or {}).get("state") in ("active", "pending")
+            and _state(s) in ("active", "pending")
         ]
 
 
@@ -131,7 +131,7 @@ class Silences:
             "endsAt": timestamp(now + timedelta(seconds=float(rem.silence["duration"]))),
             "createdBy": CREATED_BY,
             "comment": f"{comment} — rule {rem.rule}, {self.page_url}#rem-{rem.id}"
-            f" [remedy remediation {rem.id}]",
+            f" [remedy remediation {rem.id} of {self.page_url}]",
         }
         try:
             silence_id = await self.alertmanager.create(body)
@@ -144,12 +144,32 @@ class Silences:
         )
 
     async def close(self, rem: Remediation, state: str) -> AuditRecord | None:
-        """Expire the silence this process made once the remediation is no longer open."""
-        silence_id = self._made.get(rem.id)
-        if silence_id is None or state in OPEN_STATES:
+        """Expire the remediation's silence once it is no longer open.
+
+        Its id is known when this process made it; else (a timer, another
+        replica, a restart) it is looked up in Alertmanager.
+        """
+        if rem.silence is None or state in OPEN_STATES or self.alertmanager is None:
             return None
-        del self._made[rem.id]
+        silence_id = self._made.pop(rem.id, None)
+        if silence_id is None:
+            silence_id = await self._find(rem)
+        if silence_id is None:
+            return None
         return await self._expire(rem, silence_id, state)
+
+    async def _find(self, rem: Remediation) -> str | None:
+        assert self.alertmanager is not None
+        try:
+            silences = await self.alertmanager.active_of_remedy()
+        except AlertmanagerError as exc:
+            log.warning("silence.not_found", remediation=rem.id, error=str(exc))
+            return None
+        for silence in silences:
+            found = _MARK.search(str(silence.get("comment", "")))
+            if found is not None and found.groups() == (str(rem.id), self.page_url):
+                return str(silence.get("id"))
+        return None
 
     def start(self, every: float = RECONCILE_SECONDS) -> None:
         """Reconcile now (a restart ends what a crash left) and every ``every`` seconds."""
@@ -170,6 +190,8 @@ class Silences:
                     await self.store.record(records)
             except (AlertmanagerError, StoreUnavailable) as exc:
                 log.warning("silence.reconcile_failed", error=str(exc))
+            except Exception as exc:  # a bug must not end reconciling for good
+                log.error("silence.reconcile_crashed", error_type=type(exc).__name__)
             await asyncio.sleep(every)
 
     async def reconcile(self) -> list[AuditRecord]:
@@ -179,13 +201,13 @@ class Silences:
         records = []
         for silence in await self.alertmanager.active_of_remedy():
             found = _MARK.search(str(silence.get("comment", "")))
-            if found is None:
-                continue
+            if found is None or found.group(2) != self.page_url:
+                continue  # another remedy's (another external_url): not ours to end
             try:
                 rem = await self.store.remediation(int(found.group(1)))
             except NotFound:
-                continue  # made by another remedy on another store: not ours to end
-            if rem.state in OPEN_STATES:
+                continue
+            if rem.state in OPEN_STATES or not _silences_alert(silence, rem):
                 continue
             self._made.pop(rem.id, None)
             if (record := await self._expire(rem, str(silence.get("id")), rem.state)) is not None:
@@ -213,3 +235,22 @@ class Silences:
             reason="silence",
             result={"silence_id": silence_id, "remediation_state": state},
         )
+
+
+def _state(silence: dict[str, Any]) -> object:
+    status = silence.get("status")
+    return status.get("state") if isinstance(status, dict) else None
+
+
+def _silences_alert(silence: dict[str, Any], rem: Remediation) -> bool:
+    """Whether the silence's matchers are exactly the remediation's alert labels."""
+    labels = (rem.alert or {}).get("labels") or {}
+    matchers = silence.get("matchers")
+    if not isinstance(matchers, list):
+        return False
+    given = {
+        (m.get("name"), m.get("value"))
+        for m in matchers
+        if isinstance(m, dict) and not m.get("isRegex") and m.get("isEqual", True)
+    }
+    return given == {(k, str(v)) for k, v in labels.items()} and len(given) == len(matchers)

@@ -66,6 +66,8 @@ class Verifier:
                 await self.check()
             except StoreUnavailable as exc:
                 log.warning("verifier.store_unavailable", error=str(exc))
+            except Exception as exc:  # a bug must not end verification for good
+                log.error("verifier.crashed", error_type=type(exc).__name__)
             await asyncio.sleep(self.tick)
 
     async def check(self, now: datetime | None = None) -> None:

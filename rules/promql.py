@@ -31,8 +31,23 @@ _PAIRS = {")": "(", "]": "[", "}": "{"}
 
 
 def escape(value: str) -> str:
-    """``value`` as the inside of a PromQL double-quoted string literal."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    """``value`` as the inside of a PromQL double-quoted string literal.
+
+    Quotes and backslashes are escaped; so is every character that is not
+    printable (or U+FFFD, which Prometheus's lexer refuses), as ``\\uXXXX``,
+    so that no label value can make the query invalid either.
+    """
+    out = []
+    for char in value:
+        if char in {"\\", '"'}:
+            out.append("\\" + char)
+        elif char.isprintable() and char != "\ufffd":
+            out.append(char)
+        elif ord(char) > 0xFFFF:
+            out.append(f"\\U{ord(char):08x}")
+        else:
+            out.append(f"\\u{ord(char):04x}")
+    return "".join(out)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,32 +72,50 @@ class Query:
 
 
 def _check_shape(template: Template) -> None:
-    """References only inside double quotes; brackets and quotes paired."""
+    """References only inside double-quoted strings that are not regular expressions;
+    brackets and quotes paired; nothing in comments."""
     stack: list[str] = []
-    quote: str | None = None
+    quote: str | None = None  # the open string's quote character
+    regex = False  # whether the open string is the pattern of =~ or !~
+    comment = False
+    outside = ""  # the query's text outside strings so far
     for part in template.parts:
         if isinstance(part, Reference):
+            if comment:
+                raise TemplateSyntaxError(f"{{{{ {part} }}}} is in a comment")
             if quote != '"':
                 raise TemplateSyntaxError(
                     f"{{{{ {part} }}}} must be inside a double-quoted string, e.g."
                     f' job="{{{{ {part} }}}}": a value outside quotes would be PromQL'
                 )
+            if regex:
+                raise TemplateSyntaxError(
+                    f"{{{{ {part} }}}} is in a regular expression (=~ or !~), where a value"
+                    " would be a pattern: match it with = or !="
+                )
             continue
         escaped = False
         for char in part:
-            if quote is not None:
+            if comment:
+                comment = char != "\n"
+            elif quote is not None:
                 if escaped:
                     escaped = False
-                elif char == "\\":
+                elif char == "\\" and quote != "`":  # raw strings have no escapes
                     escaped = True
                 elif char == quote:
                     quote = None
+            elif char == "#":
+                comment = True
             elif char in "\"'`":
                 quote = char
-            elif char in "([{":
-                stack.append(char)
-            elif char in _PAIRS and (not stack or stack.pop() != _PAIRS[char]):
-                raise TemplateSyntaxError(f"unbalanced {char!r} in the query")
+                regex = outside.rstrip().endswith(("=~", "!~"))
+            else:
+                outside += char
+                if char in "([{":
+                    stack.append(char)
+                elif char in _PAIRS and (not stack or stack.pop() != _PAIRS[char]):
+                    raise TemplateSyntaxError(f"unbalanced {char!r} in the query")
     if quote is not None:
         raise TemplateSyntaxError(f"unclosed {quote} in the query")
     if stack:

@@ -130,6 +130,9 @@ async def test_when_asks_prometheus_of_the_present_and_fails_closed(
         {"query": 'service_up{job="\\"}) or vector(1) #"} == 0', "expect": "nonempty"}
     ]
     assert len(recorder.received) == 1
+    # Nor can a character Prometheus's lexer refuses make the question an error.
+    record = await fire(server, "web\ufffd", 5)
+    assert (record["state"], record["reason"]) == ("skipped", "precondition")
 
     # Prometheus gone: the remediation does not run, and the error is counted.
     monitoring.stop()

@@ -93,7 +93,7 @@ async def test_a_silence_while_it_runs_expired_once_verified_or_failed(
     ]
     assert active["comment"] == (
         "restarting the service — rule restart-web, https://remedy.example/ops/#rem-1"
-        " [remedy remediation 1]"
+        " [remedy remediation 1 of https://remedy.example/ops/]"
     )
     recorder.gate.set()
     await server.settle()

@@ -491,6 +491,10 @@ rules:
             "backends:\n  prometheus: {timeout: 3s}\n",
             "remedy.yaml:2: backends.prometheus: url is required (http://HOST:9090)",
         ),
+        (  # a header may be a secret: the error never repeats it
+            "backends:\n  prometheus: {url: 'http://p:9090', headers: {X-Key: 8812734561234}}\n",
+            "remedy.yaml:2: backends.prometheus.headers.X-Key: expected a quoted string",
+        ),
         (
             "auth:\n  webhook_tokens: [{env: REMEDY_TEST_UNSET_TOKEN}]\n",
             "remedy.yaml:2: auth.webhook_tokens[0].env: environment variable"
@@ -514,6 +518,7 @@ def test_check_fails_on_what_serve_refuses_or_cannot_do(
     assert result.returncode == 1
     assert expected.format(tmp=tmp_path) in result.stderr.splitlines()[0]
     assert "Traceback" not in result.stderr
+    assert "8812734561234" not in result.stderr
     assert result.stdout == ""
 
 

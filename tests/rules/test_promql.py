@@ -29,8 +29,10 @@ def test_a_label_value_stays_inside_its_string_literal() -> None:
     query = Query.parse('service_up{job="{{ labels.job }}"} == 0')
     hostile = make_alert(labels={"job": '"}) or vector(1) #'})
     assert query.render(hostile) == 'service_up{job="\\"}) or vector(1) #"} == 0'
-    backslash = make_alert(labels={"job": "a\\\nb"})
-    assert query.render(backslash) == 'service_up{job="a\\\\\\nb"} == 0'
+    backslash = make_alert(labels={"job": "a\\\nb"})  # a, backslash, newline, b
+    assert query.render(backslash) == 'service_up{job="a\\\\\\u000ab"} == 0'
+    odd = make_alert(labels={"job": "x\ufffd\x00"})  # Prometheus's lexer refuses U+FFFD raw
+    assert query.render(odd) == 'service_up{job="x\\ufffd\\u0000"} == 0'
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,13 @@ def test_a_label_value_stays_inside_its_string_literal() -> None:
         ('up{job="x"}) == 0', "unbalanced ')'"),
         ('up{job="x} == 0', 'unclosed "'),
         ("up{{ labels.job }", "unclosed '{{'"),
+        ('up{job=~"{{ labels.job }}"}', "is in a regular expression (=~ or !~)"),
+        ('up{job!~ "{{ labels.job }}"}', "is in a regular expression (=~ or !~)"),
+        ('up{job="x"} # "{{ labels.job }}"', "is in a comment"),
+        (
+            'up{job=`\\`, instance=`"{{ labels.job }}"`}',
+            "must be inside a double-quoted string",
+        ),
     ],
 )
 def test_a_query_that_could_not_be_asked_safely_is_refused(text: str, message: str) -> None:

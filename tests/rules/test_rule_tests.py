@@ -73,3 +73,43 @@ def test_a_broken_test_file_is_one_line(tmp_path: Path) -> None:
     assert result.stderr == (
         "remedy: error: broken.yaml: tests[0]: alerts must be a non-empty list\n"
     )
+
+
+def test_expectations_are_per_rule_and_a_missing_key_or_extra_remediation_is_a_difference(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path / "rules.yaml",
+        RULES
+        + (
+            "  - name: note\n"
+            "    match: {alertname: ServiceDown}\n"
+            "    target: 'note:{{ labels.job }}'\n"
+            "    actions:\n"
+            "      - {action: http.request, params: {url: 'http://notes.internal/'}}\n"
+        ),
+    )
+    write(
+        tmp_path / "t.yaml",
+        """\
+rule_files: [rules.yaml]
+tests:
+  - name: two rules, listed rule by rule
+    alerts:
+      - {at: 0s, labels: {alertname: ServiceDown, job: web}}
+      - {at: 0s, labels: {alertname: ServiceDown, job: api}}
+    prometheus: {'up{job="web"} == 0': [0], 'up{job="api"} == 0': []}
+    until: 2m
+    expect:
+      - {rule: note, decision: would_run, target: 'note:web', params: {method: GET}}
+      - {rule: restart-if-still-down, decision: would_run, target: 'svc:web'}
+      - {rule: restart-if-still-down, decision: precondition, target: 'svc:api'}
+""",
+    )
+    result = remedy("test", "rules", "t.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "FAIL t.yaml: two rules, listed rule by rule",
+        "  expect[0] rule note: params.method: expected 'GET', got nothing",
+        "  remediation 4 (rule note, would_run): not expected",
+    ]
