@@ -79,7 +79,7 @@ class Executor:
         self.steps = StepRunner(
             store, registry, clients, metrics, allow=settings.allow, retry=settings.retry
         )
-        self.preconditions = Preconditions(clients.prometheus, metrics)
+        self.preconditions = Preconditions(clients.prometheus)
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_waits: dict[int, float] = {}  # remediation -> since when it waits for a lock
         self._asked: dict[int, tuple[float, Decision | None]] = {}  # when: answers, by rem

@@ -16,7 +16,6 @@ import aiohttp
 
 from receiver.config import ApiServer
 from receiver.guards import Decision
-from receiver.metrics import Metrics
 from receiver.store.base import Remediation
 from rules.promql import Expectation
 
@@ -81,32 +80,37 @@ def _values(body: Any, status: int) -> list[float]:
     raise PrometheusError(f"expected an instant vector or a scalar, got {kind}")
 
 
+async def ask(prometheus: Asks | None, query: str, expect: str) -> tuple[bool | None, str]:
+    """Whether ``query`` meets ``expect`` now — ``None`` when Prometheus cannot say — and the
+    query with its answer (or why there is none), in words for the audit log."""
+    if prometheus is None:
+        return None, f"{query}: backends.prometheus is not configured"
+    try:
+        values = await prometheus.values(query)
+        met, seen = Expectation.parse(expect).holds(values)
+    except (PrometheusError, ValueError) as exc:
+        return None, f"{query}: {exc}"
+    return met, f"{query}: {seen}, expected {expect}"
+
+
 class Preconditions:
     """Asks a remediation's ``when:`` of Prometheus; the claim's precondition decision."""
 
-    def __init__(self, prometheus: Asks | None, metrics: Metrics) -> None:
+    def __init__(self, prometheus: Asks | None) -> None:
         self.prometheus = prometheus
-        self.metrics = metrics
 
     async def check(self, rem: Remediation) -> Decision | None:
         """``None`` when the rule has no ``when:``; else met (allowed) or why not."""
         if not rem.when:
             return None
         for condition in rem.when:
-            decision = await self._one(rem, condition)
+            decision = await self._one(condition)
             if not decision.allowed:
                 return decision
         return Decision()
 
-    async def _one(self, rem: Remediation, condition: Mapping[str, str]) -> Decision:
-        query, expect = condition["query"], condition["expect"]
-        if self.prometheus is None:
-            return Decision("precondition_error", f"{query}: backends.prometheus is not configured")
-        try:
-            values = await self.prometheus.values(query)
-            met, seen = Expectation.parse(expect).holds(values)
-        except (PrometheusError, ValueError) as exc:
-            return Decision("precondition_error", f"{query}: {exc}")
-        if met:
-            return Decision()
-        return Decision("precondition", f"{query}: {seen}, expected {expect}")
+    async def _one(self, condition: Mapping[str, str]) -> Decision:
+        met, said = await ask(self.prometheus, condition["query"], condition["expect"])
+        if met is None:
+            return Decision("precondition_error", said)
+        return Decision() if met else Decision("precondition", said)

@@ -20,9 +20,8 @@ import structlog
 from receiver import verify
 from receiver.clock import Clock
 from receiver.executor import Executor
-from receiver.preconditions import Asks, PrometheusError
+from receiver.preconditions import Asks, ask
 from receiver.store.base import VERIFYING, Remediation, StateConflict, Store, StoreUnavailable
-from rules.promql import Expectation
 
 log = structlog.get_logger("remedy.verifier")
 
@@ -92,15 +91,10 @@ class Verifier:
     async def _ask(self, rem: Remediation) -> tuple[bool, str]:
         """Whether the query holds now, and the query with its answer in words."""
         spec = rem.guards.verify_query or {}
-        query, expect = str(spec.get("query")), str(spec.get("expect", "nonempty"))
-        if self.prometheus is None:
-            return False, f"{query}: backends.prometheus is not configured"
-        try:
-            values = await self.prometheus.values(query)
-            held, seen = Expectation.parse(expect).holds(values)
-        except (PrometheusError, ValueError) as exc:
-            return False, f"{query}: {exc}"
-        return held, f"{query}: {seen}, expected {expect}"
+        held, said = await ask(
+            self.prometheus, str(spec.get("query")), str(spec.get("expect", "nonempty"))
+        )
+        return bool(held), said  # Prometheus unable to say counts as not holding
 
 
 def _interval(rem: Remediation) -> float:
