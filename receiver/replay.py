@@ -129,6 +129,7 @@ async def replay(
             "decision": decision_of(rem.state, rem.reason),
             "actions": [step["action"] for step in rem.steps],
             "params": [redact(step["params"]) for step in rem.steps],
+            "verify_query": rem.guards.verify_query,
         }
         for rem in remediations
     ]

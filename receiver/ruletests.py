@@ -19,6 +19,9 @@ field, naming the case and the rule.
         expect:
           - {rule: service-down-restart-compose, decision: would_run,
              target: 'container:shop-web-1', params: {container: shop-web-1}}
+
+``verify`` in an expectation is what the rule's ``verify.query``, rendered for
+the alert, concludes from the case's answers (``verified`` or ``ineffective``).
 """
 
 from __future__ import annotations
@@ -37,14 +40,14 @@ from receiver.configfile import load_config
 from receiver.ingest import PayloadError
 from receiver.ingest.alertmanager import parse_webhook
 from receiver.ingest.cloudwatch import parse_alarm
-from receiver.preconditions import PrometheusError
+from receiver.preconditions import PrometheusError, ask
 from receiver.replay import Delivery, replay
 from rules.alert import Alert
 from rules.duration import parse_duration
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 _CASE_KEYS = {"name", "alerts", "prometheus", "until", "expect"}
-_EXPECT_KEYS = {"rule", "decision", "target", "params"}
+_EXPECT_KEYS = {"rule", "decision", "target", "params", "verify"}
 
 
 class RuleTestError(Exception):
@@ -89,6 +92,8 @@ async def run_file(path: Path) -> list[Outcome]:
         )
         answers = Answers(_answers(case.get("prometheus") or {}, where))
         report = await replay(deliveries, config, until, answers=answers)
+        for decision in report["decisions"]:
+            decision["verify"] = await _verification(decision.get("verify_query"), answers)
         expected = _list(case, "expect", where)
         outcomes.append(Outcome(str(case["name"]), _compare(expected, report["decisions"], where)))
     return outcomes
@@ -180,6 +185,16 @@ def _timeline(items: list[Any], config: Config, where: str) -> list[Delivery]:
     return sorted(deliveries, key=lambda d: d.received_at)
 
 
+async def _verification(spec: Mapping[str, Any] | None, answers: Answers) -> str:
+    """What ``verify.query`` would conclude from the case's answers, were the run a success:
+    ``verified`` or ``ineffective`` (``none`` without a query). Replay is dry-run, so this
+    asks the rendered query once of the answers rather than polling a live run."""
+    if not spec:
+        return "none"
+    held, _ = await ask(answers, str(spec.get("query")), str(spec.get("expect", "nonempty")))
+    return "verified" if held else "ineffective"
+
+
 def _compare(expected: list[Any], decisions: list[dict[str, Any]], where: str) -> list[str]:
     """Every difference between the expected remediations and the replay's, rule by rule.
 
@@ -213,7 +228,7 @@ def _compare(expected: list[Any], decisions: list[dict[str, Any]], where: str) -
 def _differences(label: str, want: dict[str, Any], got: dict[str, Any]) -> list[str]:
     found = [
         f"{label}: {field}: expected {want[field]}, got {got[field]}"
-        for field in ("decision", "target")
+        for field in ("decision", "target", "verify")
         if field in want and str(want[field]) != str(got[field])
     ]
     first = got["params"][0] if got["params"] else {}

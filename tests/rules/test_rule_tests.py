@@ -113,3 +113,41 @@ tests:
         "  expect[0] rule note: params.method: expected 'GET', got nothing",
         "  remediation 4 (rule note, would_run): not expected",
     ]
+
+
+def test_a_verify_query_is_judged_by_the_answers(tmp_path: Path) -> None:
+    write(
+        tmp_path / "rules.yaml",
+        """\
+rules:
+  - name: warm
+    match: {alertname: LowCacheHitRate}
+    target: 'cache:{{ labels.instance }}'
+    actions:
+      - {action: http.request, params: {url: 'http://{{ labels.instance }}/warm'}}
+    verify: {query: 'cache_hit_ratio{instance="{{ labels.instance }}"} > 0.7', within: 15m}
+""",
+    )
+    write(
+        tmp_path / "t.yaml",
+        """\
+rule_files: [rules.yaml]
+tests:
+  - name: the hit ratio recovers on one instance, not on the other
+    alerts:
+      - {at: 0s, labels: {alertname: LowCacheHitRate, instance: 'a:1'}}
+      - {at: 0s, labels: {alertname: LowCacheHitRate, instance: 'b:1'}}
+    prometheus:
+      'cache_hit_ratio{instance="a:1"} > 0.7': [0.9]
+      'cache_hit_ratio{instance="b:1"} > 0.7': []
+    expect:
+      - {rule: warm, decision: would_run, target: 'cache:a:1', verify: verified}
+      - {rule: warm, decision: would_run, target: 'cache:b:1', verify: verified}
+""",
+    )
+    result = remedy("test", "rules", "t.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "FAIL t.yaml: the hit ratio recovers on one instance, not on the other",
+        "  expect[1] rule warm: verify: expected verified, got ineffective",
+    ]
