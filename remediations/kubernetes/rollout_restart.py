@@ -2,7 +2,9 @@
 
 It sets the pod template annotation ``kubectl.kubernetes.io/restartedAt`` to
 the current time with a strategic merge patch, so the controller rolls every
-pod out again, one revision further.
+pod out again, one revision further. Like kubectl, it refuses a paused
+Deployment (someone is in the middle of a rollout): a permanent failure that
+names the pause, and nothing is patched.
 
 Params:
     namespace, name: the workload
@@ -24,7 +26,7 @@ from typing import Any, ClassVar
 
 from kubernetes_asyncio import client
 
-from remediations.base import ActionContext
+from remediations.base import ActionContext, PermanentError
 from remediations.kubernetes.cluster import (
     RESTARTED_AT,
     REVISION,
@@ -58,6 +60,10 @@ class RolloutRestart:
         read = getattr(apps, f"read_namespaced_{params.method}")
         patch = getattr(apps, f"patch_namespaced_{params.method}")
         before = plain(api_client, await call(what, lambda: read(params.name, params.namespace)))
+        if params.kind == "Deployment" and (before.get("spec") or {}).get("paused"):
+            raise PermanentError(
+                f"{what}: can't restart paused deployment (run rollout resume first)"
+            )
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
         after = plain(

@@ -3,7 +3,12 @@
 It finds the Deployment's ReplicaSets, takes the pod template of the previous
 revision (or ``to_revision``), drops its ``pod-template-hash`` label and
 puts it back as the Deployment's template; the controller then rolls out
-that template as the next revision.
+that template as the next revision. As kubectl does, the Deployment's
+annotations become that ReplicaSet's (so the bad release's
+``kubernetes.io/change-cause`` goes with it), except the ones kubectl keeps
+from the Deployment (revision, revision history, desired and max replicas,
+last-applied-configuration); and a paused Deployment is refused (a
+permanent failure naming the pause; nothing is patched).
 
 Params:
     namespace, name: the Deployment
@@ -31,6 +36,15 @@ from remediations.kubernetes.cluster import REVISION, Workload, api, call, parse
 from remediations.params import Fields
 
 TEMPLATE_HASH = "pod-template-hash"
+# What kubectl's rollback keeps from the Deployment instead of taking the ReplicaSet's.
+KEPT_ANNOTATIONS = (
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,6 +83,10 @@ class RolloutUndo:
                 what, lambda: apps.read_namespaced_deployment(workload.name, workload.namespace)
             ),
         )
+        if deployment["spec"].get("paused"):
+            raise PermanentError(
+                f"{what}: you cannot rollback a paused deployment; resume it first"
+            )
         current = int(deployment["metadata"].get("annotations", {}).get(REVISION, 0))
         selector = ",".join(
             f"{k}={v}" for k, v in deployment["spec"]["selector"].get("matchLabels", {}).items()
@@ -104,7 +122,15 @@ class RolloutUndo:
         metadata = dict(template.get("metadata") or {})
         labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k != TEMPLATE_HASH}
         template["metadata"] = {**metadata, "labels": labels}
-        patch = [{"op": "replace", "path": "/spec/template", "value": template}]
+        kept = deployment["metadata"].get("annotations") or {}
+        taken = revisions[wanted]["metadata"].get("annotations") or {}
+        annotations = {k: v for k, v in kept.items() if k in KEPT_ANNOTATIONS} | {
+            k: v for k, v in taken.items() if k not in KEPT_ANNOTATIONS
+        }
+        patch = [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        ]
         updated = plain(
             api_client,
             await call(

@@ -7,6 +7,7 @@ from kubernetes_asyncio import client, config
 from receiver.config import KubernetesConfig
 from tests.conftest import StartRemedy, am_alert, am_payload
 from tests.support.kube import FakeKube
+from tests.support.recorder import Recorder
 
 RULES = """
 rules:
@@ -141,3 +142,29 @@ async def test_high_error_rate_rolls_back_through_conflicts(
     containers = fake_kube.deployment("shop", "web")["spec"]["template"]["spec"]["containers"]
     assert [c["image"] for c in containers] == ["shop/web:1.0"]
     assert [w.status for w in fake_kube.writes if w.method == "PATCH"][-3:] == [409, 409, 200]
+
+
+async def test_a_paused_deployment_fails_with_the_pause_named_and_on_failure_runs(
+    remedy: StartRemedy, fake_kube: FakeKube, recorder: Recorder
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2, paused=True)
+    rules = RULES.replace(
+        "  - name: scale-out",
+        "    on_failure:\n"
+        f"      - {{action: http.request, params: {{url: '{recorder.url('/page')}'}}}}\n"
+        "  - name: scale-out",
+        1,
+    )
+    server = await remedy(
+        rules,
+        dry_run=False,
+        kubernetes=KubernetesConfig(kubeconfig=str(fake_kube.kubeconfig)),
+        allow={"kubernetes": ("^shop$",)},
+    )
+    status, _ = await server.post_alerts(am_payload(am_alert(labels=labels())))
+    assert status == 200
+    await server.settle()
+    (failed,) = [e for e in await server.events(outcome="failed") if e["reason"] is None]
+    assert "can't restart paused deployment (run rollout resume first)" in failed["error"]
+    assert [r.path for r in recorder.received] == ["/page"]
+    assert fake_kube.writes == []  # nothing patched

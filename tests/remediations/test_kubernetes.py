@@ -154,3 +154,55 @@ async def test_delete_pods_by_selector_within_max(fake_kube: FakeKube, ctx: Acti
 def _images(obj: dict[str, object]) -> list[str]:
     spec = obj["spec"]["template"]["spec"]  # type: ignore[index]
     return [c["image"] for c in spec["containers"]]
+
+
+async def test_a_paused_deployment_is_not_restarted_as_kubectl_refuses(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2, paused=True)
+    action = RolloutRestart()
+    with pytest.raises(PermanentError) as failure:
+        await action.run(action.parse({"namespace": "shop", "name": "web"}), ctx)
+    assert str(failure.value) == (
+        "rollout restart deployment/web in shop: can't restart paused deployment"
+        " (run rollout resume first)"
+    )
+    assert fake_kube.writes == []  # nothing patched
+
+
+async def test_a_paused_deployment_is_not_rolled_back(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", image="shop/web:1.0")
+    apps = client.AppsV1Api(ctx.kubernetes)
+    bad = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "shop/web:2"}]}}}}
+    await apps.patch_namespaced_deployment("web", "shop", bad)
+    await apps.patch_namespaced_deployment("web", "shop", {"spec": {"paused": True}})
+    writes = len(fake_kube.writes)
+    action = RolloutUndo()
+    with pytest.raises(PermanentError, match="you cannot rollback a paused deployment; resume it"):
+        await action.run(action.parse({"namespace": "shop", "name": "web"}), ctx)
+    assert len(fake_kube.writes) == writes
+    assert _images(fake_kube.deployment("shop", "web")) == ["shop/web:2"]
+
+
+async def test_rollout_undo_takes_the_revisions_annotations_as_kubectl_does(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    cause = "kubernetes.io/change-cause"
+    fake_kube.add_deployment("shop", "web", image="shop/web:1.0", annotations={cause: "release 1"})
+    apps = client.AppsV1Api(ctx.kubernetes)
+    bad = {
+        "metadata": {"annotations": {cause: "release 2 (bad)", "team": "checkout"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "shop/web:2"}]}}},
+    }
+    await apps.patch_namespaced_deployment("web", "shop", bad)
+    action = RolloutUndo()
+    await action.run(action.parse({"namespace": "shop", "name": "web"}), ctx)
+    annotations = fake_kube.deployment("shop", "web")["metadata"]["annotations"]
+    assert annotations[cause] == "release 1"  # the bad release's cause went with it
+    assert "team" not in annotations  # revision 1's ReplicaSet never had it
+    assert annotations[REVISION] == "3"  # kept from the Deployment, moved on by the controller
+    patch = fake_kube.writes[-1]
+    assert patch.content_type == "application/json-patch+json"
+    assert [op["path"] for op in patch.body] == ["/spec/template", "/metadata/annotations"]
