@@ -8,6 +8,7 @@ the API semantics the actions depend on: ReplicaSet revisions, the scale subreso
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -189,6 +190,35 @@ async def test_rollout_undo_reuses_the_previous_replicaset_with_the_next_revisio
     [pod] = fake_kube.pods("prod", "app=web")
     assert pod["spec"]["containers"][0]["image"] == "nginx:1.26"
     assert fake_kube.writes[-1].content_type == JSON_PATCH
+
+
+async def test_a_paused_deployment_takes_an_old_template_without_starting_pods(
+    fake_kube: FakeKube, api: client.ApiClient
+) -> None:
+    """As the real controller's sync: the old ReplicaSet gets the next revision at 0
+    replicas, the active one keeps its pods, and nothing new starts while paused."""
+    fake_kube.add_deployment("prod", "web", replicas=2, image="nginx:1.26")
+    apps = client.AppsV1Api(api)
+    new_image = {"name": "web", "image": "nginx:1.27"}
+    await apps.patch_namespaced_deployment(
+        "web", "prod", {"spec": {"template": {"spec": {"containers": [new_image]}}}}
+    )
+    await apps.patch_namespaced_deployment("web", "prod", {"spec": {"paused": True}})
+    first, second = fake_kube.replicasets("prod", "web")
+    template = copy.deepcopy(first["spec"]["template"])
+    del template["metadata"]["labels"][POD_TEMPLATE_HASH]
+    await apps.patch_namespaced_deployment(
+        "web", "prod", [{"op": "replace", "path": "/spec/template", "value": template}]
+    )
+
+    by_name = {rs["metadata"]["name"]: rs for rs in fake_kube.replicasets("prod", "web")}
+    old, active = by_name[first["metadata"]["name"]], by_name[second["metadata"]["name"]]
+    assert old["metadata"]["annotations"][REVISION] == "3"
+    assert old["spec"]["replicas"] == 0
+    assert active["spec"]["replicas"] == 2
+    pods = fake_kube.pods("prod", "app=web")
+    assert [p["spec"]["containers"][0]["image"] for p in pods] == ["nginx:1.27", "nginx:1.27"]
+    assert fake_kube.deployment("prod", "web")["metadata"]["annotations"][REVISION] == "3"
 
 
 async def test_statefulset_and_daemonset_restarts_replace_their_pods(

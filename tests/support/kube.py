@@ -1873,7 +1873,6 @@ class FakeKube:
     def _sync_deployment(self, deployment: Obj) -> None:
         meta, spec = deployment["metadata"], deployment["spec"]
         namespace, uid = meta["namespace"], meta["uid"]
-        replicas = spec["replicas"]
         owned = self._owned(REPLICASETS, namespace, uid)
         new_rs = next(
             (rs for rs in owned if _equal_ignore_hash(rs["spec"]["template"], spec["template"])),
@@ -1898,10 +1897,40 @@ class FakeKube:
                     rs["spec"]["replicas"] = 0
                     self._controller_write(REPLICASETS, rs)
             self._clean_up_history(deployment, old_rss)
-        elif new_rs is not None and new_rs["spec"].get("replicas") != replicas:
-            new_rs["spec"]["replicas"] = replicas
-            new_rs = self._controller_write(REPLICASETS, new_rs)
+        else:
+            new_rs = self._sync_paused(deployment, new_rs, owned, next_revision)
         self._deployment_status(deployment, new_rs, collisions)
+
+    def _sync_paused(
+        self, deployment: Obj, new_rs: Obj | None, owned: list[Obj], next_revision: int
+    ) -> Obj | None:
+        """A paused Deployment, as the controller's ``sync`` treats it: no new ReplicaSet.
+
+        One that already has the template (``rollout undo`` while paused) takes the
+        next revision at the replicas it has; only the one active ReplicaSet (or,
+        with none active, the new or newest one) is scaled to the Deployment's
+        replicas, so no pods start for the paused template.
+        """
+        if new_rs is not None and revision_of(new_rs) != next_revision:
+            new_rs["metadata"]["annotations"] = self._replicaset_annotations(
+                deployment, _annotations(new_rs), next_revision
+            )
+            new_rs = self._controller_write(REPLICASETS, new_rs)
+        active = [rs for rs in owned if rs["spec"].get("replicas")]
+        if len(active) > 1:
+            return new_rs  # proportional scaling of several: not what remedy's tests reach
+        if active:
+            chosen: Obj | None = active[0]
+        else:
+            chosen = new_rs or max(
+                owned, key=lambda rs: self._created.get(rs["metadata"]["uid"], 0), default=None
+            )
+        if chosen is not None and chosen["spec"].get("replicas") != deployment["spec"]["replicas"]:
+            chosen["spec"]["replicas"] = deployment["spec"]["replicas"]
+            written = self._controller_write(REPLICASETS, chosen)
+            if new_rs is not None and written["metadata"]["uid"] == new_rs["metadata"]["uid"]:
+                new_rs = written
+        return new_rs
 
     def _max_surge(self, deployment: Obj) -> int:
         strategy = deployment["spec"].get("strategy") or {}
