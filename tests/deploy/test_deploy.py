@@ -48,6 +48,8 @@ EXPECTED_RBAC = {
     ("apps", "statefulsets/scale", "get"),
     ("apps", "statefulsets/scale", "patch"),
     ("apps", "replicasets", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "patch"),
     ("", "pods", "get"),
     ("", "pods", "list"),
     ("", "pods", "delete"),
@@ -127,11 +129,11 @@ def rbac_from_docstrings() -> dict[str, set[Triple]]:
     found: dict[str, set[Triple]] = {}
     for path in sorted((ROOT / "remediations" / "kubernetes").glob("*.py")):
         doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-        match = re.search(r"^Permissions \(RBAC\):(.*)$", doc, re.MULTILINE)
+        match = re.search(r"^Permissions \(RBAC\):(.*?)(?:\n\s*\n|\Z)", doc, re.M | re.S)
         if match is None:
             continue
         triples: set[Triple] = set()
-        for clause in match.group(1).strip().rstrip(".").split(";"):
+        for clause in " ".join(match.group(1).split()).rstrip(".").split(";"):
             head, _, verbs = clause.rpartition(":")
             group = head.split()[0]
             resources = re.findall(r"``([a-z/]+)``", head)

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client, config
 
-from remediations import ActionContext, PermanentError, TemporaryError
+from remediations import ActionContext, ParamError, PermanentError, TemporaryError
 from remediations.kubernetes.cluster import RESTARTED_AT, REVISION
 from remediations.kubernetes.delete_pod import DeletePod
 from remediations.kubernetes.rollout_restart import RolloutRestart
@@ -206,3 +206,35 @@ async def test_rollout_undo_takes_the_revisions_annotations_as_kubectl_does(
     patch = fake_kube.writes[-1]
     assert patch.content_type == "application/json-patch+json"
     assert [op["path"] for op in patch.body] == ["/spec/template", "/metadata/annotations"]
+
+
+async def test_scale_of_a_workload_an_hpa_scales_is_refused_naming_it(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2)
+    fake_kube.add_hpa("shop", "web-cpu", "web", minimum=2, maximum=8)
+    action = Scale()
+    with pytest.raises(PermanentError) as failure:
+        await action.run(
+            action.parse({"namespace": "shop", "name": "web", "delta": 2, "max": 6}), ctx
+        )
+    assert "HorizontalPodAutoscaler shop/web-cpu scales it (min 2, max 8)" in str(failure.value)
+    assert "hpa: raise_min" in str(failure.value)
+    assert fake_kube.deployment("shop", "web")["spec"]["replicas"] == 2
+    assert fake_kube.writes == []
+
+
+async def test_scale_with_raise_min_raises_the_hpas_minimum_within_bounds(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2)
+    fake_kube.add_hpa("shop", "web-cpu", "web", minimum=2, maximum=8)
+    action = Scale()
+    params = {"namespace": "shop", "name": "web", "delta": 5, "max": 6, "hpa": "raise_min"}
+    result = await action.run(action.parse(params), ctx)
+    assert result["hpa"] == "web-cpu"
+    assert result["min_replicas"] == {"before": 2, "after": 6}  # 2 + 5, clamped to max 6
+    assert fake_kube.hpa("shop", "web-cpu")["spec"]["minReplicas"] == 6
+    assert fake_kube.deployment("shop", "web")["spec"]["replicas"] == 2  # the HPA scales it
+    with pytest.raises(ParamError, match="expected one of refuse, raise_min"):
+        action.parse({**params, "hpa": "ignore"})

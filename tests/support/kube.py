@@ -117,7 +117,8 @@ STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet", scalable=Tr
 DAEMONSETS = Resource("apps", "v1", "daemonsets", "DaemonSet")
 REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet", scalable=True)
 PODS = Resource("", "v1", "pods", "Pod")
-RESOURCES = (DEPLOYMENTS, STATEFULSETS, DAEMONSETS, REPLICASETS, PODS)
+HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
+RESOURCES = (DEPLOYMENTS, STATEFULSETS, DAEMONSETS, REPLICASETS, PODS, HPAS)
 """Everything the fake serves."""
 
 _BY_PLURAL = {res.plural: res for res in RESOURCES}
@@ -859,6 +860,9 @@ def apply_defaults(res: Resource, obj: Obj) -> None:
     if res is PODS:
         _default_pod_spec(spec)
         return
+    if res is HPAS:
+        spec.setdefault("minReplicas", 1)
+        return
     if res is not DAEMONSETS:
         spec.setdefault("replicas", 1)
     if res is DEPLOYMENTS:
@@ -921,6 +925,22 @@ _STATEFULSET_MUTABLE = (
 _POD_MUTABLE = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
 
 
+def _validate_hpa(spec: Obj, errors: list[tuple[str, str]]) -> None:
+    """What autoscaling/v2 validation says of the bounds remedy may change."""
+    low, high = spec.get("minReplicas", 1), spec.get("maxReplicas")
+    if not isinstance(high, int) or high < 1:
+        errors.append(("spec.maxReplicas", "Required value"))
+    elif not isinstance(low, int) or low < 1:
+        errors.append(("spec.minReplicas", f"Invalid value: {low}: must be greater than 0"))
+    elif low > high:
+        errors.append(
+            (
+                "spec.maxReplicas",
+                f"Invalid value: {high}: must be greater than or equal to `minReplicas`",
+            )
+        )
+
+
 def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
     """Raise 422 Invalid for what the API's validation would reject and the actions could send."""
     name = obj["metadata"].get("name", "")
@@ -935,6 +955,11 @@ def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
             )
         )
     spec = obj["spec"]
+    if res is HPAS:
+        _validate_hpa(spec, errors)
+        if errors:
+            raise invalid(res, name, errors)
+        return
     if res is PODS:
         pod_spec, pod_path = spec, "spec"
     else:
@@ -1306,6 +1331,30 @@ class FakeKube:
     def exists(self, kind: str, namespace: str, name: str) -> bool:
         """Whether the object is stored."""
         return (resource_for(kind).plural, namespace, name) in self._objects
+
+    def add_hpa(
+        self, namespace: str, name: str, target: str, *, minimum: int = 1, maximum: int = 10
+    ) -> Obj:
+        """An autoscaling/v2 HorizontalPodAutoscaler of the Deployment ``target`` (on CPU)."""
+        spec = {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": minimum,
+            "maxReplicas": maximum,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80},
+                    },
+                }
+            ],
+        }
+        return self.create(self._manifest(HPAS, namespace, name, spec))
+
+    def hpa(self, namespace: str, name: str) -> Obj:
+        """A copy of a HorizontalPodAutoscaler."""
+        return self.get("HorizontalPodAutoscaler", namespace, name)
 
     def deployment(self, namespace: str, name: str) -> Obj:
         """A copy of a Deployment."""
