@@ -105,7 +105,11 @@ def _read(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise RuleTestError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise RuleTestError(f"{path}: invalid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise RuleTestError(
+            f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}"
+        ) from None
     if not isinstance(document, dict) or not set(document) <= {"rule_files", "config", "tests"}:
         raise RuleTestError(f"{path}: expected a mapping of rule_files, config and tests")
     return document
@@ -204,7 +208,9 @@ def _compare(expected: list[Any], decisions: list[dict[str, Any]], where: str) -
     wanted: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, want in enumerate(expected):
         if not isinstance(want, dict) or not set(want) <= _EXPECT_KEYS or "rule" not in want:
-            raise RuleTestError(f"{where}.expect[{i}]: expected {{rule, decision, target, params}}")
+            raise RuleTestError(
+                f"{where}.expect[{i}]: expected {{rule, decision, target, params, verify}}"
+            )
         if "params" in want and not isinstance(want["params"], dict):
             raise RuleTestError(f"{where}.expect[{i}].params: expected a mapping")
         wanted.setdefault(str(want["rule"]), []).append((i, want))

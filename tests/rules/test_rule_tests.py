@@ -151,3 +151,11 @@ tests:
         "FAIL t.yaml: the hit ratio recovers on one instance, not on the other",
         "  expect[1] rule warm: verify: expected verified, got ineffective",
     ]
+
+
+def test_a_test_file_that_is_not_yaml_is_one_line_with_its_line(tmp_path: Path) -> None:
+    write(tmp_path / "bad.yaml", "rule_files: [rules.yaml]\ntests: [1, 2\n")
+    result = remedy("test", "rules", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("remedy: error: bad.yaml:3: invalid YAML: ")
