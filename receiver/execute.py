@@ -209,9 +209,12 @@ class StepRunner:
                     attempts += 1
                     if attempts > 1:
                         await self._before_retry(rem, previous)
+                    deadline = asyncio.get_running_loop().time() + float(step["timeout"])
                     try:
-                        async with asyncio.timeout(float(step["timeout"])):
-                            result = await action.run(params, ctx)
+                        async with asyncio.timeout_at(deadline):
+                            result = await action.run(
+                                params, dataclasses.replace(ctx, deadline=deadline)
+                            )
                     except TemporaryError as exc:
                         previous = str(exc)
                         raise

@@ -59,6 +59,9 @@ class ActionContext:
     ``allowed`` is the action's backend allow-list, for what an action only
     learns while it runs (the containers a label selection finds); ``docker``
     ``kubernetes`` and ``aws`` are ``None`` when their backend is not configured.
+    ``deadline`` is when the step's ``timeout`` ends this attempt (the event loop's
+    clock), for an action that waits on the backend and would rather fail with the
+    backend's reason than be cut off.
     """
 
     http: aiohttp.ClientSession
@@ -68,6 +71,7 @@ class ActionContext:
     docker: aiodocker.Docker | None = None
     kubernetes: kubernetes_asyncio.client.ApiClient | None = None
     aws: AwsSession | None = None
+    deadline: float | None = None
 
 
 class Action(Protocol):

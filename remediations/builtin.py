@@ -11,6 +11,7 @@ from remediations.docker.start import DockerStart
 from remediations.docker.stop import DockerStop
 from remediations.http import HttpRequest
 from remediations.kubernetes.delete_pod import DeletePod
+from remediations.kubernetes.evict_pod import EvictPod
 from remediations.kubernetes.rollout_restart import RolloutRestart
 from remediations.kubernetes.rollout_undo import RolloutUndo
 from remediations.kubernetes.scale import Scale
@@ -28,6 +29,7 @@ def builtin_registry() -> Registry:
         Scale,
         RolloutUndo,
         DeletePod,
+        EvictPod,
         SqsRedrive,
         LambdaConcurrency,
         EcsRedeploy,

@@ -67,13 +67,26 @@ def api(ctx: ActionContext) -> client.ApiClient:
 
 
 def _message(exc: ApiException) -> str:
-    """The API's own message (from its Status object), else its reason."""
+    """The API's own message (from its Status object) and its causes, else its reason.
+
+    A cause says what the message only summarises: an eviction's 429 names the
+    disruption budget and its counts there.
+    """
     try:
         body = json.loads(exc.body) if exc.body else {}
     except (TypeError, ValueError):
         body = {}
-    message = body.get("message") if isinstance(body, Mapping) else None
-    return str(message or exc.reason or "no message")
+    if not isinstance(body, Mapping):
+        body = {}
+    message = str(body.get("message") or exc.reason or "no message")
+    details = body.get("details")
+    causes = details.get("causes") if isinstance(details, Mapping) else None
+    said = [
+        str(cause["message"])
+        for cause in causes or []
+        if isinstance(cause, Mapping) and cause.get("message") and cause["message"] not in message
+    ]
+    return f"{message} ({'; '.join(said)})" if said else message
 
 
 class _Conflict(Exception):

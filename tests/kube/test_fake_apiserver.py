@@ -31,6 +31,7 @@ from tests.support.kube import (
     format_selector,
     json_patch,
     parse_label_selector,
+    pod_ready,
     strategic_merge_patch,
 )
 
@@ -861,3 +862,109 @@ def test_label_selector_round_trip() -> None:
     assert [str(r) for r in parse_label_selector(text)] == ["app=web", "tier in (a,b)"]
     with pytest.raises(ValueError, match="unable to parse requirement"):
         parse_label_selector("app=web,")
+
+
+# --- PodDisruptionBudgets and evictions ----------------------------------------------------
+
+
+def _eviction(name: str) -> client.V1Eviction:
+    return client.V1Eviction(
+        api_version="policy/v1", kind="Eviction", metadata=client.V1ObjectMeta(name=name)
+    )
+
+
+async def test_budget_status_counts_as_the_disruption_controller_does(
+    fake_kube: FakeKube,
+) -> None:
+    fake_kube.add_deployment("prod", "web", replicas=4)
+    fixed = fake_kube.add_pdb("prod", "fixed", {"app": "web"}, min_available=3)["status"]
+    share = fake_kube.add_pdb("prod", "share", {"app": "web"}, min_available="60%")["status"]
+    spare = fake_kube.add_pdb("prod", "spare", {"app": "web"}, max_unavailable="25%")["status"]
+    none = fake_kube.add_pdb("prod", "none", {"app": "db"}, max_unavailable=1)["status"]
+    counts = ("expectedPods", "currentHealthy", "desiredHealthy", "disruptionsAllowed")
+    assert [fixed[c] for c in counts] == [4, 4, 3, 1]
+    assert [share[c] for c in counts] == [4, 4, 3, 1]  # 60% of 4 rounds up to 3
+    assert [spare[c] for c in counts] == [4, 4, 3, 1]
+    assert {c: none.get(c, 0) for c in counts} == dict.fromkeys(counts, 0)
+    assert fixed["conditions"][0]["reason"] == "SufficientPods"
+    assert none["conditions"][0]["reason"] == "InsufficientPods"
+
+
+async def test_an_eviction_a_budget_forbids_answers_429_naming_the_budget(
+    fake_kube: FakeKube, api: client.ApiClient
+) -> None:
+    fake_kube.add_deployment("prod", "web", replicas=2)
+    fake_kube.add_pdb("prod", "web", {"app": "web"}, max_unavailable=0)
+    victim = names(fake_kube.pods("prod"))[0]
+    with pytest.raises(ApiException) as blocked:
+        await client.CoreV1Api(api).create_namespaced_pod_eviction(
+            victim, "prod", _eviction(victim)
+        )
+    assert blocked.value.status == 429
+    assert status_of(blocked.value) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+        "reason": "TooManyRequests",
+        "details": {
+            "causes": [
+                {
+                    "reason": "DisruptionBudget",
+                    "message": "The disruption budget web needs 2 healthy pods and has 2 currently",
+                }
+            ]
+        },
+        "code": 429,
+    }
+    assert victim in names(fake_kube.pods("prod"))
+
+
+async def test_a_granted_eviction_charges_the_budget_until_the_replacement_is_ready(
+    fake_kube: FakeKube, api: client.ApiClient
+) -> None:
+    fake_kube.add_deployment("prod", "web", replicas=3)
+    fake_kube.add_pdb("prod", "web", {"app": "web"}, min_available=2)
+    fake_kube.pods_start_ready = False
+    first, second, _ = names(fake_kube.pods("prod"))
+    core = client.CoreV1Api(api)
+    await core.create_namespaced_pod_eviction(first, "prod", _eviction(first))
+    status = fake_kube.pdb("prod", "web")["status"]
+    assert (status["currentHealthy"], status["disruptionsAllowed"]) == (2, 0)
+    with pytest.raises(ApiException) as blocked:
+        await core.create_namespaced_pod_eviction(second, "prod", _eviction(second))
+    assert blocked.value.status == 429
+    (replacement,) = [p for p in fake_kube.pods("prod") if not pod_ready(p)]
+    fake_kube.set_pod_ready("prod", replacement["metadata"]["name"])
+    await core.create_namespaced_pod_eviction(second, "prod", _eviction(second))
+    assert second not in names(fake_kube.pods("prod"))
+
+
+async def test_eviction_refusals_shaped_as_the_api_server_shapes_them(
+    fake_kube: FakeKube, api: client.ApiClient
+) -> None:
+    fake_kube.add_deployment("prod", "web", replicas=2)
+    fake_kube.add_pdb("prod", "one", {"app": "web"}, max_unavailable=1)
+    fake_kube.add_pdb("prod", "two", {"app": "web"}, max_unavailable=1)
+    victim = names(fake_kube.pods("prod"))[0]
+    core = client.CoreV1Api(api)
+    with pytest.raises(ApiException) as twice:
+        await core.create_namespaced_pod_eviction(victim, "prod", _eviction(victim))
+    with pytest.raises(ApiException) as renamed:
+        await core.create_namespaced_pod_eviction(victim, "prod", _eviction("other"))
+    with pytest.raises(ApiException) as missing:
+        await core.create_namespaced_pod_eviction("gone", "prod", _eviction("gone"))
+    assert (twice.value.status, status_of(twice.value)["message"]) == (
+        500,
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does "
+        "not support.",
+    )
+    assert (renamed.value.status, status_of(renamed.value)["message"]) == (
+        400,
+        "name in URL does not match name in Eviction object",
+    )
+    assert (missing.value.status, status_of(missing.value)["message"]) == (
+        404,
+        'pods "gone" not found',
+    )

@@ -168,3 +168,49 @@ async def test_a_paused_deployment_fails_with_the_pause_named_and_on_failure_run
     assert "can't restart paused deployment (run rollout resume first)" in failed["error"]
     assert [r.path for r in recorder.received] == ["/page"]
     assert fake_kube.writes == []  # nothing patched
+
+
+async def test_a_memory_rule_evicts_within_the_pods_budget(
+    remedy: StartRemedy, fake_kube: FakeKube
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=3)
+    fake_kube.add_pdb("shop", "web", {"app": "web"}, min_available=3)
+    first, second, _ = sorted(p["metadata"]["name"] for p in fake_kube.pods("shop"))
+    rules = """
+rules:
+  - name: high-memory-evict-pod
+    match: {alertname: HighMemoryUsage}
+    target: 'pod:{{ labels.namespace }}/{{ labels.pod }}'
+    actions:
+      - action: kubernetes.evict_pod
+        params: {namespace: '{{ labels.namespace }}', name: '{{ labels.pod }}'}
+        timeout: 2s
+"""
+    server = await remedy(
+        rules,
+        dry_run=False,
+        kubernetes=KubernetesConfig(kubeconfig=str(fake_kube.kubeconfig)),
+        allow={"kubernetes": ("^shop$",)},
+    )
+    memory = {"alertname": "HighMemoryUsage", "namespace": "shop"}
+    status, _ = await server.post_alerts(am_payload(am_alert(labels={**memory, "pod": first})))
+    assert status == 200
+    await server.settle()
+    (failed,) = await server.events(outcome="failed")
+    assert failed["error"] == (
+        f"pod {first} in shop: Cannot evict pod as it would violate the pod's disruption "
+        "budget. (The disruption budget web needs 3 healthy pods and has 3 currently) "
+        "(API answered 429)"
+    )
+    assert first in {p["metadata"]["name"] for p in fake_kube.pods("shop")}  # still serving
+
+    budget = fake_kube.pdb("shop", "web")
+    budget["spec"]["minAvailable"] = 2
+    fake_kube.update(budget)
+    status, _ = await server.post_alerts(am_payload(am_alert(labels={**memory, "pod": second})))
+    assert status == 200
+    await server.settle()
+    (succeeded,) = await server.events(outcome="succeeded")
+    assert succeeded["result"] == {"namespace": "shop", "evicted": [second]}
+    names = {p["metadata"]["name"] for p in fake_kube.pods("shop")}
+    assert second not in names and len(names) == 3

@@ -88,7 +88,7 @@ CASES: list[tuple[str, Alert, list[str]]] = [
     (
         "pod memory",
         make_alert("HighMemoryUsage", {**KUBE, "container": "web"}),
-        ["high-memory-delete-pod"],
+        ["high-memory-evict-pod"],
     ),
     (
         "memory of a pod no Deployment owns",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,6 +13,7 @@ from kubernetes_asyncio import client, config
 from remediations import ActionContext, ParamError, PermanentError, TemporaryError
 from remediations.kubernetes.cluster import RESTARTED_AT, REVISION
 from remediations.kubernetes.delete_pod import DeletePod
+from remediations.kubernetes.evict_pod import EvictPod
 from remediations.kubernetes.rollout_restart import RolloutRestart
 from remediations.kubernetes.rollout_undo import RolloutUndo
 from remediations.kubernetes.scale import Scale
@@ -238,3 +241,103 @@ async def test_scale_with_raise_min_raises_the_hpas_minimum_within_bounds(
     assert fake_kube.deployment("shop", "web")["spec"]["replicas"] == 2  # the HPA scales it
     with pytest.raises(ParamError, match="expected one of refuse, raise_min"):
         action.parse({**params, "hpa": "ignore"})
+
+
+# -- evict_pod: the Eviction API and PodDisruptionBudgets ------------------------------------
+
+
+def _pod_names(kube: FakeKube, selector: str = "app=web") -> set[str]:
+    return {p["metadata"]["name"] for p in kube.pods("shop", selector)}
+
+
+def _within(ctx: ActionContext, seconds: float) -> ActionContext:
+    """The context an attempt gets from a step whose timeout is ``seconds``."""
+    return dataclasses.replace(ctx, deadline=asyncio.get_running_loop().time() + seconds)
+
+
+async def test_evict_pod_without_a_budget_evicts_and_the_controller_replaces_it(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2)
+    before = _pod_names(fake_kube)
+    victim = sorted(before)[0]
+    action = EvictPod()
+    result = await action.run(action.parse({"namespace": "shop", "name": victim}), ctx)
+    assert result == {"namespace": "shop", "evicted": [victim]}
+    after = _pod_names(fake_kube)
+    assert victim not in after and len(after) == 2
+    (post,) = fake_kube.writes
+    assert (post.method, post.path) == ("POST", f"/api/v1/namespaces/shop/pods/{victim}/eviction")
+    assert post.body["kind"] == "Eviction" and post.body["metadata"]["name"] == victim
+
+
+async def test_a_budget_that_allows_no_disruption_blocks_the_eviction_and_is_named(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2)
+    fake_kube.add_pdb("shop", "web-pdb", {"app": "web"}, min_available=2)
+    before = _pod_names(fake_kube)
+    action = EvictPod()
+    params = action.parse({"namespace": "shop", "name": sorted(before)[0]})
+    with pytest.raises(TemporaryError) as blocked:
+        await action.run(params, _within(ctx, 1.5))
+    assert str(blocked.value) == (
+        f"pod {sorted(before)[0]} in shop: Cannot evict pod as it would violate the pod's "
+        "disruption budget. (The disruption budget web-pdb needs 2 healthy pods and has 2 "
+        "currently) (API answered 429)"
+    )
+    assert _pod_names(fake_kube) == before  # nothing evicted
+    evictions = [r for r in fake_kube.writes if r.path.endswith("/eviction")]
+    assert len(evictions) >= 2  # asked again within the step's time, then gave up
+
+
+async def test_the_eviction_goes_through_once_a_new_replica_is_ready(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2)
+    fake_kube.add_pdb("shop", "web-pdb", {"app": "web"}, min_available=2)
+    running = _pod_names(fake_kube)
+    victim = sorted(running)[0]
+    fake_kube.pods_start_ready = False
+    scaled = fake_kube.deployment("shop", "web")
+    scaled["spec"]["replicas"] = 3
+    fake_kube.update(scaled)
+    (fresh,) = _pod_names(fake_kube) - running
+    assert fake_kube.pdb("shop", "web-pdb")["status"]["disruptionsAllowed"] == 0
+
+    action = EvictPod()
+    params = action.parse({"namespace": "shop", "name": victim})
+    eviction = asyncio.create_task(action.run(params, _within(ctx, 20)))
+    await asyncio.sleep(0.7)
+    assert not eviction.done() and victim in _pod_names(fake_kube)
+    fake_kube.set_pod_ready("shop", fresh)
+    result = await asyncio.wait_for(eviction, 10)
+    assert result["evicted"] == [victim] and result["budget_waits"] >= 1
+    assert victim not in _pod_names(fake_kube)
+
+
+async def test_evict_pod_by_selector_stops_at_max_before_evicting_any(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=3)
+    before = _pod_names(fake_kube)
+    action = EvictPod()
+    with pytest.raises(PermanentError, match="3 pods in shop match app=web, more than max 2"):
+        await action.run(action.parse({"namespace": "shop", "selector": "app=web", "max": 2}), ctx)
+    assert _pod_names(fake_kube) == before and fake_kube.writes == []
+
+
+async def test_evict_pod_needs_the_eviction_permission(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=1)
+    (victim,) = _pod_names(fake_kube)
+    fake_kube.deny("create", "pods/eviction")
+    action = EvictPod()
+    with pytest.raises(PermanentError) as denied:
+        await action.run(action.parse({"namespace": "shop", "name": victim}), ctx)
+    assert str(denied.value) == (
+        f'pod {victim} in shop: pods "{victim}" is forbidden: User '
+        '"system:serviceaccount:remedy:remedy" cannot create resource "pods/eviction" in API '
+        'group "" in the namespace "shop" (API answered 403)'
+    )

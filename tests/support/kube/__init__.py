@@ -3,11 +3,14 @@
 remedy's Kubernetes actions talk to a cluster through kubernetes-asyncio, and no API
 server can run where the tests run (SPEC §9). This module serves the part of the API
 those actions touch -- apps/v1 Deployments, StatefulSets, DaemonSets and ReplicaSets,
-core/v1 Pods and the ``scale`` subresource -- on a loopback port, and answers as a real
-API server does: ``resourceVersion`` and ``generation``, optimistic concurrency (409),
-``Status`` bodies for NotFound, Forbidden, Conflict and Invalid, strategic-merge, merge
-and JSON patches, defaulting, and a Deployment controller that makes ReplicaSets with
-revisions the way ``kubectl rollout restart`` and ``kubectl rollout undo`` rely on.
+core/v1 Pods with the ``eviction`` subresource, the ``scale`` subresource,
+autoscaling/v2 HorizontalPodAutoscalers and policy/v1 PodDisruptionBudgets -- on a
+loopback port, and answers as a real API server does: ``resourceVersion`` and
+``generation``, optimistic concurrency (409), ``Status`` bodies for NotFound,
+Forbidden, Conflict, Invalid and TooManyRequests, strategic-merge, merge and JSON
+patches, defaulting, a Deployment controller that makes ReplicaSets with revisions the
+way ``kubectl rollout restart`` and ``kubectl rollout undo`` rely on, and a disruption
+controller that keeps each budget's status.
 Tests reach it through a generated kubeconfig, so the real client code runs unchanged,
 and every request is recorded for assertions.
 
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.kube.objects import normalize, revision_of, template_hash
+from tests.support.kube.objects import normalize, pod_ready, revision_of, template_hash
 from tests.support.kube.patches import json_patch, merge_patch, strategic_merge_patch
 from tests.support.kube.resources import (
     CONTROLLER_REVISION_HASH,
@@ -68,6 +71,7 @@ __all__ = [
     "merge_patch",
     "normalize",
     "parse_label_selector",
+    "pod_ready",
     "revision_of",
     "strategic_merge_patch",
     "template_hash",

@@ -6,6 +6,7 @@ import copy
 import uuid
 from collections.abc import Iterable, Mapping
 
+from tests.support.kube.disruption import budget_status
 from tests.support.kube.objects import (
     annotations_of,
     apply_defaults,
@@ -16,6 +17,7 @@ from tests.support.kube.objects import (
     now_timestamp,
     omit_zero,
     owner_reference,
+    pod_ready,
     resolve_surge,
     revision_of,
     template_hash,
@@ -27,6 +29,7 @@ from tests.support.kube.resources import (
     DESIRED_REPLICAS,
     MAX_REPLICAS,
     NOT_COPIED,
+    PDBS,
     POD_TEMPLATE_HASH,
     PODS,
     REPLICASETS,
@@ -36,7 +39,9 @@ from tests.support.kube.resources import (
     STATEFULSETS,
     Obj,
     Resource,
+    resource_for,
 )
+from tests.support.kube.selectors import matches_requirements, selector_requirements
 from tests.support.kube.store import Store
 
 
@@ -50,6 +55,8 @@ class Controllers:
     def __init__(self, store: Store, nodes: list[str]) -> None:
         self.store = store
         self.nodes = nodes
+        self.start_ready = True
+        """Whether the kubelet reports a started pod Ready at once (else when told)."""
 
     def reconcile(self) -> None:
         """Run the controllers and the kubelet until nothing changes any more."""
@@ -61,6 +68,7 @@ class Controllers:
                 (STATEFULSETS, self._sync_statefulset),
                 (DAEMONSETS, self._sync_daemonset),
                 (PODS, self._sync_pod),
+                (PDBS, self._sync_budget),
             ):
                 for obj in self.store.in_(res, None):
                     meta = obj["metadata"]
@@ -70,6 +78,10 @@ class Controllers:
             if self.store.version == before:
                 return
         raise AssertionError("the fake controllers did not settle")  # pragma: no cover
+
+    def write_status(self, res: Resource, obj: Obj) -> Obj:
+        """Store a new status for ``obj`` (the status subresource: the generation stays)."""
+        return self._controller_write(res, obj, status_only=True)
 
     def _controller_write(self, res: Resource, obj: Obj, *, status_only: bool = False) -> Obj:
         """A controller's update: like a user's, but trusted and free to set the status."""
@@ -360,7 +372,7 @@ class Controllers:
         pods = pods[:want]
         while len(pods) < want:
             pods.append(self._new_pod(REPLICASETS, rs, name=None, labels={}))
-        ready = sum(1 for pod in pods if _pod_ready(pod))
+        ready = sum(1 for pod in pods if pod_ready(pod))
         status = {
             "replicas": len(pods),
             "fullyLabeledReplicas": len(pods),
@@ -405,10 +417,15 @@ class Controllers:
         """The status a kubelet reports for a pod whose containers all started."""
         now = now_timestamp()
         number = self.store.serial()
+        ready = "True" if self.start_ready else "False"
         return {
             "phase": "Running",
             "conditions": [
-                {"type": kind, "status": "True", "lastTransitionTime": now}
+                {
+                    "type": kind,
+                    "status": ready if kind in ("Ready", "ContainersReady") else "True",
+                    "lastTransitionTime": now,
+                }
                 for kind in (
                     "PodReadyToStartContainers",
                     "Initialized",
@@ -427,7 +444,7 @@ class Controllers:
                     "image": container.get("image", ""),
                     "imageID": "",
                     "containerID": f"containerd://{uuid.uuid4().hex}",
-                    "ready": True,
+                    "ready": self.start_ready,
                     "started": True,
                     "restartCount": 0,
                     "state": {"running": {"startedAt": now}},
@@ -435,6 +452,51 @@ class Controllers:
                 for container in pod["spec"].get("containers") or []
             ],
         }
+
+    def set_ready(self, pod: Obj, ready: bool) -> None:
+        """What the kubelet reports when the pod's readiness probe starts or stops passing."""
+        now = now_timestamp()
+        for condition in pod.get("status", {}).get("conditions") or []:
+            if condition["type"] in ("Ready", "ContainersReady"):
+                condition.update(status="True" if ready else "False", lastTransitionTime=now)
+        for container in pod.get("status", {}).get("containerStatuses") or []:
+            container["ready"] = ready
+        self._controller_write(PODS, pod, status_only=True)
+        self.reconcile()
+
+    def _sync_budget(self, pdb: Obj) -> None:
+        """The disruption controller: count the healthy pods the budget selects."""
+        selector = pdb["spec"].get("selector")
+        namespace = pdb["metadata"]["namespace"]
+        pods = []
+        if selector is not None:
+            requirements = selector_requirements(selector)
+            pods = [
+                p for p in self.store.in_(PODS, namespace) if matches_requirements(requirements, p)
+            ]
+        pdb["status"] = budget_status(pdb, pods, self._replicas_of, now_timestamp())
+        self._controller_write(PDBS, pdb, status_only=True)
+
+    def _replicas_of(self, pod: Obj) -> int | None:
+        """The replicas a pod's controller (or the Deployment above it) asks for."""
+        obj = pod
+        for _ in range(2):
+            ref = next(
+                (r for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")),
+                None,
+            )
+            if ref is None:
+                break
+            key = (resource_for(ref["kind"]).plural, obj["metadata"]["namespace"], ref["name"])
+            owner = self.store.objects.get(key)
+            if owner is None:
+                break
+            obj = owner
+        if obj is pod:
+            return None
+        if obj["kind"] == "DaemonSet":
+            return int(obj.get("status", {}).get("desiredNumberScheduled", 0))
+        return int(obj["spec"].get("replicas", 0))
 
     def _sync_pod(self, pod: Obj) -> None:
         """The scheduler and kubelet: bind a pending pod to a node and run it."""
@@ -472,7 +534,7 @@ class Controllers:
         updated = sum(
             1 for p in current_pods if labels_of(p).get(CONTROLLER_REVISION_HASH) == revision
         )
-        ready = sum(1 for p in current_pods if _pod_ready(p))
+        ready = sum(1 for p in current_pods if pod_ready(p))
         old = sts.get("status", {})
         current_revision = (
             revision if updated == len(current_pods) else old.get("currentRevision", revision)
@@ -520,7 +582,7 @@ class Controllers:
                     },
                 )
         running = list(by_node.values())
-        ready = sum(1 for p in running if _pod_ready(p))
+        ready = sum(1 for p in running if pod_ready(p))
         updated = sum(1 for p in running if labels_of(p).get(CONTROLLER_REVISION_HASH) == revision)
         status = {
             "currentNumberScheduled": len(running),
@@ -536,10 +598,3 @@ class Controllers:
             status, "updatedNumberScheduled", "numberAvailable", "numberUnavailable"
         )
         self._controller_write(DAEMONSETS, ds, status_only=True)
-
-
-def _pod_ready(pod: Obj) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in pod.get("status", {}).get("conditions") or []
-    )

@@ -14,6 +14,7 @@ from tests.support.kube.resources import (
     DEPLOYMENTS,
     DNS_NAME,
     HPAS,
+    PDBS,
     POD_TEMPLATE_HASH,
     PODS,
     REVISION,
@@ -180,6 +181,8 @@ def apply_defaults(res: Resource, obj: Obj) -> None:
     if res is HPAS:
         spec.setdefault("minReplicas", 1)
         return
+    if res is PDBS:
+        return
     if res is not DAEMONSETS:
         spec.setdefault("replicas", 1)
     if res is DEPLOYMENTS:
@@ -258,6 +261,28 @@ def _validate_hpa(spec: Obj, errors: list[tuple[str, str]]) -> None:
         )
 
 
+def _validate_pdb(spec: Obj, errors: list[tuple[str, str]]) -> None:
+    """What policy/v1 validation says of a budget's numbers."""
+    if "minAvailable" in spec and "maxUnavailable" in spec:
+        errors.append(
+            ("spec", "Invalid value: ...: minAvailable and maxUnavailable cannot be both set")
+        )
+    for field in ("minAvailable", "maxUnavailable"):
+        value = spec.get(field)
+        if isinstance(value, int) and value < 0:
+            errors.append(
+                (f"spec.{field}", f"Invalid value: {value}: must be greater than or equal to 0")
+            )
+        elif isinstance(value, str) and (not value.endswith("%") or not value[:-1].isdigit()):
+            errors.append(
+                (
+                    f"spec.{field}",
+                    f"Invalid value: {_go_value(value)}: "
+                    "must be an integer or percentage (e.g '5%')",
+                )
+            )
+
+
 def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
     """Raise 422 Invalid for what the API's validation would reject and the actions could send."""
     name = obj["metadata"].get("name", "")
@@ -272,8 +297,8 @@ def validate(res: Resource, obj: Obj, old: Obj | None) -> None:
             )
         )
     spec = obj["spec"]
-    if res is HPAS:
-        _validate_hpa(spec, errors)
+    if res in (HPAS, PDBS):
+        (_validate_hpa if res is HPAS else _validate_pdb)(spec, errors)
         if errors:
             raise invalid(res, name, errors)
         return
@@ -381,3 +406,11 @@ def omit_zero(status: Obj, *fields: str) -> Obj:
         if status.get(field) == 0:
             del status[field]
     return status
+
+
+def pod_ready(pod: Obj) -> bool:
+    """Whether the kubelet reports the pod Ready."""
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )

@@ -82,11 +82,13 @@ DAEMONSETS = Resource("apps", "v1", "daemonsets", "DaemonSet")
 REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet", scalable=True)
 PODS = Resource("", "v1", "pods", "Pod")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
-RESOURCES = (DEPLOYMENTS, STATEFULSETS, DAEMONSETS, REPLICASETS, PODS, HPAS)
+PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
+RESOURCES = (DEPLOYMENTS, STATEFULSETS, DAEMONSETS, REPLICASETS, PODS, HPAS, PDBS)
 """Everything the fake serves."""
 
 BY_PLURAL = {res.plural: res for res in RESOURCES}
 SCALE = Resource("autoscaling", "v1", "scale", "Scale")
+EVICTION = Resource("policy", "v1", "eviction", "Eviction")
 
 
 def resource_for(kind: str) -> Resource:

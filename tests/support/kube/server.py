@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.support.kube.controllers import Controllers
+from tests.support.kube.disruption import admit_eviction, evicted
 from tests.support.kube.errors import (
     ApiError,
     already_exists,
@@ -51,10 +52,12 @@ from tests.support.kube.resources import (
     DEFAULT_TOKEN,
     DEFAULT_USER,
     DEPLOYMENTS,
+    EVICTION,
     HPAS,
     JSON_PATCH,
     MERGE_PATCH,
     PATCH_TYPES,
+    PDBS,
     PODS,
     REPLICASETS,
     RESOURCES,
@@ -72,6 +75,7 @@ from tests.support.kube.selectors import (
     format_selector,
     matches_requirements,
     parse_label_selector,
+    selector_requirements,
 )
 from tests.support.kube.store import Store, etcd_order
 
@@ -123,7 +127,9 @@ def _parse_path(path: str) -> _Target:
     if found["ns"] is None and found["name"] is not None:
         raise path_not_found()  # every served resource is namespaced
     sub = found["sub"]
-    if sub is not None and not (sub == "scale" and res.scalable):
+    if sub is not None and not (
+        (sub == "scale" and res.scalable) or (sub == "eviction" and res is PODS)
+    ):
         raise path_not_found()
     return _Target(res, found["ns"], found["name"], sub)
 
@@ -132,6 +138,10 @@ def _verb(method: str, target: _Target, query: Mapping[str, str]) -> str:
     named = target.name is not None
     if target.namespace is None and method != "GET":
         raise method_not_allowed()
+    if target.subresource == "eviction":
+        if method != "POST":
+            raise method_not_allowed()
+        return "create"
     if target.subresource is not None and method not in ("GET", "PUT", "PATCH"):
         raise method_not_allowed()
     if method == "GET":
@@ -269,6 +279,13 @@ class FakeKube:
         created = self._create(res, namespace, dict(manifest))
         return self.get(res.kind, namespace, created["metadata"]["name"])
 
+    def update(self, obj: Mapping[str, Any]) -> Obj:
+        """Replace a served object as an admin's ``kubectl replace``; the controllers act."""
+        res = resource_for(str(obj.get("kind")))
+        meta = obj.get("metadata") or {}
+        old = self.store.objects[(res.plural, str(meta.get("namespace")), str(meta.get("name")))]
+        return self._update(res, old, dict(obj))
+
     def add_deployment(
         self,
         namespace: str,
@@ -356,6 +373,42 @@ class FakeKube:
             ],
         }
         return self.create(self._manifest(HPAS, namespace, name, spec))
+
+    def add_pdb(
+        self,
+        namespace: str,
+        name: str,
+        selector: Mapping[str, str],
+        *,
+        min_available: int | str | None = None,
+        max_unavailable: int | str | None = None,
+    ) -> Obj:
+        """A policy/v1 PodDisruptionBudget over the pods with the ``selector`` labels."""
+        spec: Obj = {"selector": {"matchLabels": dict(selector)}}
+        if min_available is not None:
+            spec["minAvailable"] = min_available
+        if max_unavailable is not None:
+            spec["maxUnavailable"] = max_unavailable
+        return self.create(self._manifest(PDBS, namespace, name, spec))
+
+    def pdb(self, namespace: str, name: str) -> Obj:
+        """A copy of a PodDisruptionBudget."""
+        return self.get("PodDisruptionBudget", namespace, name)
+
+    @property
+    def pods_start_ready(self) -> bool:
+        """Whether new pods are Ready at once; ``False`` keeps them unready until told."""
+        return self.controllers.start_ready
+
+    @pods_start_ready.setter
+    def pods_start_ready(self, ready: bool) -> None:
+        self.controllers.start_ready = ready
+
+    def set_pod_ready(self, namespace: str, name: str, ready: bool = True) -> Obj:
+        """Make a pod's readiness probe pass (or fail), and let the controllers see it."""
+        pod = self.get("Pod", namespace, name)
+        self.controllers.set_ready(pod, ready)
+        return self.get("Pod", namespace, name)
 
     def hpa(self, namespace: str, name: str) -> Obj:
         """A copy of a HorizontalPodAutoscaler."""
@@ -458,6 +511,8 @@ class FakeKube:
             return 200, self._list_response(target, query)
         if verb == "watch":
             raise bad_request("the fake API server does not serve watches")
+        if target.subresource == "eviction":
+            return 201, self._evict(target, self._json_body(media_type, raw), dry_run)
         if verb == "create":
             body = self._json_body(media_type, raw)
             assert target.namespace is not None
@@ -678,6 +733,31 @@ class FakeKube:
                 "uid": old["metadata"]["uid"],
             },
         }
+
+    def _evict(self, target: _Target, body: Obj, dry_run: bool) -> Obj:
+        """The eviction subresource: delete the pod if its disruption budget allows it."""
+        assert target.namespace is not None and target.name is not None
+        self._check_type(EVICTION, body)
+        if (body.get("metadata") or {}).get("name") != target.name:
+            raise bad_request("name in URL does not match name in Eviction object")
+        pod = self._existing(target)
+        budgets = [
+            pdb
+            for pdb in self.store.in_(PDBS, target.namespace)
+            if pdb["spec"].get("selector") is not None
+            and matches_requirements(selector_requirements(pdb["spec"]["selector"]), pod)
+        ]
+        charged = admit_eviction(pod, budgets)
+        options = body.get("deleteOptions") or {}
+        if dry_run or options.get("dryRun") == ["All"]:
+            return evicted()
+        if charged is not None:
+            charged = copy.deepcopy(charged)
+            charged["status"]["disruptionsAllowed"] -= 1
+            self.controllers.write_status(PDBS, charged)
+        self.store.remove(self._key(target), orphan=False)
+        self.controllers.reconcile()
+        return evicted()
 
     def _delete_collection(
         self, target: _Target, query: Mapping[str, str], options: Obj, dry_run: bool
