@@ -31,6 +31,7 @@ pytest_plugins = [
     "tests.support.recorder",
     "tests.support.podman",
     "tests.support.kube",
+    "tests.support.kubectl",
     "tests.support.sns",
     "tests.support.moto",
     "tests.support.prometheus",

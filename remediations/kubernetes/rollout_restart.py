@@ -62,7 +62,8 @@ class RolloutRestart:
         before = plain(api_client, await call(what, lambda: read(params.name, params.namespace)))
         if params.kind == "Deployment" and (before.get("spec") or {}).get("paused"):
             raise PermanentError(
-                f"{what}: can't restart paused deployment (run rollout resume first)"
+                f'{what}: deployments.apps "{params.name}" can\'t restart paused deployment '
+                "(run rollout resume first)"
             )
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}

@@ -7,8 +7,12 @@ that template as the next revision. As kubectl does, the Deployment's
 annotations become that ReplicaSet's (so the bad release's
 ``kubernetes.io/change-cause`` goes with it), except the ones kubectl keeps
 from the Deployment (revision, revision history, desired and max replicas,
-last-applied-configuration); and a paused Deployment is refused (a
-permanent failure naming the pause; nothing is patched).
+last-applied-configuration). Its refusals are kubectl's, in kubectl's order:
+no earlier revision (``no rollout history found``), a ``to_revision`` that no
+ReplicaSet has, then a paused Deployment (a permanent failure naming the
+pause; nothing is patched). A revision whose template the Deployment already
+has is not an error: nothing is patched and the result says ``unchanged``, as
+kubectl says ``skipped rollback``.
 
 Params:
     namespace, name: the Deployment
@@ -83,10 +87,6 @@ class RolloutUndo:
                 what, lambda: apps.read_namespaced_deployment(workload.name, workload.namespace)
             ),
         )
-        if deployment["spec"].get("paused"):
-            raise PermanentError(
-                f"{what}: you cannot rollback a paused deployment; resume it first"
-            )
         current = int(deployment["metadata"].get("annotations", {}).get(REVISION, 0))
         selector = ",".join(
             f"{k}={v}" for k, v in deployment["spec"]["selector"].get("matchLabels", {}).items()
@@ -107,21 +107,37 @@ class RolloutUndo:
             if any(o.get("uid") == uid and o.get("controller") for o in owners):
                 number = int(rs["metadata"].get("annotations", {}).get(REVISION, 0))
                 revisions[number] = rs
+        # kubectl's order: the revision is looked up first, then the pause refuses.
         wanted = params.to_revision
         if wanted is None:
-            older = [n for n in revisions if n < current]
-            if not older:
-                raise PermanentError(f"{what}: no previous revision to roll back to")
-            wanted = max(older)
+            if len(revisions) < 2:
+                raise PermanentError(
+                    f'{what}: no rollout history found for deployment "{workload.name}"'
+                )
+            wanted = sorted(revisions)[-2]  # the one before the latest
         if wanted not in revisions:
             known = ", ".join(str(n) for n in sorted(revisions)) or "none"
-            raise PermanentError(f"{what}: revision {wanted} not found (revisions: {known})")
-        if wanted == current:
-            raise PermanentError(f"{what}: revision {wanted} is the current one")
+            raise PermanentError(
+                f"{what}: unable to find specified revision {wanted} in history "
+                f"(revisions: {known})"
+            )
+        if deployment["spec"].get("paused"):
+            raise PermanentError(
+                f"{what}: you cannot rollback a paused deployment; resume it first with "
+                "'kubectl rollout resume' and try again"
+            )
         template = dict(revisions[wanted]["spec"]["template"])
         metadata = dict(template.get("metadata") or {})
         labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k != TEMPLATE_HASH}
         template["metadata"] = {**metadata, "labels": labels}
+        if template == deployment["spec"]["template"]:
+            return {
+                "namespace": workload.namespace,
+                "name": workload.name,
+                "revision": {"before": current, "restored": wanted, "after": current},
+                "images": {"before": _images(deployment), "after": _images(deployment)},
+                "unchanged": f"current template already matches revision {wanted}",
+            }
         kept = deployment["metadata"].get("annotations") or {}
         taken = revisions[wanted]["metadata"].get("annotations") or {}
         annotations = {k: v for k, v in kept.items() if k in KEPT_ANNOTATIONS} | {

@@ -102,7 +102,7 @@ async def test_default_client_configuration_reaches_the_fake(
     )
     assert request.headers["Authorization"] == f"Bearer {fake_kube.token}"
     assert request.status == 200
-    assert fake_kube.url.startswith("http://127.0.0.1:")
+    assert fake_kube.url.startswith("https://127.0.0.1:")
 
 
 async def test_rollout_restart_makes_a_new_replicaset_revision(
@@ -683,7 +683,8 @@ async def test_unsupported_patch_types_and_bad_tokens_are_refused(
     url = f"{fake_kube.url}/apis/apps/v1/namespaces/prod/deployments/web"
     auth = {"Authorization": f"Bearer {fake_kube.token}"}
 
-    async with aiohttp.ClientSession() as session:
+    connector = aiohttp.TCPConnector(ssl=fake_kube.client_ssl())
+    async with aiohttp.ClientSession(connector=connector) as session:
         async with session.patch(
             url, data=b"{}", headers={**auth, "Content-Type": "text/plain"}
         ) as response:
@@ -968,3 +969,76 @@ async def test_eviction_refusals_shaped_as_the_api_server_shapes_them(
         404,
         'pods "gone" not found',
     )
+
+
+# --- discovery and watches -----------------------------------------------------------------
+
+
+async def _get(kube: FakeKube, path: str) -> tuple[int, Any]:
+    connector = aiohttp.TCPConnector(ssl=kube.client_ssl())
+    auth = {"Authorization": f"Bearer {kube.token}"}
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(f"{kube.url}{path}", headers=auth) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_discovery_names_what_is_served_and_where_scale_and_eviction_live(
+    fake_kube: FakeKube,
+) -> None:
+    status, groups = await _get(fake_kube, "/apis")
+    assert status == 200 and groups["kind"] == "APIGroupList"
+    assert {g["name"]: g["preferredVersion"]["groupVersion"] for g in groups["groups"]} == {
+        "apps": "apps/v1",
+        "autoscaling": "autoscaling/v2",
+        "policy": "policy/v1",
+    }
+    _, apps = await _get(fake_kube, "/apis/apps/v1")
+    scale = next(r for r in apps["resources"] if r["name"] == "deployments/scale")
+    assert (scale["group"], scale["version"], scale["kind"]) == ("autoscaling", "v1", "Scale")
+    _, core = await _get(fake_kube, "/api/v1")
+    eviction = next(r for r in core["resources"] if r["name"] == "pods/eviction")
+    assert (eviction["group"], eviction["kind"], eviction["verbs"]) == (
+        "policy",
+        "Eviction",
+        ["create"],
+    )
+    assert (await _get(fake_kube, "/apis/batch/v1"))[0] == 404
+    assert (await _get(fake_kube, "/api/v1/namespaces/nowhere"))[1]["message"] == (
+        'namespaces "nowhere" not found'
+    )
+
+
+async def test_a_watch_lists_then_follows_changes_until_its_timeout(
+    fake_kube: FakeKube, api: client.ApiClient
+) -> None:
+    fake_kube.add_deployment("prod", "web", replicas=1)
+    apps = client.AppsV1Api(api)
+    connector = aiohttp.TCPConnector(ssl=fake_kube.client_ssl())
+    url = f"{fake_kube.url}/apis/apps/v1/namespaces/prod/deployments"
+    query = {"watch": "true", "fieldSelector": "metadata.name=web", "timeoutSeconds": "2"}
+    events = []
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(
+            url, params=query, headers={"Authorization": f"Bearer {fake_kube.token}"}
+        ) as response,
+    ):
+        first = json.loads(await response.content.readline())
+        await apps.patch_namespaced_deployment_scale("web", "prod", {"spec": {"replicas": 2}})
+        async for line in response.content:  # ends when the watch times out
+            events.append(json.loads(line))
+    assert (first["type"], first["object"]["spec"]["replicas"]) == ("ADDED", 1)
+    assert events and {e["type"] for e in events} == {"MODIFIED"}
+    assert events[-1]["object"]["spec"]["replicas"] == 2
+    since = first["object"]["metadata"]["resourceVersion"]
+    replay = f"{url}?watch=1&resourceVersion={since}&timeoutSeconds=0"
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fake_kube.client_ssl())) as s,
+        s.get(replay, headers={"Authorization": f"Bearer {fake_kube.token}"}) as response,
+    ):
+        replayed = [json.loads(line) async for line in response.content]
+    assert [e["object"]["metadata"]["resourceVersion"] for e in replayed] == [
+        e["object"]["metadata"]["resourceVersion"] for e in events
+    ]

@@ -113,7 +113,7 @@ async def test_rollout_undo_restores_the_previous_template(
 async def test_rollout_undo_without_history_fails(fake_kube: FakeKube, ctx: ActionContext) -> None:
     fake_kube.add_deployment("shop", "web")
     action = RolloutUndo()
-    with pytest.raises(PermanentError, match="no previous revision"):
+    with pytest.raises(PermanentError, match='no rollout history found for deployment "web"'):
         await action.run(action.parse({"namespace": "shop", "name": "web"}), ctx)
 
 
@@ -167,8 +167,8 @@ async def test_a_paused_deployment_is_not_restarted_as_kubectl_refuses(
     with pytest.raises(PermanentError) as failure:
         await action.run(action.parse({"namespace": "shop", "name": "web"}), ctx)
     assert str(failure.value) == (
-        "rollout restart deployment/web in shop: can't restart paused deployment"
-        " (run rollout resume first)"
+        'rollout restart deployment/web in shop: deployments.apps "web" can\'t restart paused '
+        "deployment (run rollout resume first)"
     )
     assert fake_kube.writes == []  # nothing patched
 

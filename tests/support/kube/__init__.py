@@ -14,11 +14,17 @@ controller that keeps each budget's status.
 Tests reach it through a generated kubeconfig, so the real client code runs unchanged,
 and every request is recorded for assertions.
 
+It speaks HTTPS with a certificate made for the run (so the real kubectl sends its
+token), serves the discovery documents and watches, and the real kubectl is the judge
+of it: tests/kube/test_kubectl_parity.py runs kubectl on one fake and remedy's action
+on a twin and compares what they did.
+
 Simplifications, each one a place where a real cluster would only be slower: the
 controllers and the kubelet act synchronously after every write (rollouts finish at
-once and pods are Running and Ready at once), deletion is immediate (no graceful
-termination, no finalizers), and there is no watch, no server-side apply and no
-``status`` subresource.
+once and pods are Running and Ready at once unless a test holds readiness back),
+deletion is immediate (no graceful termination, no finalizers), namespaces exist when
+something is in them, and there is no server-side apply, no aggregated discovery, no
+OpenAPI document and no ``status`` subresource.
 
 The package follows the server's own seams: ``resources`` (what is served), ``errors``
 (Status bodies), ``selectors``, ``patches``, ``objects`` (defaulting and validation),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import copy
 import dataclasses
 import json
 import re
+import ssl
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,6 +20,7 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support.kube import discovery
 from tests.support.kube.controllers import Controllers
 from tests.support.kube.disruption import admit_eviction, evicted
 from tests.support.kube.errors import (
@@ -77,7 +80,8 @@ from tests.support.kube.selectors import (
     parse_label_selector,
     selector_requirements,
 )
-from tests.support.kube.store import Store, etcd_order
+from tests.support.kube.store import Change, Store, etcd_order
+from tests.support.kube.tls import serving_certificate
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -111,6 +115,11 @@ _GROUP_PATH = re.compile(
     r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)"
     r"(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
 )
+
+
+_NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces/(?P<name>[^/]+)$")
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace")
+"""Namespaces are implied by the objects in them: they can be read, not written."""
 
 
 def _parse_path(path: str) -> _Target:
@@ -161,6 +170,18 @@ def _verb(method: str, target: _Target, query: Mapping[str, str]) -> str:
     return verb
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Watch:
+    """A watch the handler streams: the target and its query, already authorized."""
+
+    target: _Target
+    query: Mapping[str, str]
+
+
+WATCH_LONGEST = 60.0
+"""Seconds a watch stays open at most (a real server's default is 30 to 60 minutes)."""
+
+
 class FakeKube:
     """An in-process Kubernetes API server with a Deployment controller and a fake kubelet.
 
@@ -191,6 +212,7 @@ class FakeKube:
         self.store = Store()
         self.controllers = Controllers(self.store, self.nodes)
         self._conflicts: dict[Key, int] = {}
+        self._watches: set[asyncio.Queue[Change | None]] = set()
         self._server: TestServer | None = None
         self._kubeconfig: Path | None = None
 
@@ -204,21 +226,29 @@ class FakeKube:
 
     async def start(self, kubeconfig: Path) -> None:
         """Listen on an ephemeral loopback port and write a kubeconfig that points at it."""
+        context = serving_certificate().server_context()
         self._server = TestServer(self.app(), host="127.0.0.1")
-        await self._server.start_server()
+        await self._server.start_server(ssl=context)
         await asyncio.to_thread(kubeconfig.write_text, yaml.safe_dump(self.kubeconfig_dict()))
         self._kubeconfig = kubeconfig
 
     async def close(self) -> None:
-        """Stop listening."""
+        """End the open watches and stop listening."""
+        for watch in self._watches:
+            watch.put_nowait(None)
         if self._server is not None:
             await self._server.close()
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT``: the cluster's server address."""
+        """``https://127.0.0.1:PORT``: the cluster's server address."""
         assert self._server is not None, "the fake API server is not started"
-        return f"http://127.0.0.1:{self._server.port}"
+        return f"https://127.0.0.1:{self._server.port}"
+
+    @staticmethod
+    def client_ssl() -> ssl.SSLContext:
+        """A TLS context that trusts the fake's certificate, for raw HTTP in tests."""
+        return serving_certificate().client_context()
 
     @property
     def kubeconfig(self) -> Path:
@@ -231,7 +261,17 @@ class FakeKube:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "clusters": [
+                {
+                    "name": "fake",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(
+                            serving_certificate().ca_pem
+                        ).decode("ascii"),
+                    },
+                }
+            ],
             "users": [{"name": "remedy", "user": {"token": self.token}}],
             "contexts": [
                 {
@@ -448,11 +488,12 @@ class FakeKube:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         query = {key: request.query.getone(key) for key in request.query}
         content_type = request.headers.get("Content-Type")
         media_type = content_type.split(";", 1)[0].strip().lower() if content_type else None
+        payload: Obj | _Watch
         try:
             code, payload = self._serve(
                 request.method,
@@ -480,7 +521,58 @@ class FakeKube:
                 status=code,
             )
         )
+        if isinstance(payload, _Watch):
+            return await self._watch(request, payload)
         return web.json_response(payload, status=code)
+
+    async def _watch(self, request: web.Request, watch: _Watch) -> web.StreamResponse:
+        """Stream watch events, one JSON object a line, until ``timeoutSeconds`` or close.
+
+        With no ``resourceVersion`` (or ``0``) the objects there are now come first
+        as ADDED, as a real server's "start at most recent" does; with one, the kept
+        changes after it. The stream then follows every change until it times out.
+        """
+        target, query = watch.target, watch.query
+        fields = field_filter(target.res, query.get("fieldSelector", ""))
+        requirements = parse_label_selector(query.get("labelSelector", ""))
+
+        def wanted(plural: str, obj: Obj) -> bool:
+            return (
+                plural == target.res.plural
+                and target.namespace in (None, obj["metadata"]["namespace"])
+                and matches_requirements(requirements, obj)
+                and fields_match(fields, obj)
+            )
+
+        since = query.get("resourceVersion", "")
+        changes: asyncio.Queue[Change | None] = asyncio.Queue()
+        stop = self.store.listen(changes.put_nowait)
+        self._watches.add(changes)
+        try:
+            if since in ("", "0"):
+                first = [("ADDED", copy.deepcopy(o)) for o in self._matching(target, query)]
+            else:
+                first = [
+                    (c.type, c.obj)
+                    for c in self.store.changes
+                    if c.version > int(since) and wanted(c.plural, c.obj)
+                ]
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            for kind, obj in first:
+                await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+            seconds = min(float(query.get("timeoutSeconds", WATCH_LONGEST)), WATCH_LONGEST)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    while (change := await changes.get()) is not None:
+                        if wanted(change.plural, change.obj):
+                            event = {"type": change.type, "object": change.obj}
+                            await response.write(json.dumps(event).encode() + b"\n")
+            await response.write_eof()
+            return response
+        finally:
+            stop()
+            self._watches.discard(changes)
 
     def _serve(
         self,
@@ -491,7 +583,7 @@ class FakeKube:
         media_type: str | None,
         raw: bytes,
         authorization: str | None,
-    ) -> tuple[int, Obj]:
+    ) -> tuple[int, Obj | _Watch]:
         if authorization != f"Bearer {self.token}":
             return 401, ApiError(401, "Unauthorized", "Unauthorized").status()
         if path == "/version" and method == "GET":
@@ -501,6 +593,10 @@ class FakeKube:
                 "gitVersion": "v1.31.0-fake",
                 "platform": "linux/amd64",
             }
+        if method == "GET" and (found := self._discovery(path)) is not None:
+            return 200, found
+        if method == "GET" and (named := _NAMESPACE_PATH.match(path)) is not None:
+            return 200, self._namespace(named["name"])
         target = _parse_path(path)
         verb = _verb(method, target, query)
         self._authorize(verb, target)
@@ -510,7 +606,10 @@ class FakeKube:
         if verb == "list":
             return 200, self._list_response(target, query)
         if verb == "watch":
-            raise bad_request("the fake API server does not serve watches")
+            self._matching(target, query)  # refuses a bad selector before the stream starts
+            if not query.get("resourceVersion", "0").isdigit():
+                raise bad_request(f"invalid resource version: {query['resourceVersion']}")
+            return 200, _Watch(target, query)
         if target.subresource == "eviction":
             return 201, self._evict(target, self._json_body(media_type, raw), dry_run)
         if verb == "create":
@@ -525,6 +624,38 @@ class FakeKube:
         if verb == "delete":
             return 200, self._delete(target, options, dry_run)
         return 200, self._delete_collection(target, query, options, dry_run)
+
+    def _namespace(self, name: str) -> Obj:
+        """A Namespace: every namespace that holds an object (and ``default``) exists."""
+        held = {namespace for _, namespace, _ in self.store.objects}
+        if name not in held | {"default"}:
+            raise not_found(NAMESPACES, name)
+        return {
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
+
+    def _discovery(self, path: str) -> Obj | None:
+        """The discovery document at ``path``; ``None`` when the path is not discovery's."""
+        parts = path.strip("/").split("/")
+        if parts == ["api"]:
+            return discovery.core_versions(self.url.removeprefix("https://"))
+        if parts == ["apis"]:
+            return discovery.groups()
+        if parts == ["api", "v1"]:
+            found = discovery.resource_list("", "v1")
+        elif len(parts) == 2 and parts[0] == "apis":
+            found = discovery.group(parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            found = discovery.resource_list(parts[1], parts[2])
+        else:
+            return None
+        if found is None:
+            raise path_not_found()
+        return found
 
     def _authorize(self, verb: str, target: _Target) -> None:
         resource = target.res.plural

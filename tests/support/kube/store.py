@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import collections
 import copy
+import dataclasses
 import itertools
+from collections.abc import Callable
 
 from tests.support.kube.objects import controller_uid, fnv32a, normalize, safe_encode
 from tests.support.kube.resources import BY_PLURAL, Key, Obj, Resource
+
+HISTORY = 10_000
+"""How many changes the store keeps for watches that start at a ``resourceVersion``."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """One write, as a watch reports it: ``ADDED``, ``MODIFIED`` or ``DELETED``, and a copy."""
+
+    version: int
+    type: str
+    plural: str
+    obj: Obj
 
 
 class Store:
@@ -22,6 +38,19 @@ class Store:
         self.version = 0
         self._created: dict[str, int] = {}
         self._sequence = itertools.count(1)
+        self.changes: collections.deque[Change] = collections.deque(maxlen=HISTORY)
+        self._listeners: list[Callable[[Change], None]] = []
+
+    def listen(self, listener: Callable[[Change], None]) -> Callable[[], None]:
+        """Call ``listener`` with every change from now on; returns how to stop."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _changed(self, kind: str, plural: str, obj: Obj) -> None:
+        change = Change(self.version, kind, plural, copy.deepcopy(obj))
+        self.changes.append(change)
+        for listener in list(self._listeners):
+            listener(change)
 
     @property
     def resource_version(self) -> str:
@@ -60,13 +89,19 @@ class Store:
         self.version += 1
         meta = obj["metadata"]
         meta["resourceVersion"] = self.resource_version
-        self.objects[(res.plural, meta["namespace"], meta["name"])] = obj
+        key = (res.plural, meta["namespace"], meta["name"])
+        kind = "MODIFIED" if key in self.objects else "ADDED"
+        self.objects[key] = obj
+        self._changed(kind, res.plural, obj)
         return obj
 
     def remove(self, key: tuple[str, str, str], *, orphan: bool) -> None:
         """Delete an object now; its dependents go too (background GC) or lose the owner."""
         obj = self.objects.pop(key)
         self.version += 1
+        gone = copy.deepcopy(obj)
+        gone["metadata"]["resourceVersion"] = self.resource_version
+        self._changed("DELETED", key[0], gone)
         uid = obj["metadata"]["uid"]
         for dep_key, dependent in list(self.objects.items()):
             refs = dependent["metadata"].get("ownerReferences") or []
