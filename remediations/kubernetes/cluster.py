@@ -84,9 +84,27 @@ def _message(exc: ApiException) -> str:
     said = [
         str(cause["message"])
         for cause in causes or []
-        if isinstance(cause, Mapping) and cause.get("message") and cause["message"] not in message
+        if isinstance(cause, Mapping)
+        and cause.get("message")
+        and str(cause["message"]) not in message
     ]
     return f"{message} ({'; '.join(said)})" if said else message
+
+
+class Refused(PermanentError):
+    """The API refused (4xx but 429): ``status`` is its HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Unavailable(TemporaryError):
+    """The API could not do it now (409 after retries, 429, 5xx): ``status`` says which."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Conflict(Exception):
@@ -111,12 +129,13 @@ async def call(what: str, operation: Callable[[], Awaitable[T]]) -> T:
                         raise _Conflict(_message(exc)) from None
                     raise
     except _Conflict as exc:
-        raise TemporaryError(f"{what}: conflict: {exc}") from None
+        raise Unavailable(f"{what}: conflict: {exc}", 409) from None
     except ApiException as exc:
+        status = int(exc.status or 0)
         message = f"{what}: {_message(exc)} (API answered {exc.status})"
-        if exc.status == 429 or (exc.status or 0) >= 500:
-            raise TemporaryError(message) from None
-        raise PermanentError(message) from None
+        if status == 429 or status >= 500:
+            raise Unavailable(message, status) from None
+        raise Refused(message, status) from None
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
         raise TemporaryError(
             f"{what}: cannot reach the API server ({type(exc).__name__})"

@@ -23,40 +23,34 @@ Example::
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from kubernetes_asyncio import client
 
-from remediations.base import ActionContext, TemporaryError
-from remediations.kubernetes.cluster import api, call
-from remediations.kubernetes.pods import PodsParams, partial_run
+from remediations.base import ActionContext
+from remediations.kubernetes.cluster import call
+from remediations.kubernetes.pods import PodAction
 
 
-class DeletePod:
+class DeletePod(PodAction):
     """Delete pods so their controller starts fresh ones."""
 
     name: ClassVar[str] = "kubernetes.delete_pod"
+    done: ClassVar[str] = "deleted"
+    doing: ClassVar[str] = "deleting"
 
-    def parse(self, params: Mapping[str, Any]) -> PodsParams:
-        """See the module docstring."""
-        return PodsParams.parse(params)
-
-    def subject(self, params: PodsParams) -> str:
-        """The namespace ``backends.kubernetes.namespaces`` must list."""
-        return params.namespace
-
-    async def run(self, params: PodsParams, ctx: ActionContext) -> Mapping[str, Any]:
-        """Delete the pods; report their names."""
-        core = client.CoreV1Api(api(ctx))
-        deleted: list[str] = []
-        for name in await params.names(core, "deleted"):
-            delete = functools.partial(core.delete_namespaced_pod, name, params.namespace)
-            try:
-                await call(f"pod {name} in {params.namespace}", delete)
-            except TemporaryError as exc:
-                if not deleted:
-                    raise
-                raise partial_run(exc, "deleting", deleted) from None
-            deleted.append(name)
-        return {"namespace": params.namespace, "deleted": deleted}
+    async def act(
+        self,
+        core: client.CoreV1Api,
+        namespace: str,
+        name: str,
+        ctx: ActionContext,
+        result: dict[str, Any],
+    ) -> bool:
+        """Delete one pod (a pod that is not there is an error, as for kubectl delete)."""
+        del ctx, result
+        await call(
+            f"pod {name} in {namespace}",
+            functools.partial(core.delete_namespaced_pod, name, namespace),
+        )
+        return True

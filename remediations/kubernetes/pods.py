@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from kubernetes_asyncio import client
 
-from remediations.base import ParamError, PermanentError, TemporaryError
-from remediations.kubernetes.cluster import call
+from remediations.base import ActionContext, ParamError, PermanentError, TemporaryError
+from remediations.kubernetes.cluster import api, call
 from remediations.params import Fields
 
 
@@ -55,10 +55,52 @@ class PodsParams:
         return names
 
 
-def partial_run(exc: TemporaryError, verb: str, done: list[str]) -> PermanentError:
-    """A temporary error after some pods went: final, with the ones that went named.
+class PodAction:
+    """An action that takes pods away one by one: parse, subject and the loop are shared.
 
-    A retry would list the pods again, replacements included, and could act on up
-    to ``max`` of them once more.
+    The result names the pods under ``done`` (``deleted``, ``evicted``); ``act`` may
+    add its own counts to it, and answers ``False`` for a pod that was already gone.
+    Once one pod has gone, a later temporary error is final: a retry would list the
+    pods again, replacements included, and could take up to ``max`` of them again.
     """
-    return PermanentError(f"{exc} (after {verb} {', '.join(done)})")
+
+    name: ClassVar[str]
+    done: ClassVar[str]
+    doing: ClassVar[str]
+
+    def parse(self, params: Mapping[str, Any]) -> PodsParams:
+        """See the module docstring."""
+        return PodsParams.parse(params)
+
+    def subject(self, params: PodsParams) -> str:
+        """The namespace ``backends.kubernetes.namespaces`` must list."""
+        return params.namespace
+
+    async def run(self, params: PodsParams, ctx: ActionContext) -> Mapping[str, Any]:
+        """Act on each chosen pod in turn; report their names."""
+        core = client.CoreV1Api(api(ctx))
+        taken: list[str] = []
+        gone: list[str] = []
+        result: dict[str, Any] = {"namespace": params.namespace, self.done: taken}
+        for name in await params.names(core, self.done):
+            try:
+                acted = await self.act(core, params.namespace, name, ctx, result)
+            except TemporaryError as exc:
+                if not taken:
+                    raise
+                raise PermanentError(f"{exc} (after {self.doing} {', '.join(taken)})") from None
+            (taken if acted else gone).append(name)
+        if gone:
+            result["already_gone"] = gone
+        return result
+
+    async def act(
+        self,
+        core: client.CoreV1Api,
+        namespace: str,
+        name: str,
+        ctx: ActionContext,
+        result: dict[str, Any],
+    ) -> bool:
+        """Take one pod away; ``False`` when it was already gone."""
+        raise NotImplementedError

@@ -891,6 +891,24 @@ async def test_budget_status_counts_as_the_disruption_controller_does(
     assert none["conditions"][0]["reason"] == "InsufficientPods"
 
 
+async def test_a_budget_counts_a_deployment_once_mid_rollout_and_cannot_size_a_daemonset(
+    fake_kube: FakeKube,
+) -> None:
+    fake_kube.add_deployment("prod", "web", replicas=3)
+    fake_kube.add_pdb("prod", "web", {"app": "web"}, max_unavailable=1)
+    fake_kube.add_daemonset("prod", "agent")
+    fake_kube.add_pdb("prod", "agent", {"app": "agent"}, max_unavailable=1)
+    fake_kube.pods_start_ready = False
+    deployment = fake_kube.deployment("prod", "web")
+    deployment["spec"]["template"]["metadata"]["annotations"] = {RESTARTED_AT: "now"}
+    fake_kube.update(deployment)
+    assert len(fake_kube.replicasets("prod", "web")) == 2  # old and new pods side by side
+    web = fake_kube.pdb("prod", "web")["status"]
+    assert (web["expectedPods"], web["desiredHealthy"]) == (3, 2)
+    agent = fake_kube.pdb("prod", "agent")["status"]
+    assert (agent["disruptionsAllowed"], agent["conditions"][0]["reason"]) == (0, "SyncFailed")
+
+
 async def test_an_eviction_a_budget_forbids_answers_429_naming_the_budget(
     fake_kube: FakeKube, api: client.ApiClient
 ) -> None:
@@ -1033,7 +1051,7 @@ async def test_a_watch_lists_then_follows_changes_until_its_timeout(
     assert events and {e["type"] for e in events} == {"MODIFIED"}
     assert events[-1]["object"]["spec"]["replicas"] == 2
     since = first["object"]["metadata"]["resourceVersion"]
-    replay = f"{url}?watch=1&resourceVersion={since}&timeoutSeconds=0"
+    replay = f"{url}?watch=1&resourceVersion={since}&timeoutSeconds=1"
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fake_kube.client_ssl())) as s,
         s.get(replay, headers={"Authorization": f"Bearer {fake_kube.token}"}) as response,

@@ -221,7 +221,12 @@ async def test_delete_pod(kubectl: Kubectl, fake_kube: FakeKube, twin: FakeKube)
     assert pod not in {p["metadata"]["name"] for p in theirs.pods("shop")}
 
 
-async def test_evict_pod(kubectl: Kubectl, fake_kube: FakeKube, twin: FakeKube) -> None:
+async def test_evict_pod_as_kubectl_posts_an_eviction(
+    kubectl: Kubectl, fake_kube: FakeKube, twin: FakeKube
+) -> None:
+    """kubectl has no verb that evicts one pod (drain needs nodes, which the fake does not
+    serve); its ``create --raw`` posts the Eviction that drain would, through the same API.
+    """
     theirs, ours = await both(a_budget_of_one, fake_kube, twin)
     pod = first_pod(theirs)
     path = f"/api/v1/namespaces/shop/pods/{pod}/eviction"
@@ -312,7 +317,7 @@ async def test_undo_to_the_current_template_is_skipped(
     assert snapshot(ours) == snapshot(theirs)
 
 
-async def test_eviction_a_budget_forbids(
+async def test_an_eviction_kubectl_posts_that_a_budget_forbids(
     kubectl: Kubectl, fake_kube: FakeKube, twin: FakeKube
 ) -> None:
     theirs, ours = await both(a_budget_of_none, fake_kube, twin)

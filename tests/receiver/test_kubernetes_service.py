@@ -211,6 +211,6 @@ rules:
     assert status == 200
     await server.settle()
     (succeeded,) = await server.events(outcome="succeeded")
-    assert succeeded["result"] == {"namespace": "shop", "evicted": [second]}
+    assert succeeded["result"] == {"namespace": "shop", "evicted": [second], "budget_waits": 0}
     names = {p["metadata"]["name"] for p in fake_kube.pods("shop")}
     assert second not in names and len(names) == 3

@@ -263,7 +263,7 @@ async def test_evict_pod_without_a_budget_evicts_and_the_controller_replaces_it(
     victim = sorted(before)[0]
     action = EvictPod()
     result = await action.run(action.parse({"namespace": "shop", "name": victim}), ctx)
-    assert result == {"namespace": "shop", "evicted": [victim]}
+    assert result == {"namespace": "shop", "evicted": [victim], "budget_waits": 0}
     after = _pod_names(fake_kube)
     assert victim not in after and len(after) == 2
     (post,) = fake_kube.writes
@@ -279,8 +279,11 @@ async def test_a_budget_that_allows_no_disruption_blocks_the_eviction_and_is_nam
     before = _pod_names(fake_kube)
     action = EvictPod()
     params = action.parse({"namespace": "shop", "name": sorted(before)[0]})
+    limited = _within(ctx, 2.5)
+    assert limited.deadline is not None
     with pytest.raises(TemporaryError) as blocked:
-        await action.run(params, _within(ctx, 1.5))
+        async with asyncio.timeout_at(limited.deadline):  # the step's timeout, as the executor
+            await action.run(params, limited)
     assert str(blocked.value) == (
         f"pod {sorted(before)[0]} in shop: Cannot evict pod as it would violate the pod's "
         "disruption budget. (The disruption budget web-pdb needs 2 healthy pods and has 2 "
@@ -307,13 +310,40 @@ async def test_the_eviction_goes_through_once_a_new_replica_is_ready(
 
     action = EvictPod()
     params = action.parse({"namespace": "shop", "name": victim})
-    eviction = asyncio.create_task(action.run(params, _within(ctx, 20)))
+    eviction = asyncio.create_task(action.run(params, _within(ctx, 30)))
     await asyncio.sleep(0.7)
     assert not eviction.done() and victim in _pod_names(fake_kube)
     fake_kube.set_pod_ready("shop", fresh)
     result = await asyncio.wait_for(eviction, 10)
     assert result["evicted"] == [victim] and result["budget_waits"] >= 1
     assert victim not in _pod_names(fake_kube)
+
+
+async def test_a_pod_already_gone_counts_as_evicted_as_for_kubectl_drain(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=1)
+    action = EvictPod()
+    result = await action.run(action.parse({"namespace": "shop", "name": "web-gone"}), ctx)
+    assert result == {
+        "namespace": "shop",
+        "evicted": [],
+        "budget_waits": 0,
+        "already_gone": ["web-gone"],
+    }
+
+
+async def test_a_pod_two_budgets_select_fails_at_once_and_permanently(
+    fake_kube: FakeKube, ctx: ActionContext
+) -> None:
+    fake_kube.add_deployment("shop", "web", replicas=2)
+    fake_kube.add_pdb("shop", "one", {"app": "web"}, max_unavailable=1)
+    fake_kube.add_pdb("shop", "two", {"app": "web"}, max_unavailable=1)
+    victim = sorted(_pod_names(fake_kube))[0]
+    action = EvictPod()
+    with pytest.raises(PermanentError, match="more than one PodDisruptionBudget"):
+        await action.run(action.parse({"namespace": "shop", "name": victim}), _within(ctx, 30))
+    assert len([r for r in fake_kube.writes if r.path.endswith("/eviction")]) == 1
 
 
 async def test_evict_pod_by_selector_stops_at_max_before_evicting_any(

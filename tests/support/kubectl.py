@@ -49,7 +49,12 @@ class Kubectl:
             stderr=asyncio.subprocess.PIPE,
         )
         data = stdin.encode() if stdin is not None else None
-        out, err = await asyncio.wait_for(process.communicate(data), 60)
+        try:
+            out, err = await asyncio.wait_for(process.communicate(data), 60)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
         assert process.returncode is not None
         return Ran(process.returncode, out.decode(), err.decode())
 

@@ -474,11 +474,14 @@ class Controllers:
             pods = [
                 p for p in self.store.in_(PODS, namespace) if matches_requirements(requirements, p)
             ]
-        pdb["status"] = budget_status(pdb, pods, self._replicas_of, now_timestamp())
+        pdb["status"] = budget_status(pdb, pods, self._controller_of, now_timestamp())
         self._controller_write(PDBS, pdb, status_only=True)
 
-    def _replicas_of(self, pod: Obj) -> int | None:
-        """The replicas a pod's controller (or the Deployment above it) asks for."""
+    def _controller_of(self, pod: Obj) -> tuple[str, int] | None:
+        """The pod's sizable controller (the Deployment above a ReplicaSet): uid and replicas.
+
+        ``None`` for a pod without one, or a DaemonSet's, which has no scale.
+        """
         obj = pod
         for _ in range(2):
             ref = next(
@@ -492,11 +495,9 @@ class Controllers:
             if owner is None:
                 break
             obj = owner
-        if obj is pod:
+        if obj is pod or obj["kind"] == "DaemonSet":
             return None
-        if obj["kind"] == "DaemonSet":
-            return int(obj.get("status", {}).get("desiredNumberScheduled", 0))
-        return int(obj["spec"].get("replicas", 0))
+        return obj["metadata"]["uid"], int(obj["spec"].get("replicas", 0))
 
     def _sync_pod(self, pod: Obj) -> None:
         """The scheduler and kubelet: bind a pending pod to a node and run it."""

@@ -31,39 +31,49 @@ def _scaled(value: Any, total: int, *, round_up: bool) -> int:
 
 
 def budget_status(
-    pdb: Obj, pods: Iterable[Obj], replicas_of: Callable[[Obj], int | None], now: str
+    pdb: Obj, pods: Iterable[Obj], controller_of: Callable[[Obj], tuple[str, int] | None], now: str
 ) -> Obj:
     """The status the disruption controller writes for ``pdb`` over the pods it selects.
 
-    ``replicas_of`` gives the replicas of a pod's controller (``None`` for a bare pod);
-    each controller counts once towards ``expectedPods`` when the budget needs it.
+    ``controller_of`` gives a pod's scalable controller (the Deployment above a
+    ReplicaSet) as its uid and replicas, or ``None`` when it has none the
+    controller can size (a bare pod, a DaemonSet's): a budget that needs the
+    controllers' sizes then allows no disruption at all (``SyncFailed``).
     """
     spec, old = pdb["spec"], pdb.get("status") or {}
     selected = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     healthy = sum(1 for p in selected if pod_ready(p))
     minimum, unavailable = spec.get("minAvailable"), spec.get("maxUnavailable")
+    failed = False
     if unavailable is None and isinstance(minimum, int):
         expected, desired = len(selected), minimum
     else:
-        owners: dict[str, int] = {}
+        sizes: dict[str, int] = {}
         for pod in selected:
-            for ref in pod["metadata"].get("ownerReferences") or []:
-                if ref.get("controller"):
-                    owners[ref["uid"]] = replicas_of(pod) or 0
-        expected = sum(owners.values())
+            found = controller_of(pod)
+            if found is None:
+                failed = True
+                break
+            sizes[found[0]] = found[1]
+        expected = sum(sizes.values())
         if unavailable is not None:
             desired = max(0, expected - _scaled(unavailable, expected, round_up=True))
         else:
             desired = _scaled(minimum or 0, expected, round_up=True)
+    if failed:
+        expected = desired = 0
     allowed = healthy - desired
     if expected <= 0 or allowed <= 0:
         allowed = 0
+    if failed:
+        allowed = 0
     generation = pdb["metadata"].get("generation", 1)
     ok = allowed > 0
+    reason = "SyncFailed" if failed else "SufficientPods" if ok else "InsufficientPods"
     condition = {
         "type": "DisruptionAllowed",
         "status": "True" if ok else "False",
-        "reason": "SufficientPods" if ok else "InsufficientPods",
+        "reason": reason,
         "message": "",
         "observedGeneration": generation,
         "lastTransitionTime": now,
@@ -96,9 +106,9 @@ def admit_eviction(pod: Obj, budgets: list[Obj]) -> Obj | None:
     if not budgets:
         return None
     if len(budgets) > 1:
-        raise ApiError(
+        raise ApiError(  # a bare Status with the code, as eviction.go writes it: no reason
             500,
-            "InternalError",
+            "",
             "This pod has more than one PodDisruptionBudget, which the eviction subresource "
             "does not support.",
         )

@@ -28,6 +28,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:
+            del body["reason"]  # omitempty
         if self.details is not None:
             body["details"] = self.details
         return body

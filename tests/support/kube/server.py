@@ -530,7 +530,8 @@ class FakeKube:
 
         With no ``resourceVersion`` (or ``0``) the objects there are now come first
         as ADDED, as a real server's "start at most recent" does; with one, the kept
-        changes after it. The stream then follows every change until it times out.
+        changes after it (or an ERROR event with 410 Expired when it is older than
+        what is kept). The stream then follows every change until it times out.
         """
         target, query = watch.target, watch.query
         fields = field_filter(target.res, query.get("fieldSelector", ""))
@@ -549,8 +550,13 @@ class FakeKube:
         stop = self.store.listen(changes.put_nowait)
         self._watches.add(changes)
         try:
+            kept = self.store.changes
             if since in ("", "0"):
                 first = [("ADDED", copy.deepcopy(o)) for o in self._matching(target, query)]
+            elif len(kept) == kept.maxlen and int(since) < kept[0].version - 1:
+                oldest = kept[0].version - 1
+                gone = ApiError(410, "Expired", f"too old resource version: {since} ({oldest})")
+                first = [("ERROR", gone.status())]
             else:
                 first = [
                     (c.type, c.obj)
@@ -561,7 +567,8 @@ class FakeKube:
             await response.prepare(request)
             for kind, obj in first:
                 await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
-            seconds = min(float(query.get("timeoutSeconds", WATCH_LONGEST)), WATCH_LONGEST)
+            asked = float(query.get("timeoutSeconds") or 0)  # 0 is unset, as for a real server
+            seconds = min(asked or WATCH_LONGEST, WATCH_LONGEST)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):
                     while (change := await changes.get()) is not None:
@@ -607,7 +614,7 @@ class FakeKube:
             return 200, self._list_response(target, query)
         if verb == "watch":
             self._matching(target, query)  # refuses a bad selector before the stream starts
-            if not query.get("resourceVersion", "0").isdigit():
+            if not (query.get("resourceVersion") or "0").isdigit():
                 raise bad_request(f"invalid resource version: {query['resourceVersion']}")
             return 200, _Watch(target, query)
         if target.subresource == "eviction":
