@@ -10,6 +10,7 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from remediations.base import ParamError
 
@@ -79,6 +80,19 @@ class Fields:
     def raw(self, name: str, default: Any = _MISSING) -> Any:
         """The value as given (JSON-like data)."""
         return self._get(name, default)
+
+
+def shown(url: str) -> str:
+    """A URL as an error may echo it: a password in it replaced, however it got there."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<not a URL>"
+    if password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:<redacted>@{host}"))
 
 
 def parse_seconds(value: object) -> float | None:

@@ -34,6 +34,7 @@ pytest_plugins = [
     "tests.support.sns",
     "tests.support.moto",
     "tests.support.prometheus",
+    "tests.support.redis",
 ]
 
 
