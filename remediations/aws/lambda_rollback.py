@@ -141,12 +141,20 @@ async def _plan(api: Any, params: RollbackParams, what: str) -> _Plan:
         alias = await api.get_alias(FunctionName=params.function, Name=params.alias)
     current = str(alias["FunctionVersion"])
     weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
-    target = params.to_version or await _previous(api, params, current, what)
+    function_arn = str(alias.get("AliasArn") or "").rpartition(":")[0]
+    target = params.to_version or await _previous(api, params, function_arn, current, what)
     return _Plan(current, target, alias.get("RevisionId"), weights)
 
 
-async def _previous(api: Any, params: RollbackParams, current: str, what: str) -> str:
-    """The highest published version lower than ``current``."""
+async def _previous(
+    api: Any, params: RollbackParams, function_arn: str, current: str, what: str
+) -> str:
+    """The highest published version lower than ``current``.
+
+    Listed by the function's name (some endpoints, moto's among them, list
+    nothing for an ARN) and kept only where a version's ARN is the alias'
+    function's: a namesake in another account is never read as its history.
+    """
     if not _VERSION.fullmatch(current):
         raise PermanentError(
             f"{what} points to {current}, which has no version before it: give to_version"
@@ -154,19 +162,25 @@ async def _previous(api: Any, params: RollbackParams, current: str, what: str) -
     published: list[int] = []
     marker: str | None = None
     while True:
-        page: dict[str, Any] = {"FunctionName": params.function}
+        page: dict[str, Any] = {"FunctionName": params.name}
         if marker:
             page["Marker"] = marker
         with translated(what):
             answer = await api.list_versions_by_function(**page)
-        versions = [str(v.get("Version")) for v in answer.get("Versions", [])]
-        published += [int(v) for v in versions if _VERSION.fullmatch(v)]
+        for version in answer.get("Versions", []):
+            number = str(version.get("Version"))
+            arn = str(version.get("FunctionArn") or "")
+            if _VERSION.fullmatch(number) and arn == f"{function_arn}:{number}":
+                published.append(int(number))
         marker = answer.get("NextMarker")
         if not marker:
             break
     earlier = [v for v in published if v < int(current)]
     if not earlier:
-        raise PermanentError(f"{what} points to version {current}: no published version is older")
+        raise PermanentError(
+            f"{what} points to version {current}: no published version of it is older"
+            " (give to_version)"
+        )
     return str(max(earlier))
 
 

@@ -553,7 +553,7 @@ async def test_an_alias_goes_back_to_the_version_before_its_own(
     assert await alias_version(aws, "checkout", "live") == "2"
     # once more: the version before 2
     assert (await action.run(params, ctx))["version"] == {"before": "2", "after": "1"}
-    with pytest.raises(PermanentError, match="no published version is older"):
+    with pytest.raises(PermanentError, match="no published version of it is older"):
         await action.run(params, ctx)
     assert await alias_version(aws, "checkout", "live") == "1"
 
