@@ -15,8 +15,11 @@ from remediations import ParamError, Registry
 AllowLists = Mapping[str, tuple[re.Pattern[str], ...]]
 SETTING = {  # where the config holds each allow-list, by backend or by action
     "kubernetes": "backends.kubernetes.namespaces",
+    "redis": "backends.redis.servers",
+    "postgresql": "backends.postgresql.servers",
     "aws.sqs_redrive": "backends.aws.allow_queues",
     "aws.lambda_concurrency": "backends.aws.allow_functions",
+    "aws.lambda_rollback": "backends.aws.allow_functions",
     "aws.ecs_redeploy": "backends.aws.allow_services",
 }
 

@@ -39,6 +39,8 @@ from receiver.store.url import store_for
 from receiver.verifier import Verifier
 from remediations import Registry
 from remediations.aws.session import AwsSession
+from remediations.postgresql.servers import PostgresServers
+from remediations.redis.servers import RedisServers
 from rules import RuleLoadError
 from rules.index import RuleSet
 
@@ -78,9 +80,10 @@ def build_service(
     )
 
 
-def executor_settings(config: Config) -> ExecutorSettings:
+def executor_settings(config: Config, *, previews: bool = True) -> ExecutorSettings:
     """The executor's settings from the config; allow-list patterns compiled once."""
     return ExecutorSettings(
+        previews=previews,
         dry_run=config.dry_run,
         workers=config.max_concurrent,
         max_queue=config.max_queue,
@@ -123,12 +126,13 @@ async def kubernetes_client(config: KubernetesConfig | None) -> ApiClient | None
 
 @contextlib.asynccontextmanager
 async def running(
-    service: Service, *, timers: bool = True, answers: Asks | None = None
+    service: Service, *, timers: bool = True, answers: Asks | None = None, previews: bool = True
 ) -> AsyncIterator[Service]:
     """Open the store, the shared HTTP client, the executor and the timers; close in reverse.
 
     ``timers=False`` leaves the timer loop to the caller (replay ticks it itself);
-    ``answers`` stand in for Prometheus (a rule test's).
+    ``answers`` stand in for Prometheus (a rule test's); ``previews=False`` keeps
+    dry-runs from asking the backends what they would do (replay's simulated time).
     """
     await service.store.open()
     service.http = aiohttp.ClientSession(
@@ -138,6 +142,13 @@ async def running(
     kubernetes = await kubernetes_client(service.config.kubernetes)
     # One Docker client for the process lifetime, only when backends.docker is configured.
     docker = aiodocker.Docker(url=service.config.docker_url) if service.config.docker_url else None
+    # One client (and pool) per Redis server and database, opened at first use, closed below.
+    redis_servers = (
+        RedisServers({s.url: s for s in service.config.redis.servers})
+        if service.config.redis
+        else None
+    )
+    postgresql = service.config.postgresql
     prometheus: Asks | None = answers
     if prometheus is None and (prom := service.config.prometheus) is not None:
         prometheus = Prometheus(service.http, prom)
@@ -156,10 +167,14 @@ async def running(
             docker=docker,
             kubernetes=kubernetes,
             aws=AwsSession(aws.region, aws.endpoint_url) if (aws := service.config.aws) else None,
+            redis=redis_servers,
+            postgresql=PostgresServers({s.dsn: s for s in postgresql.servers})
+            if postgresql
+            else None,
             prometheus=prometheus,
         ),
         service.metrics,
-        executor_settings(service.config),
+        executor_settings(service.config, previews=previews),
         silences=silences,
     )
     service.scheduler = Scheduler(
@@ -190,6 +205,8 @@ async def running(
             await docker.close()
         if kubernetes is not None:
             await kubernetes.close()
+        if redis_servers is not None:
+            await redis_servers.close()
         await service.store.close()
 
 

@@ -60,6 +60,7 @@ REASONS = (
     *SKIP_REASONS,
     "on_failure",
     "silence",
+    "preview",
     "encoding",
     "insufficient_data",
     "sns_unsubscribed",

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from receiver.auth import Token
+from remediations.postgresql.servers import PostgresServer
+from remediations.redis.servers import RedisServer
 from rules.loader import DEFAULT_RULES_DIR
 
 DEFAULT_LISTEN = ("127.0.0.1", 9095)
@@ -81,6 +83,22 @@ class AwsConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """``backends.redis``: the servers the Redis actions may touch, with their passwords
+    (never shown), and whether ``redis.flushdb`` may run at all."""
+
+    servers: tuple[RedisServer, ...]
+    allow_flush: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostgresqlConfig:
+    """``backends.postgresql``: the servers ``postgresql.*`` actions may touch."""
+
+    servers: tuple[PostgresServer, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class HttpConfig:
     """What an idle or slow client may hold: connections and how long each may take."""
 
@@ -113,6 +131,8 @@ class Config:
     docker_url: str | None = None  # None: backends.docker not configured, docker.* fail
     kubernetes: KubernetesConfig | None = None  # None: kubernetes.* fail
     aws: AwsConfig | None = None  # None: aws.* fail
+    redis: RedisConfig | None = None  # None: redis.* fail (and redis.flushdb does not load)
+    postgresql: PostgresqlConfig | None = None  # None: postgresql.* fail
     command_enabled: bool = False  # False: a rule with command.run does not load
     prometheus: ApiServer | None = None  # None: a rule's when: is never met (fail closed)
     alertmanager: ApiServer | None = None  # None: rules' silence: is skipped (audited)

@@ -28,9 +28,13 @@ from receiver.config import (
     Config,
     HttpConfig,
     KubernetesConfig,
+    PostgresqlConfig,
+    RedisConfig,
     SnsConfig,
     is_postgresql,
 )
+from remediations.postgresql.servers import PostgresServer, server_dsn
+from remediations.redis.servers import RedisServer, server_url
 from rules.yamlnodes import NULL as NULL_TAG
 from rules.yamlnodes import (
     Invalid,
@@ -71,17 +75,29 @@ _SNS_KEYS = (
 _HTTP_KEYS = ("max_connections", "header_timeout", "body_timeout", "idle_timeout")
 _AUTH_KEYS = ("webhook_tokens", "api_tokens")
 _GUARD_KEYS = ("max_concurrent", "max_actions", "max_queue", "retry", "pause_hold")
-_BACKENDS = ("http", "docker", "kubernetes", "aws", "command", "prometheus", "alertmanager")
+_BACKENDS = (
+    "http",
+    "docker",
+    "kubernetes",
+    "aws",
+    "redis",
+    "postgresql",
+    "command",
+    "prometheus",
+    "alertmanager",
+)
 _AWS_ALLOW = {
-    "allow_queues": "aws.sqs_redrive",
-    "allow_functions": "aws.lambda_concurrency",
-    "allow_services": "aws.ecs_redeploy",
+    "allow_queues": ("aws.sqs_redrive",),
+    "allow_functions": ("aws.lambda_concurrency", "aws.lambda_rollback"),
+    "allow_services": ("aws.ecs_redeploy",),
 }
 _BACKEND_KEYS = {
     "http": ("allow",),
     "docker": ("url", "allow"),
     "kubernetes": ("kubeconfig", "context", "in_cluster", "namespaces"),
     "aws": ("region", "endpoint_url", *_AWS_ALLOW),
+    "redis": ("servers", "allow_flush"),
+    "postgresql": ("servers",),
     "command": ("enabled", "allow"),
     "prometheus": ("url", "headers", "timeout"),
     "alertmanager": ("url", "headers", "timeout"),
@@ -96,6 +112,8 @@ class _Backends:
     docker_url: str | None = None
     kubernetes: KubernetesConfig | None = None
     aws: AwsConfig | None = None
+    redis: RedisConfig | None = None
+    postgresql: PostgresqlConfig | None = None
     command_enabled: bool = False
     prometheus: ApiServer | None = None
     alertmanager: ApiServer | None = None
@@ -205,6 +223,8 @@ class _ConfigReader(NodeReader):
             docker_url=backends.docker_url,
             kubernetes=backends.kubernetes,
             aws=backends.aws,
+            redis=backends.redis,
+            postgresql=backends.postgresql,
             command_enabled=backends.command_enabled,
             prometheus=backends.prometheus,
             alertmanager=backends.alertmanager,
@@ -368,6 +388,27 @@ class _ConfigReader(NodeReader):
                 found.kubernetes = self.kubernetes(backend, backend_path, found.allow)
             if name == "aws":
                 found.aws = self.aws(backend, backend_path, value, found.allow)
+            if name == "redis":
+                found.redis = RedisConfig(
+                    servers=tuple(
+                        RedisServer(url, password)
+                        for url, password in self.servers(backend, backend_path, value, "url")
+                    ),
+                    allow_flush=self.optional(
+                        backend, "allow_flush", backend_path, self.boolean, False
+                    ),
+                )
+                found.allow["redis"] = tuple(f"^{re.escape(s.url)}$" for s in found.redis.servers)
+            if name == "postgresql":
+                found.postgresql = PostgresqlConfig(
+                    servers=tuple(
+                        PostgresServer(dsn, password)
+                        for dsn, password in self.servers(backend, backend_path, value, "dsn")
+                    )
+                )
+                found.allow["postgresql"] = tuple(
+                    f"^{re.escape(s.dsn)}$" for s in found.postgresql.servers
+                )
             if name == "prometheus":
                 found.prometheus = self.api_server(backend, backend_path, value, 9090)
             if name == "alertmanager":
@@ -383,6 +424,47 @@ class _ConfigReader(NodeReader):
                         "is required with enabled: true (the programs command.run may run)",
                     )
         return found
+
+    def servers(
+        self, fields: dict[str, tuple[Node, Node]], path: str, node: Node, key: str
+    ) -> list[tuple[str, str | None]]:
+        """``servers: [{url: ..., password: {env: VAR}}]`` (``dsn`` for PostgreSQL).
+
+        The address is what rules name, in its one spelling, and never holds
+        the password, which is given as a token is and never shown.
+        """
+        spell = server_url if key == "url" else server_dsn
+        if "servers" not in fields:
+            self.problem(node, path, "servers is required (the servers its actions may touch)")
+            return []
+        servers_path = join_path(path, "servers")
+        items = self.sequence(fields["servers"][1], servers_path, "a list of servers")
+        if not items:
+            self.problem(fields["servers"][1], servers_path, "at least one server is required")
+        found: dict[str, str | None] = {}
+        for i, item in enumerate(items):
+            item_path = join_path(servers_path, i)
+            with contextlib.suppress(Invalid):
+                server = self.mapping(item, item_path, (key, "password"), (key,))
+                if key not in server:
+                    continue
+                address_path = join_path(item_path, key)
+                try:
+                    address = spell(self.string(server[key][1], address_path))
+                except ValueError as exc:
+                    # never echo what was given: it may hold the password it should not
+                    raise self.invalid(server[key][1], address_path, str(exc)) from None
+                if address in found:
+                    self.problem(item, address_path, f"{address} is listed twice")
+                    continue
+                password = None
+                if "password" in server:
+                    secret_node = server["password"][1]
+                    secret_path = join_path(item_path, "password")
+                    ref = self.mapping(secret_node, secret_path, ("value", "env", "file"))
+                    password = self.secret(secret_node, secret_path, ref)
+                found[address] = password
+        return list(found.items())
 
     def api_server(
         self, fields: dict[str, tuple[Node, Node]], path: str, node: Node, port: int
@@ -417,9 +499,11 @@ class _ConfigReader(NodeReader):
         node: Node,
         allow: dict[str, tuple[str, ...]],
     ) -> AwsConfig | None:
-        for key, action in _AWS_ALLOW.items():
+        for key, actions in _AWS_ALLOW.items():
             if key in fields:
-                allow[action] = self.optional(fields, key, path, self.patterns, ())
+                no_patterns: tuple[str, ...] = ()
+                patterns = self.optional(fields, key, path, self.patterns, no_patterns)
+                allow.update(dict.fromkeys(actions, patterns))
         if "region" not in fields:
             self.problem(node, path, "region is required")
             return None

@@ -28,15 +28,19 @@ from receiver.metrics import Metrics
 from receiver.preconditions import Asks
 from receiver.store.base import Remediation, Store, StoreUnavailable
 from remediations import (
+    Action,
     ActionContext,
     ActionError,
     ActionTimeout,
     ParamError,
     PermanentError,
+    Previews,
     Registry,
     TemporaryError,
 )
 from remediations.aws.session import AwsSession
+from remediations.postgresql.servers import PostgresServers
+from remediations.redis.servers import RedisServers
 
 log = structlog.get_logger("remedy.execute")
 
@@ -61,6 +65,8 @@ class Clients:
     docker: aiodocker.Docker | None = None
     kubernetes: ApiClient | None = None
     aws: AwsSession | None = None
+    redis: RedisServers | None = None
+    postgresql: PostgresServers | None = None
     prometheus: Asks | None = None  # what rules' when: ask
 
 
@@ -182,17 +188,7 @@ class StepRunner:
             action = self.registry.get(step["action"])
         except KeyError:
             return _Attempt("failed", f"unknown action {step['action']!r}", None, 0.0)
-        patterns = patterns_for(self.allow, step["action"])
-        ctx = ActionContext(
-            http=self.clients.http,
-            labels=rem.alert.get("labels", {}),
-            docker=self.clients.docker,
-            kubernetes=self.clients.kubernetes,
-            aws=self.clients.aws,
-            allowed=(lambda subject: any(p.search(subject) for p in patterns))
-            if patterns is not None
-            else (lambda subject: True),
-        )
+        ctx = self._context(rem, step)
         attempts = 0
         previous = ""  # the temporary error the next attempt would retry
         try:
@@ -237,6 +233,75 @@ class StepRunner:
         if attempts > 1:
             details["attempts"] = attempts
         return _Attempt("succeeded", None, details, _since(started))
+
+    def previews(self, rem: Remediation) -> bool:
+        """Whether any of the remediation's steps can tell what it would do (dry-run)."""
+        return any(isinstance(self._action(step), Previews) for step in rem.steps)
+
+    async def preview(self, rem: Remediation) -> list[AuditRecord]:
+        """Dry-run: what each step that can tell would do, touching nothing; never raises.
+
+        One ``dry_run`` event (reason ``preview``) per such step, with what its
+        action's ``preview`` found in ``result``, or why it could not look in
+        ``error`` (what a live run would likely have met too).
+        """
+        records: list[AuditRecord] = []
+        for step in rem.steps:
+            action = self._action(step)
+            if not isinstance(action, Previews):
+                continue
+            started = time.monotonic()
+            result: Mapping[str, Any] | None = None
+            error = None
+            try:
+                params = action.parse(step["params"])
+                async with asyncio.timeout(float(step["timeout"])):
+                    result = dict(await action.preview(params, self._context(rem, step)))
+            except TimeoutError:
+                error = f"no answer within {step['timeout']:g}s"
+            except (ActionError, ParamError) as exc:
+                error = str(exc)
+            except Exception as exc:  # a bug in the action: only its type (see _attempt)
+                log.error(
+                    "action.preview_crashed",
+                    action=step["action"],
+                    error_type=type(exc).__name__,
+                )
+                error = f"internal error in {step['action']}: {type(exc).__name__}"
+            records.append(
+                self._record(
+                    "dry_run",
+                    rem,
+                    step,
+                    reason="preview",
+                    error=error,
+                    result=result,
+                    duration_ms=round(_since(started) * 1000),
+                )
+            )
+        return records
+
+    def _action(self, step: Mapping[str, Any]) -> Action | None:
+        try:
+            return self.registry.get(step["action"])
+        except KeyError:
+            return None
+
+    def _context(self, rem: Remediation, step: Mapping[str, Any]) -> ActionContext:
+        """What the step's action may use: the shared clients, the alert, its allow-list."""
+        patterns = patterns_for(self.allow, step["action"])
+        return ActionContext(
+            http=self.clients.http,
+            labels=rem.alert.get("labels", {}),
+            docker=self.clients.docker,
+            kubernetes=self.clients.kubernetes,
+            aws=self.clients.aws,
+            redis=self.clients.redis,
+            postgresql=self.clients.postgresql,
+            allowed=(lambda subject: any(p.search(subject) for p in patterns))
+            if patterns is not None
+            else (lambda subject: True),
+        )
 
     @staticmethod
     def _record(

@@ -24,7 +24,7 @@ from receiver.execute import Clients, RetryPolicy, StepRunner, durably
 from receiver.guards import BUSY, Decision, GlobalLimits
 from receiver.metrics import Metrics
 from receiver.preconditions import Preconditions
-from receiver.queue import CLAIMED, ON_FAILURE, RUN, Work, WorkQueue
+from receiver.queue import CLAIMED, ON_FAILURE, PREVIEW, RUN, Work, WorkQueue
 from receiver.silences import Silences
 from receiver.store.base import (
     FINAL_STATES,
@@ -55,6 +55,10 @@ class ExecutorSettings:
     limits: GlobalLimits
     allow: AllowLists
     retry: RetryPolicy
+    # Dry-run asks the actions that can tell what they would do (redis.delete_keys
+    # counts its keys); off where time is simulated (replay), so today's servers
+    # never answer for then.
+    previews: bool = True
 
 
 class Executor:
@@ -157,6 +161,8 @@ class Executor:
         for rem, claim in claims:
             if self._decided(rem, claim):
                 self.queue.put(CLAIMED, [rem])
+            elif self._previewed(rem, claim):
+                self.queue.put(PREVIEW, [rem])  # a worker asks the backend, not the webhook
 
     def handle(self, due: Due) -> None:
         """Take what the timers (or recovery) moved: ready work and due on_failure runs."""
@@ -192,6 +198,8 @@ class Executor:
                 await self._execute(work)
             elif work.kind == CLAIMED:
                 await self._run(work.rem)
+            elif work.kind == PREVIEW:
+                await self._preview(work.rem)
             else:
                 await self._on_failure(work)
         except StateConflict:
@@ -239,6 +247,18 @@ class Executor:
         self._lock_waits.pop(rem.id, None)
         if self._decided(rem, claim):
             await self._run(rem)
+        elif self._previewed(rem, claim):
+            await self._preview(rem)
+
+    def _previewed(self, rem: Remediation, claim: Claim) -> bool:
+        """Whether a claim's dry run gets previews of what its steps would do."""
+        return claim.state == "dry_run" and self.settings.previews and self.steps.previews(rem)
+
+    async def _preview(self, rem: Remediation) -> None:
+        """Record what a dry-run remediation's steps would have done (after its claim)."""
+        records = await self.steps.preview(rem)
+        if records:
+            await durably(functools.partial(self.store.record, records))
 
     async def _precondition(self, rem: Remediation) -> Decision | None:
         """The rule's ``when:`` asked of the present, just before the claim (never inside a

@@ -16,7 +16,7 @@ from receiver.config import Config, is_postgresql
 from rules import RuleSet
 
 # Actions of these backends need the backend's section in the config (a client to call).
-CLIENT_BACKENDS = ("docker", "kubernetes", "aws")
+CLIENT_BACKENDS = ("docker", "kubernetes", "aws", "redis", "postgresql")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,6 +107,8 @@ def _backends(config: Config, ruleset: RuleSet) -> Iterator[Finding]:
         "docker": config.docker_url is not None,
         "kubernetes": config.kubernetes is not None,
         "aws": config.aws is not None,
+        "redis": config.redis is not None,
+        "postgresql": config.postgresql is not None,
     }
     dry: dict[str, list[str]] = {}
     for rule in ruleset:

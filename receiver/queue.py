@@ -21,13 +21,14 @@ from receiver.store.base import Remediation
 RUN = "run"  # claim it, then run it
 CLAIMED = "claimed"  # claimed already (by its ingest): run it
 ON_FAILURE = "on_failure"
+PREVIEW = "preview"  # claimed as a dry run: record what its steps would do
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Work:
     """One piece of work: run a remediation, or its on_failure steps."""
 
-    kind: str  # RUN, CLAIMED or ON_FAILURE
+    kind: str  # RUN, CLAIMED, ON_FAILURE or PREVIEW
     rem: Remediation
 
     @property

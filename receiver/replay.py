@@ -94,7 +94,8 @@ async def replay(
             prometheus=None,
         )
         service = build_service(cfg, clock=clock)
-        async with running(service, timers=False, answers=answers):
+        # Nor do today's Redis or PostgreSQL: no dry-run previews.
+        async with running(service, timers=False, answers=answers, previews=False):
             executor = service.running_executor
             scheduler = service.running_scheduler
 

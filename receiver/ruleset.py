@@ -30,10 +30,13 @@ def longest_window(ruleset: RuleSet, config: Config) -> float:
 
 
 def registry_for(config: Config) -> Registry:
-    """The built-in actions as ``config`` allows them: command.run only when enabled."""
+    """The built-in actions as ``config`` allows them: command.run only when enabled,
+    redis.flushdb only with ``backends.redis.allow_flush``."""
     registry = builtin_registry()
     if not config.command_enabled:
         registry.disable("command.run", "set backends.command.enabled: true (and its allow)")
+    if config.redis is None or not config.redis.allow_flush:
+        registry.disable("redis.flushdb", "set backends.redis.allow_flush: true (and its servers)")
     return registry
 
 

@@ -7,6 +7,7 @@ from remediations.base import (
     ActionTimeout,
     ParamError,
     PermanentError,
+    Previews,
     TemporaryError,
 )
 from remediations.builtin import builtin_registry
@@ -19,6 +20,7 @@ __all__ = [
     "ActionTimeout",
     "ParamError",
     "PermanentError",
+    "Previews",
     "Registry",
     "TemporaryError",
     "builtin_registry",

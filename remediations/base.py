@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import aiodocker
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import kubernetes_asyncio.client
 
     from remediations.aws.session import AwsSession
+    from remediations.postgresql.servers import PostgresServers
+    from remediations.redis.servers import RedisServers
 
 
 class ParamError(ValueError):
@@ -57,11 +59,11 @@ class ActionContext:
     """What a running action may use: shared clients and the alert's plain data.
 
     ``allowed`` is the action's backend allow-list, for what an action only
-    learns while it runs (the containers a label selection finds); ``docker``
-    ``kubernetes`` and ``aws`` are ``None`` when their backend is not configured.
-    ``deadline`` is when the step's ``timeout`` ends this attempt (the event loop's
-    clock), for an action that waits on the backend and would rather fail with the
-    backend's reason than be cut off.
+    learns while it runs (the containers a label selection finds); ``docker``,
+    ``kubernetes``, ``aws``, ``redis`` and ``postgresql`` are ``None`` when
+    their backend is not configured. ``deadline`` is when the step's ``timeout``
+    ends this attempt (the event loop's clock), for an action that waits on the
+    backend and would rather fail with the backend's reason than be cut off.
     """
 
     http: aiohttp.ClientSession
@@ -71,6 +73,8 @@ class ActionContext:
     docker: aiodocker.Docker | None = None
     kubernetes: kubernetes_asyncio.client.ApiClient | None = None
     aws: AwsSession | None = None
+    redis: RedisServers | None = None
+    postgresql: PostgresServers | None = None
     deadline: float | None = None
 
 
@@ -97,3 +101,16 @@ class Action(Protocol):
         ...
 
     async def run(self, params: Any, ctx: ActionContext) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class Previews(Protocol):
+    """An action that can tell, touching nothing, what its run would do: dry-run asks it.
+
+    ``preview`` reads what ``run`` would act on (the keys a pattern matches,
+    the sessions a query selects, the version an alias would go back to) and
+    returns details for the audit log's ``dry_run`` event, or raises an
+    :class:`ActionError` as ``run`` would. It must change nothing.
+    """
+
+    async def preview(self, params: Any, ctx: ActionContext) -> Mapping[str, Any]: ...

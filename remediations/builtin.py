@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from remediations.aws.ecs_redeploy import EcsRedeploy
 from remediations.aws.lambda_concurrency import LambdaConcurrency
+from remediations.aws.lambda_rollback import LambdaRollback
 from remediations.aws.sqs_redrive import SqsRedrive
 from remediations.command import CommandRun
 from remediations.docker.restart import DockerRestart
@@ -15,6 +16,9 @@ from remediations.kubernetes.evict_pod import EvictPod
 from remediations.kubernetes.rollout_restart import RolloutRestart
 from remediations.kubernetes.rollout_undo import RolloutUndo
 from remediations.kubernetes.scale import Scale
+from remediations.postgresql.terminate_backends import TerminateBackends
+from remediations.redis.delete_keys import DeleteKeys
+from remediations.redis.flushdb import FlushDb
 from remediations.registry import Registry
 
 
@@ -32,6 +36,10 @@ def builtin_registry() -> Registry:
         EvictPod,
         SqsRedrive,
         LambdaConcurrency,
+        LambdaRollback,
         EcsRedeploy,
+        DeleteKeys,
+        FlushDb,
+        TerminateBackends,
         CommandRun,
     )

@@ -34,7 +34,7 @@ _SUMMARY = re.compile(r"^``(?P<name>[a-z_.]+)``: (?P<text>.+)$")
 _PARAM = re.compile(r"^(?P<names>[a-z_][a-z_, ()+]*?): (?P<text>.+)$")
 _PARAM_NAME = re.compile(r"[a-z_]+")
 _SAME_AS = re.compile(r"^as ``(?P<name>[a-z_.]+)``")
-_PERMISSIONS = re.compile(r"^Permissions(?: \((?P<kind>[A-Za-z]+)\))?: ")
+_PERMISSIONS = re.compile(r"^Permissions(?: \((?P<kind>[A-Za-z][A-Za-z ]*)\))?: ")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ pytest_plugins = [
     "tests.support.sns",
     "tests.support.moto",
     "tests.support.prometheus",
+    "tests.support.redis",
 ]
 
 

@@ -40,6 +40,7 @@ TEMPORARY_CODES = frozenset(
         "RequestTimeoutException",
         "PriorRequestNotComplete",
         "ResourceConflictException",  # Lambda: another update of the function is in progress
+        "PreconditionFailedException",  # Lambda: the alias changed since it was read
         "UpdateInProgressException",  # ECS
     }
 )

@@ -69,16 +69,17 @@ class ConcurrencyParams:
         return self.change.target(current or 0)
 
 
-def parse_function(value: str) -> tuple[str, str | None]:
-    """The function's name and region, from a name or a (partial) ARN without a qualifier."""
+def parse_function(
+    value: str, unqualified: str = "reserved concurrency is per function, not per version or alias"
+) -> tuple[str, str | None]:
+    """The function's name and region, from a name or a (partial) ARN without a qualifier.
+
+    ``unqualified`` says why a qualifier (``:live``, ``:3``) is refused.
+    """
     found = _ARN.fullmatch(value)
     name = found.group("name") if found else value
     if found and found.group("q"):
-        raise ParamError(
-            "function",
-            f"reserved concurrency is per function, not per version or alias: drop "
-            f"{found.group('q')!r} from {value!r}",
-        )
+        raise ParamError("function", f"{unqualified}: drop {found.group('q')!r} from {value!r}")
     if not _NAME.fullmatch(name):
         raise ParamError("function", f"expected a function name or ARN, got {value!r}")
     return name, found.group("region") if found else None

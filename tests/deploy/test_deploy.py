@@ -191,6 +191,8 @@ def test_tool_accepts(argv: list[str]) -> None:
         (["alertname=HighErrorRateAfterRollout", "deployment=web"], "remedy,default"),
         (["alertname=SlowResponseTime", "job=web"], "remedy,default"),
         (["alertname=LowCacheHitRate", "instance=web-1:8080"], "remedy,default"),
+        (["alertname=CacheStale", "cache=fares"], "remedy,default"),
+        (["alertname=PostgresConnectionsExhausted", "datname=orders"], "remedy,default"),
         (["alertname=HighMemoryUsage", "container=shop-web-1"], "remedy,default"),
         (["alertname=DiskFull"], "default"),
         # a page remedy raises goes to people only, even under a name remedy handles
@@ -251,6 +253,8 @@ def test_every_prometheus_alert_is_unit_tested() -> None:
         "HighErrorRateAfterRollout",
         "SlowResponseTime",
         "LowCacheHitRate",
+        "CacheStale",
+        "PostgresConnectionsExhausted",
         "HighMemoryUsage",
     }
     for alert in alerts:

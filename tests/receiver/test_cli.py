@@ -626,7 +626,11 @@ def test_the_readmes_config_example_loads_with_an_absolute_store(tmp_path: Path)
         "auth.api_tokens[0].file",
         "auth.api_tokens[1].env",
         "backends.prometheus.headers.Authorization.env",
+        "backends.redis.servers[0].password.env",
+        "backends.redis.servers[1].password.file",
+        "backends.postgresql.servers[0].password.env",
     }
+    assert config.redis is not None and config.postgresql is not None
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ PAGE_ONLY = {"lambda-errors-page", "apigateway-errors-page", "rds-cpu-page"}
 COMPOSE = {"job": "web", "instance": "web-1:8080", "compose_project": "shop"}
 CONTAINER = {**COMPOSE, "compose_service": "web", "container": "shop-web-1"}
 KUBE = {"job": "web", "namespace": "shop", "deployment": "web", "pod": "web-7d9c-x2x1z"}
+STALE = {"job": "web", "instance": "web-1:8080", "redis": "cache-1:6379", "cache": "fares"}
 
 
 def cloudwatch(namespace: str, metric: str, **dimensions: str) -> Alert:
@@ -68,7 +69,28 @@ CASES: list[tuple[str, Alert, list[str]]] = [
         make_alert("HighErrorRateAfterRollout", KUBE),
         ["high-error-rate-rollback"],
     ),
-    ("errors in a compose service", make_alert("HighErrorRate", COMPOSE), []),
+    (
+        "errors in a compose service",
+        make_alert("HighErrorRate", {**COMPOSE, "compose_service": "web"}),
+        ["high-error-rate-restart-compose"],
+    ),
+    (
+        "stale cache",
+        make_alert("CacheStale", STALE),
+        ["stale-cache-clear-and-warm"],
+    ),
+    (
+        "a stale cache whose name would widen the key pattern",
+        make_alert("CacheStale", {**STALE, "cache": "*"}),
+        [],
+    ),
+    (
+        "connections exhausted",
+        make_alert(
+            "PostgresConnectionsExhausted", {"instance": "orders-db:5432", "datname": "orders"}
+        ),
+        ["postgres-connections-terminate-idle"],
+    ),
     ("slow", make_alert("SlowResponseTime", KUBE), ["slow-response-scale-out"]),
     (
         "cold cache",
@@ -115,6 +137,11 @@ CASES: list[tuple[str, Alert, list[str]]] = [
         "Lambda errors",
         cloudwatch("AWS/Lambda", "Errors", FunctionName="resize"),
         ["lambda-errors-page"],
+    ),
+    (
+        "Lambda errors of the live alias",
+        cloudwatch("AWS/Lambda", "Errors", FunctionName="resize", Resource="resize:live"),
+        ["lambda-errors-rollback-alias", "lambda-errors-page"],
     ),
     (
         "API Gateway 5xx (REST API)",
@@ -169,11 +196,26 @@ def test_every_runbook_step_is_guarded() -> None:
         assert rule.guards.lock_wait is not None, rule.name
         for step in rule.actions:
             assert step.timeout is not None, rule.name
-            if step.action in ("kubernetes.scale", "aws.lambda_concurrency"):
+            bounded = (
+                "kubernetes.scale",
+                "aws.lambda_concurrency",
+                "redis.delete_keys",
+                "postgresql.terminate_backends",
+            )
+            if step.action in bounded:
                 assert isinstance(step.params, dict) and "max" in step.params, rule.name
 
 
-@pytest.mark.parametrize("name", ["high-error-rate-rollback", "dlq-depth-redrive"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "high-error-rate-rollback",
+        "dlq-depth-redrive",
+        "high-error-rate-restart-compose",
+        "postgres-connections-terminate-idle",
+        "lambda-errors-rollback-alias",
+    ],
+)
 def test_what_only_a_person_can_judge_waits_for_approval(name: str) -> None:
     (rule,) = [rule for rule in SHIPPED if rule.name == name]
     assert rule.guards.require_approval

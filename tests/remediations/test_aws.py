@@ -21,6 +21,7 @@ from remediations import ActionContext, ParamError, PermanentError, TemporaryErr
 from remediations.aws.ecs_redeploy import EcsRedeploy
 from remediations.aws.errors import translated
 from remediations.aws.lambda_concurrency import LambdaConcurrency
+from remediations.aws.lambda_rollback import LambdaRollback
 from remediations.aws.session import AwsSession
 from remediations.aws.sqs_redrive import (
     SqsRedrive,
@@ -30,9 +31,11 @@ from remediations.aws.sqs_redrive import (
 )
 from tests.support.moto import (
     REGION,
+    alias_version,
     count,
     make_function,
     make_queue,
+    publish_versions,
     reserved_concurrency,
 )
 
@@ -524,6 +527,79 @@ async def test_concurrency_of_a_missing_function_fails_with_aws_message(
     assert "ResourceNotFoundException" in str(caught.value)
 
 
+# --- aws.lambda_rollback -------------------------------------------------------------------
+
+
+async def test_an_alias_goes_back_to_the_version_before_its_own(
+    aws: AwsSession, ctx: ActionContext
+) -> None:
+    await make_function(aws, "checkout")
+    assert await publish_versions(aws, "checkout", 3) == ["1", "2", "3"]
+    async with aws.client("lambda") as api:
+        await api.create_alias(FunctionName="checkout", Name="live", FunctionVersion="3")
+    action = LambdaRollback()
+    params = action.parse({"function": "checkout", "alias": "live"})
+    assert action.subject(params) == "checkout"
+    preview = await action.preview(params, ctx)
+    assert preview["version"] == {"before": "3", "after": "2"}
+    assert await alias_version(aws, "checkout", "live") == "3"  # the preview changed nothing
+
+    result = await action.run(params, ctx)
+    assert result == {
+        "function": "checkout",
+        "alias": "live",
+        "version": {"before": "3", "after": "2"},
+    }
+    assert await alias_version(aws, "checkout", "live") == "2"
+    # once more: the version before 2
+    assert (await action.run(params, ctx))["version"] == {"before": "2", "after": "1"}
+    with pytest.raises(PermanentError, match="no published version of it is older"):
+        await action.run(params, ctx)
+    assert await alias_version(aws, "checkout", "live") == "1"
+
+
+async def test_an_explicit_version_and_weighted_routing(
+    aws: AwsSession, ctx: ActionContext
+) -> None:
+    await make_function(aws, "checkout")
+    await publish_versions(aws, "checkout", 4)
+    async with aws.client("lambda") as api:
+        await api.create_alias(
+            FunctionName="checkout",
+            Name="live",
+            FunctionVersion="3",
+            RoutingConfig={"AdditionalVersionWeights": {"4": 0.1}},  # a canary of 4
+        )
+    action = LambdaRollback()
+    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:checkout"
+    result = await action.run(
+        action.parse({"function": arn, "alias": "live", "to_version": 1}), ctx
+    )
+    assert result["version"] == {"before": "3", "after": "1"}
+    assert result["routing_before"] == {"4": 0.1}
+    async with aws.client("lambda") as api:
+        alias = await api.get_alias(FunctionName="checkout", Name="live")
+    assert alias["FunctionVersion"] == "1"
+    assert not (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+
+
+async def test_a_rollback_that_cannot_be_is_permanent(aws: AwsSession, ctx: ActionContext) -> None:
+    await make_function(aws, "checkout")
+    await publish_versions(aws, "checkout", 1)
+    async with aws.client("lambda") as api:
+        await api.create_alias(FunctionName="checkout", Name="edge", FunctionVersion="$LATEST")
+    action = LambdaRollback()
+    with pytest.raises(PermanentError, match=r"points to \$LATEST.*give to_version"):
+        await action.run(action.parse({"function": "checkout", "alias": "edge"}), ctx)
+    with pytest.raises(PermanentError, match="alias missing of function checkout"):
+        await action.run(action.parse({"function": "checkout", "alias": "missing"}), ctx)
+    elsewhere = action.parse(
+        {"function": f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:checkout", "alias": "edge"}
+    )
+    with pytest.raises(PermanentError, match="is in region eu-west-1"):
+        await action.run(elsewhere, ctx)
+
+
 # --- aws.ecs_redeploy --------------------------------------------------------------------
 
 
@@ -600,6 +676,15 @@ async def test_ecs_redeploy_of_a_missing_service_or_cluster_fails(
         (EcsRedeploy(), {"cluster": "prod"}, "service"),
         (EcsRedeploy(), {"cluster": "prod", "service": "arn:aws:sqs:x:1:web"}, "service"),
         (EcsRedeploy(), {"cluster": "prod", "service": "web", "force": True}, "force"),
+        (LambdaRollback(), {"function": "f"}, "alias"),
+        (LambdaRollback(), {"function": "f:live", "alias": "live"}, "function"),
+        (LambdaRollback(), {"function": "f", "alias": "7"}, "alias"),
+        (
+            LambdaRollback(),
+            {"function": "f", "alias": "live", "to_version": "$LATEST"},
+            "to_version",
+        ),
+        (LambdaRollback(), {"function": "f", "alias": "live", "to_version": 0}, "to_version"),
     ],
 )
 def test_params_are_checked_and_errors_name_the_field(
@@ -616,6 +701,7 @@ def test_params_are_checked_and_errors_name_the_field(
         (SqsRedrive(), {"queue": "orders-dlq"}),
         (LambdaConcurrency(), {"function": "f", "reserved": 1, "max": 2}),
         (EcsRedeploy(), {"cluster": "prod", "service": "web"}),
+        (LambdaRollback(), {"function": "f", "alias": "live"}),
     ],
 )
 async def test_without_backends_aws_an_action_fails_clearly(

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_defaults_are_package_data() -> None:
     files = sorted(p.name for p in DEFAULT_RULES_DIR.glob("*.yaml"))
-    assert files == ["aws.yaml", "cache.yaml", "compose.yaml", "kubernetes.yaml"]
+    assert files == ["aws.yaml", "cache.yaml", "compose.yaml", "kubernetes.yaml", "postgresql.yaml"]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = pyproject["tool"]["setuptools"]["package-data"]["rules"]
     assert all(any(Path("defaults", f).match(g) for g in globs) for f in files)

@@ -162,3 +162,23 @@ def _apply(values: dict[str, str | None]) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+async def publish_versions(aws: AwsSession, name: str, count: int) -> list[str]:
+    """Publish ``count`` versions of a function, each with new code, as a deploy would."""
+    versions = []
+    async with aws.client("lambda") as api:
+        for n in range(count):
+            archive = io.BytesIO()
+            with zipfile.ZipFile(archive, "w") as zipped:
+                zipped.writestr("handler.py", f"def handler(event, context):\n    return {n}\n")
+            await api.update_function_code(FunctionName=name, ZipFile=archive.getvalue())
+            published = await api.publish_version(FunctionName=name)
+            versions.append(str(published["Version"]))
+    return versions
+
+
+async def alias_version(aws: AwsSession, name: str, alias: str) -> str:
+    async with aws.client("lambda") as api:
+        answer = await api.get_alias(FunctionName=name, Name=alias)
+    return str(answer["FunctionVersion"])

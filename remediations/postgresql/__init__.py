@@ -1,0 +1,1 @@
+"""PostgreSQL actions on asyncpg: terminating stuck sessions."""

@@ -1,0 +1,1 @@
+"""Redis actions on redis-py's asyncio client: bounded key deletion, FLUSHDB."""
