@@ -45,6 +45,9 @@ from remediations.redis.servers import RedisServers
 log = structlog.get_logger("remedy.execute")
 
 STORE_PATIENCE = 300.0
+PREVIEW_TIMEOUT = 10.0
+"""Seconds a dry-run preview may take at most (less when the step's timeout is shorter):
+a preview holds a worker that live work may need, for nothing but information."""
 T = TypeVar("T")
 
 
@@ -236,7 +239,13 @@ class StepRunner:
 
     def previews(self, rem: Remediation) -> bool:
         """Whether any of the remediation's steps can tell what it would do (dry-run)."""
-        return any(isinstance(self._action(step), Previews) for step in rem.steps)
+        return any(self._can_preview(step) for step in rem.steps)
+
+    def _can_preview(self, step: Mapping[str, Any]) -> bool:
+        """The step's action previews, and its backend (``redis`` of ``redis.flushdb``) is set."""
+        backend = str(step["action"]).split(".", 1)[0]
+        configured = getattr(self.clients, backend, None) is not None
+        return configured and isinstance(self._action(step), Previews)
 
     async def preview(self, rem: Remediation) -> list[AuditRecord]:
         """Dry-run: what each step that can tell would do, touching nothing; never raises.
@@ -248,17 +257,18 @@ class StepRunner:
         records: list[AuditRecord] = []
         for step in rem.steps:
             action = self._action(step)
-            if not isinstance(action, Previews):
+            if not (self._can_preview(step) and isinstance(action, Previews)):
                 continue
             started = time.monotonic()
             result: Mapping[str, Any] | None = None
             error = None
+            seconds = min(float(step["timeout"]), PREVIEW_TIMEOUT)
             try:
                 params = action.parse(step["params"])
-                async with asyncio.timeout(float(step["timeout"])):
+                async with asyncio.timeout(seconds):
                     result = dict(await action.preview(params, self._context(rem, step)))
             except TimeoutError:
-                error = f"no answer within {step['timeout']:g}s"
+                error = f"no answer within {seconds:g}s"
             except (ActionError, ParamError) as exc:
                 error = str(exc)
             except Exception as exc:  # a bug in the action: only its type (see _attempt)

@@ -22,6 +22,8 @@ RUN = "run"  # claim it, then run it
 CLAIMED = "claimed"  # claimed already (by its ingest): run it
 ON_FAILURE = "on_failure"
 PREVIEW = "preview"  # claimed as a dry run: record what its steps would do
+PREVIEW_LIMIT = 100
+"""Previews queued at most: more are dropped (they only inform), never counted as load."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,19 +56,20 @@ class WorkQueue:
         self._slot_poll: asyncio.TimerHandle | None = None
         self._recalled: set[tuple[str, int]] = set()  # tried its slot: keeps its place
         self._taken = 0
+        self._previews = 0  # queued PREVIEW work: behind everything, not load
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def depth(self) -> int:
-        """Work queued and not yet taken by a worker."""
-        return self._queue.qsize()
+        """Work queued and not yet taken by a worker (dry-run previews aside)."""
+        return self._queue.qsize() - self._previews
 
     @property
     def overloaded(self) -> bool:
         """Whether new work would exceed the bound (ingest then answers 503)."""
-        return self._queue.qsize() + len(self._slot_waits) >= self.max_queue
+        return self.depth + len(self._slot_waits) >= self.max_queue
 
     def put(self, kind: str, remediations: Iterable[Remediation], *, first: bool = False) -> None:
         """Queue work, unless the same work is already in flight here.
@@ -77,17 +80,24 @@ class WorkQueue:
             work = Work(kind, rem)
             if work.key in self._inflight:
                 continue  # already queued or running here (a sweep found it again)
+            if kind == PREVIEW:
+                if self._previews >= PREVIEW_LIMIT:
+                    continue  # a preview only informs: dropped rather than delay live work
+                self._previews += 1
             self._inflight.add(work.key)
             ahead = first or kind == CLAIMED
-            self._queue.put_nowait((0 if ahead else 1, next(self._order), work))
+            rank = 2 if kind == PREVIEW else 0 if ahead else 1
+            self._queue.put_nowait((rank, next(self._order), work))
             self._idle.clear()
-        self.metrics.queue_depth.set(self._queue.qsize())
+        self.metrics.queue_depth.set(self.depth)
 
     async def take(self) -> Work:
         """The next piece of work; call :meth:`done` when it is finished."""
         _, _, work = await self._queue.get()
         self._taken += 1
-        self.metrics.queue_depth.set(self._queue.qsize())
+        if work.kind == PREVIEW:
+            self._previews -= 1
+        self.metrics.queue_depth.set(self.depth)
         return work
 
     def done(self, work: Work) -> None:
@@ -156,7 +166,9 @@ class WorkQueue:
             self._queue.put_nowait(item)
         for rem in taken:
             self._inflight.discard((kind, rem.id))
-        self.metrics.queue_depth.set(self._queue.qsize())
+        if kind == PREVIEW:
+            self._previews -= len(taken)
+        self.metrics.queue_depth.set(self.depth)
         self._settle()
         return taken
 

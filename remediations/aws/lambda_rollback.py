@@ -9,10 +9,15 @@ as deploy pipelines do; give ``to_version`` when a deploy skipped or
 reused versions. An alias on ``$LATEST`` has no version before it: give
 ``to_version``.
 
+An alias in the middle of a canary (weighted routing: ``FunctionVersion``
+the old release, ``AdditionalVersionWeights`` the new one) goes back by
+dropping the weights and keeping its own version, as CodeDeploy's rollback
+does: the failing release is the additional one. Given ``to_version``, the
+alias goes there and the weights go too.
+
 The update names the alias' revision as it was read, so an alias that
 someone moved in between is not overwritten (a temporary error: the next
-attempt reads it again). Weighted routing (a canary's additional version)
-is removed: the alias sends everything to the version it goes back to.
+attempt reads it again).
 
 In dry-run it reads the alias and the versions and reports the version it
 would go back to.
@@ -22,7 +27,7 @@ Params:
         another region than ``backends.aws.region`` is refused)
     alias: the alias to move (``live``)
     to_version: the published version to point it at (default: the highest published
-        version lower than the alias' current one)
+        version lower than the alias' current one, or for a canary the alias' own version)
 
 Result: ``function``, ``alias``, ``version`` ``{before, after}`` and, when
 the alias had weighted routing, ``routing_before`` (the weights removed).
@@ -142,7 +147,12 @@ async def _plan(api: Any, params: RollbackParams, what: str) -> _Plan:
     current = str(alias["FunctionVersion"])
     weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
     function_arn = str(alias.get("AliasArn") or "").rpartition(":")[0]
-    target = params.to_version or await _previous(api, params, function_arn, current, what)
+    if params.to_version:
+        target = params.to_version
+    elif weights:
+        target = current  # a canary: its own version is the good one, the weights go
+    else:
+        target = await _previous(api, params, function_arn, current, what)
     return _Plan(current, target, alias.get("RevisionId"), weights)
 
 

@@ -583,6 +583,28 @@ async def test_an_explicit_version_and_weighted_routing(
     assert not (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
 
 
+async def test_a_canary_goes_back_by_dropping_its_weights_not_its_version(
+    aws: AwsSession, ctx: ActionContext
+) -> None:
+    await make_function(aws, "checkout")
+    await publish_versions(aws, "checkout", 4)
+    async with aws.client("lambda") as api:
+        await api.create_alias(
+            FunctionName="checkout",
+            Name="live",
+            FunctionVersion="3",  # the release that was good
+            RoutingConfig={"AdditionalVersionWeights": {"4": 0.1}},  # the failing canary
+        )
+    action = LambdaRollback()
+    result = await action.run(action.parse({"function": "checkout", "alias": "live"}), ctx)
+    assert result["version"] == {"before": "3", "after": "3"}
+    assert result["routing_before"] == {"4": 0.1}
+    async with aws.client("lambda") as api:
+        alias = await api.get_alias(FunctionName="checkout", Name="live")
+    assert alias["FunctionVersion"] == "3"
+    assert not (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+
+
 async def test_a_rollback_that_cannot_be_is_permanent(aws: AwsSession, ctx: ActionContext) -> None:
     await make_function(aws, "checkout")
     await publish_versions(aws, "checkout", 1)
