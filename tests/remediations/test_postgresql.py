@@ -20,7 +20,8 @@ import asyncpg
 import pytest
 
 from remediations import ActionContext, ParamError, PermanentError, TemporaryError
-from remediations.postgresql.servers import PostgresServer, PostgresServers
+from remediations.address import Server
+from remediations.postgresql.servers import PostgresServers
 from remediations.postgresql.terminate_backends import TerminateBackends
 from tests.support.postgres import SERVER, connect
 from tests.support.redis import closed_port
@@ -77,14 +78,23 @@ async def cluster() -> AsyncIterator[Cluster]:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY($1)",
             [ops, app],
         )
-        for role in (ops, app):
-            for _ in range(50):  # a terminated session leaves pg_stat_activity a moment later
-                try:
-                    await admin.execute(f"DROP ROLE IF EXISTS {role}")
-                    break
-                except asyncpg.PostgresError:
-                    await asyncio.sleep(0.1)
-        await admin.close()
+        try:
+            for role in (ops, app):
+                await drop_role(admin, role)
+        finally:
+            await admin.close()
+
+
+async def drop_role(admin: Any, role: str) -> None:
+    """DROP ROLE, asked again while its terminated sessions leave; fails loudly after 5 s."""
+    for _ in range(50):  # a terminated session leaves pg_stat_activity a moment later
+        try:
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
+            return
+        except asyncpg.PostgresError as exc:
+            last = exc
+            await asyncio.sleep(0.1)
+    pytest.fail(f"the test's role {role} could not be dropped: {last}")
 
 
 @pytest.fixture
@@ -94,7 +104,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def context(http: aiohttp.ClientSession, dsn: str) -> ActionContext:
-    return ActionContext(http=http, postgresql=PostgresServers({dsn: PostgresServer(dsn)}))
+    return ActionContext(http=http, postgresql=PostgresServers([Server(dsn)]))
 
 
 async def alive(conn: Any) -> bool:
@@ -168,6 +178,32 @@ async def test_max_bounds_the_sessions_terminated_and_the_preview_terminates_non
     result = await action.run(action.parse(given), ctx)
     assert (result["count"], result["stopped_at_max"]) == (2, True)
     assert [await alive(conn) for conn in stuck] == [False, False, True]
+
+
+async def test_sessions_whose_transaction_failed_are_terminated_too(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    aborted = await cluster.stuck()
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await aborted.execute("SELECT 1 / 0")
+    healthy = await cluster.stuck()
+    await asyncio.sleep(1.2)
+    action = TerminateBackends()
+    params = action.parse(
+        {
+            "dsn": cluster.dsn(),
+            "database": DATABASE,
+            "state": "idle in transaction (aborted)",
+            "older_than": "1s",
+            "user": cluster.app,
+            "max": 5,
+        }
+    )
+    result = await action.run(params, context(http, cluster.dsn()))
+    assert [s["pid"] for s in result["terminated"]] == [aborted.get_server_pid()]
+    assert result["terminated"][0]["state"] == "idle in transaction (aborted)"
+    assert not await alive(aborted)
+    assert await alive(healthy)
 
 
 async def test_its_own_connection_is_never_terminated(
@@ -245,6 +281,23 @@ BASE = {
     [
         ({**BASE, "dsn": "postgresql://remedy:s3cret@db/postgres"}, "dsn", "password"),
         ({**BASE, "dsn": "postgresql://remedy@db/postgres?password=s3cret"}, "dsn", "password"),
+        (
+            {**BASE, "dsn": "postgresql://remedy@db/postgres?sslpassword=s3cret"},
+            "dsn",
+            "sslpassword",
+        ),
+        # a password holding what ends a userinfo for urlsplit: refused, never quoted
+        *(
+            ({**BASE, "dsn": dsn}, "dsn", "password")
+            for dsn in (
+                "postgresql://remedy:s3cret/x@db:5432/postgres",
+                "postgresql://remedy:s3cret?x@db/postgres",
+                "postgres://remedy:s3cret#x@db/postgres",
+                "postgresql://remedy:s3cret@x@db/postgres",
+                "postgresql://:p@ss/s3cret@db/postgres",
+            )
+        ),
+        ({**BASE, "dsn": "postgresql://remedy@db/postgres?x=s3cret@y"}, "dsn", "not a valid DSN"),
         ({**BASE, "dsn": "mysql://remedy@db/orders"}, "dsn", "postgresql://"),
         ({**BASE, "state": "idle"}, "state", "idle in transaction"),
         ({k: v for k, v in BASE.items() if k != "older_than"}, "older_than", "required"),
