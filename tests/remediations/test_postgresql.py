@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from remediations.postgresql.servers import PostgresServers
 from remediations.postgresql.terminate_backends import TerminateBackends
 from tests.support.postgres import SERVER, connect
 from tests.support.redis import closed_port
+from tests.support.tls import untrusted_tls
 
 _SERVER = urlsplit(SERVER)
 HOST = f"{_SERVER.hostname}:{_SERVER.port or 5432}"
@@ -265,6 +267,22 @@ async def test_an_unreachable_or_unknown_server(http: aiohttp.ClientSession) -> 
         await action.run(params, context(http, "postgresql://remedy@elsewhere:5432/postgres"))
     with pytest.raises(PermanentError, match=r"backends\.postgresql is not configured"):
         await action.run(params, ActionContext(http=http))
+
+
+async def test_an_untrusted_certificate_is_permanent(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with untrusted_tls(tmp_path, postgres=True) as port:
+        root = tmp_path / "cert.pem"
+        dsn = (
+            f"postgresql://remedy@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={root}"
+        )
+        action = TerminateBackends()
+        params = action.parse(
+            {"dsn": dsn, "database": "x", "state": "active", "older_than": "1m", "max": 1}
+        )
+        with pytest.raises(PermanentError, match="TLS certificate is not trusted"):
+            await action.run(params, context(http, dsn))
 
 
 BASE = {

@@ -6,16 +6,20 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+import redis.asyncio
+import redis.exceptions
 
 from remediations import ActionContext, ParamError, PermanentError, TemporaryError
 from remediations.address import Server
 from remediations.redis.delete_keys import DeleteKeys
 from remediations.redis.flushdb import FlushDb
 from remediations.redis.servers import RedisServers
-from tests.support.redis import CuttingProxy, RedisEngine, closed_port
+from tests.support.redis import CuttingProxy, RedisEngine, closed_port, private_redis
+from tests.support.tls import untrusted_tls
 
 
 @pytest.fixture
@@ -233,6 +237,42 @@ async def test_an_unreachable_server_is_temporary(http: aiohttp.ClientSession) -
             ActionContext(http=http, redis=servers),
         )
     await servers.close()
+
+
+async def test_an_untrusted_certificate_is_permanent(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with untrusted_tls(tmp_path) as port:
+        url = f"rediss://127.0.0.1:{port}"
+        servers = RedisServers([Server(url)])
+        action = DeleteKeys()
+        with pytest.raises(PermanentError, match="TLS certificate is not trusted"):
+            await action.run(
+                action.parse({"url": url, "pattern": "x:*", "max": 1}),
+                ActionContext(http=http, redis=servers),
+            )
+        await servers.close()
+
+
+async def test_a_server_busy_running_a_script_is_temporary(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with private_redis(str(tmp_path)) as url:
+        scripting = redis.asyncio.Redis.from_url(url)
+        looping = asyncio.ensure_future(scripting.eval("while true do end", 0))
+        await asyncio.sleep(0.2)
+        servers = RedisServers([Server(url)])
+        action = DeleteKeys()
+        params = action.parse({"url": url, "pattern": "x:*", "max": 1})
+        with pytest.raises(TemporaryError, match="the server is busy"):
+            await action.preview(params, ActionContext(http=http, redis=servers))
+        killer = redis.asyncio.Redis.from_url(url)
+        await killer.script_kill()
+        with pytest.raises(redis.exceptions.ResponseError):
+            await looping
+        for client in (killer, scripting):
+            await client.aclose()
+        await servers.close()
 
 
 async def test_a_server_not_configured_is_refused(ctx: ActionContext) -> None:

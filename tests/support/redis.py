@@ -149,3 +149,33 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
+
+
+@contextlib.asynccontextmanager
+async def private_redis(directory: str) -> AsyncIterator[str]:
+    """A redis-server of the test's own (its URL), for what would disturb the shared one.
+
+    A script that never ends answers BUSY to everyone on the server after
+    ``busy-reply-threshold`` (20 ms here).
+    """
+    port = closed_port()
+    process = await asyncio.create_subprocess_exec(
+        *("redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+        *("--appendonly", "no", "--dir", directory, "--busy-reply-threshold", "20"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    client = redis.asyncio.Redis(port=port)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                await client.ping()
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"redis-server on port {port} did not start")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        await client.aclose()
+        process.kill()  # a server running a script that never ends would not stop on SIGTERM
+        await process.wait()
