@@ -176,6 +176,6 @@ async def private_redis(directory: str) -> AsyncIterator[str]:
             pytest.fail(f"redis-server on port {port} did not start")
         yield f"redis://127.0.0.1:{port}"
     finally:
-        await client.aclose()
         process.kill()  # a server running a script that never ends would not stop on SIGTERM
         await process.wait()
+        await client.aclose()
