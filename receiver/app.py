@@ -144,8 +144,8 @@ async def running(
     docker = aiodocker.Docker(url=service.config.docker_url) if service.config.docker_url else None
     # One client (and pool) per Redis server and database, opened at first use, closed below.
     redis_servers = (
-        RedisServers({s.url: s for s in service.config.redis.servers})
-        if service.config.redis
+        RedisServers(redis.servers, allow_flush=redis.allow_flush)
+        if (redis := service.config.redis)
         else None
     )
     postgresql = service.config.postgresql
@@ -168,9 +168,7 @@ async def running(
             kubernetes=kubernetes,
             aws=AwsSession(aws.region, aws.endpoint_url) if (aws := service.config.aws) else None,
             redis=redis_servers,
-            postgresql=PostgresServers({s.dsn: s for s in postgresql.servers})
-            if postgresql
-            else None,
+            postgresql=PostgresServers(postgresql.servers) if postgresql else None,
             prometheus=prometheus,
         ),
         service.metrics,

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from receiver.auth import Token
-from remediations.postgresql.servers import PostgresServer
-from remediations.redis.servers import RedisServer
+from remediations.address import Server
 from rules.loader import DEFAULT_RULES_DIR
 
 DEFAULT_LISTEN = ("127.0.0.1", 9095)
@@ -87,7 +86,7 @@ class RedisConfig:
     """``backends.redis``: the servers the Redis actions may touch, with their passwords
     (never shown), and whether ``redis.flushdb`` may run at all."""
 
-    servers: tuple[RedisServer, ...]
+    servers: tuple[Server, ...]
     allow_flush: bool = False
 
 
@@ -95,7 +94,7 @@ class RedisConfig:
 class PostgresqlConfig:
     """``backends.postgresql``: the servers ``postgresql.*`` actions may touch."""
 
-    servers: tuple[PostgresServer, ...]
+    servers: tuple[Server, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,8 +34,9 @@ from receiver.config import (
     SnsConfig,
     is_postgresql,
 )
-from remediations.postgresql.servers import PostgresServer, server_dsn
-from remediations.redis.servers import RedisServer, server_url
+from remediations.address import Server, userinfo
+from remediations.postgresql.servers import server_dsn
+from remediations.redis.servers import server_url
 from rules.yamlnodes import NULL as NULL_TAG
 from rules.yamlnodes import (
     Invalid,
@@ -273,18 +275,23 @@ class _ConfigReader(NodeReader):
 
     def postgresql(self, node: Node, path: str, value: str) -> str:
         """A PostgreSQL URL without a password (that comes from ``storage_password``)."""
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - parsing the port is the check
-        except ValueError as exc:
-            raise self.invalid(node, path, f"not a PostgreSQL URL: {exc}") from None
-        if parts.password is not None:
+        if ":" in (userinfo(value) or ""):
             raise self.invalid(
                 node,
                 path,
                 "a password in the URL would be shown wherever the URL is:"
                 " give it as storage_password: {env: VAR} or {file: PATH}",
             )
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            # urlsplit's words may quote a password's characters as the port
+            raise self.invalid(
+                node,
+                path,
+                "not a valid PostgreSQL URL: expected postgresql://USER@HOST:PORT/DATABASE",
+            ) from None
         if not parts.hostname or not parts.path.strip("/"):
             raise self.invalid(
                 node,
@@ -390,25 +397,17 @@ class _ConfigReader(NodeReader):
                 found.aws = self.aws(backend, backend_path, value, found.allow)
             if name == "redis":
                 found.redis = RedisConfig(
-                    servers=tuple(
-                        RedisServer(url, password)
-                        for url, password in self.servers(backend, backend_path, value, "url")
-                    ),
+                    servers=self.servers(backend, backend_path, value, "url", server_url),
                     allow_flush=self.optional(
                         backend, "allow_flush", backend_path, self.boolean, False
                     ),
                 )
-                found.allow["redis"] = tuple(f"^{re.escape(s.url)}$" for s in found.redis.servers)
+                found.allow["redis"] = _exactly(found.redis.servers)
             if name == "postgresql":
                 found.postgresql = PostgresqlConfig(
-                    servers=tuple(
-                        PostgresServer(dsn, password)
-                        for dsn, password in self.servers(backend, backend_path, value, "dsn")
-                    )
+                    servers=self.servers(backend, backend_path, value, "dsn", server_dsn)
                 )
-                found.allow["postgresql"] = tuple(
-                    f"^{re.escape(s.dsn)}$" for s in found.postgresql.servers
-                )
+                found.allow["postgresql"] = _exactly(found.postgresql.servers)
             if name == "prometheus":
                 found.prometheus = self.api_server(backend, backend_path, value, 9090)
             if name == "alertmanager":
@@ -426,17 +425,22 @@ class _ConfigReader(NodeReader):
         return found
 
     def servers(
-        self, fields: dict[str, tuple[Node, Node]], path: str, node: Node, key: str
-    ) -> list[tuple[str, str | None]]:
+        self,
+        fields: dict[str, tuple[Node, Node]],
+        path: str,
+        node: Node,
+        key: str,
+        spell: Callable[[str], str],
+    ) -> tuple[Server, ...]:
         """``servers: [{url: ..., password: {env: VAR}}]`` (``dsn`` for PostgreSQL).
 
-        The address is what rules name, in its one spelling, and never holds
-        the password, which is given as a token is and never shown.
+        The address (under ``key``) is what rules name, in the one spelling
+        ``spell`` gives it, and never holds the password, which is given as a
+        token is and never shown.
         """
-        spell = server_url if key == "url" else server_dsn
         if "servers" not in fields:
             self.problem(node, path, "servers is required (the servers its actions may touch)")
-            return []
+            return ()
         servers_path = join_path(path, "servers")
         items = self.sequence(fields["servers"][1], servers_path, "a list of servers")
         if not items:
@@ -464,7 +468,7 @@ class _ConfigReader(NodeReader):
                     ref = self.mapping(secret_node, secret_path, ("value", "env", "file"))
                     password = self.secret(secret_node, secret_path, ref)
                 found[address] = password
-        return list(found.items())
+        return tuple(Server(address, password) for address, password in found.items())
 
     def api_server(
         self, fields: dict[str, tuple[Node, Node]], path: str, node: Node, port: int
@@ -677,3 +681,8 @@ class _ConfigReader(NodeReader):
             reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8"
             return "", f"cannot read {file}: {reason}"
         return value, None if value else f"{file} is empty"
+
+
+def _exactly(servers: tuple[Server, ...]) -> tuple[str, ...]:
+    """The allow-list of a backend's servers: each address, matched whole."""
+    return tuple(f"^{re.escape(server.address)}$" for server in servers)

@@ -10,7 +10,6 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from remediations.base import ParamError
 
@@ -18,7 +17,6 @@ _DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d))+")
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _MISSING = object()
-_SECRET_PARAM = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 
 
 class Fields:
@@ -81,23 +79,6 @@ class Fields:
     def raw(self, name: str, default: Any = _MISSING) -> Any:
         """The value as given (JSON-like data)."""
         return self._get(name, default)
-
-
-def shown(url: str) -> str:
-    """A URL as an error may echo it: a password in it, or in its query, replaced."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<not a URL>"
-    if password is not None:
-        user, _, host = parts.netloc.rpartition("@")
-        parts = parts._replace(netloc=f"{user.partition(':')[0]}:<redacted>@{host}")
-    query = [
-        (key, "<redacted>" if _SECRET_PARAM.search(key) else value)
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="<>")))
 
 
 def parse_seconds(value: object) -> float | None:

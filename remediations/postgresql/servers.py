@@ -2,9 +2,11 @@
 
 A server is named by its DSN without a password
 (``postgresql://remedy@orders-db:5432/postgres?sslmode=require``): that DSN
-is what a rule's ``dsn`` param names, what ``backends.postgresql.servers``
-lists, and what the audit log shows (its user redacted). The password comes
-only from the config (``{env:}``/``{file:}``).
+is what a rule's ``dsn`` param names and what ``backends.postgresql.servers``
+lists. The audit log shows it in the step's params with its user redacted,
+as it shows every URL's userinfo, and in results as ``HOST:PORT``. The
+password comes only from the config (``{env:}``/``{file:}``), never from the
+DSN (nor ``sslpassword=``, the client key's).
 
 An action opens one connection for its run and closes it after: what it
 does is rare, and a connection held between runs would itself count
@@ -16,26 +18,32 @@ Errors are translated by SQLSTATE: connection failures (class 08), too many
 connections (53300) and other lack of resources (53), a server starting or
 shutting down (57P01-57P03), serialization failures and deadlocks (40) and
 an unreachable or slow server are temporary; a wrong password (28), a
-missing database (3D000), a refusal (42501) and everything else are permanent.
+missing database (3D000), a refusal (42501), an untrusted TLS certificate
+and everything else are permanent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import asyncpg
 
-from remediations.base import ActionContext, ParamError, PermanentError, TemporaryError
-from remediations.params import shown
+from remediations.address import Form, Server, certificate_refused, host_port, param, said
+from remediations.base import ActionContext, PermanentError, TemporaryError
 
-SCHEMES = ("postgresql", "postgres")
-DEFAULT_PORT = 5432
+POSTGRESQL = Form(
+    noun="DSN",
+    schemes={"postgresql": "postgresql", "postgres": "postgresql"},
+    default_port=5432,
+    shape="postgresql://USER@HOST[:PORT]/DATABASE",
+    backend="backends.postgresql",
+)
 CONNECT_TIMEOUT = 10.0  # seconds to connect and authenticate
 COMMAND_TIMEOUT = 30.0  # seconds for one statement
+_SECRET_OPTIONS = ("password", "passfile", "sslpassword")  # a secret, or where one is read
 _TEMPORARY_CLASSES = ("08", "53", "40")
 _TEMPORARY_STATES = ("57P01", "57P02", "57P03", "55P03")
 
@@ -43,57 +51,29 @@ _TEMPORARY_STATES = ("57P01", "57P02", "57P03", "55P03")
 def server_dsn(value: str) -> str:
     """The DSN in its one spelling (``postgresql://USER@HOST:PORT/DB?OPTIONS``).
 
-    Raises ``ValueError`` saying what is wrong: a password, another scheme, no host.
+    Raises ``ValueError`` saying what is wrong: a password (or ``sslpassword``,
+    the client key's), another scheme, no host.
     """
-    try:
-        parts = urlsplit(value)
-        port = parts.port or DEFAULT_PORT
-    except ValueError as exc:
-        raise ValueError(f"not a PostgreSQL URL: {exc}") from None
-    if parts.scheme not in SCHEMES or not parts.hostname:
-        raise ValueError("expected postgresql://USER@HOST[:PORT]/DATABASE")
-    if parts.password is not None or any(
-        key.lower() in ("password", "passfile") for key, _ in parse_qsl(parts.query)
-    ):
-        raise ValueError(
-            "a password in the DSN would be shown wherever the DSN is: give it in"
-            " backends.postgresql as password: {env: VAR} or {file: PATH}"
-        )
+    parts = POSTGRESQL.split(value)
+    for key, _ in parse_qsl(parts.query):
+        if key.lower() in _SECRET_OPTIONS:
+            raise ValueError(POSTGRESQL.refused(f"{key.lower()}="))
     if parts.fragment:
         raise ValueError("expected no #fragment")
-    host = parts.hostname.lower()
-    host = f"[{host}]" if ":" in host else host
-    user = f"{parts.username}@" if parts.username else ""
     query = f"?{parts.query}" if parts.query else ""
-    return f"postgresql://{user}{host}:{port}{parts.path.rstrip('/')}{query}"
+    return f"{POSTGRESQL.origin(parts)}{parts.path.rstrip('/')}{query}"
 
 
-def parse_dsn(value: str, field: str = "dsn") -> str:
+def parse_dsn(value: str) -> str:
     """A rule's ``dsn`` param, as :func:`server_dsn` spells it; :class:`ParamError` if wrong."""
-    try:
-        return server_dsn(value)
-    except ValueError as exc:
-        raise ParamError(field, f"{exc} (got {shown(value)!r})") from None
-
-
-def host_port(dsn: str) -> str:
-    """``orders-db:5432``: the server of a DSN, without user, database or options."""
-    return urlsplit(dsn).netloc.rpartition("@")[2]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PostgresServer:
-    """One allowed server: its DSN and its password (never shown)."""
-
-    dsn: str
-    password: str | None = dataclasses.field(default=None, repr=False)
+    return param(server_dsn, value, "dsn")
 
 
 class PostgresServers:
     """The servers of ``backends.postgresql``."""
 
-    def __init__(self, servers: Mapping[str, PostgresServer]) -> None:
-        self._servers = dict(servers)
+    def __init__(self, servers: Iterable[Server]) -> None:
+        self._servers = {server.address: server for server in servers}
 
     @contextlib.asynccontextmanager
     async def connect(self, dsn: str) -> AsyncIterator[Any]:
@@ -138,21 +118,21 @@ def translated(what: str, secret: str | None = None) -> Iterator[None]:
     ``what`` names the server for the audit log; ``secret`` (the password) is
     cut out of any message, should a server or driver ever echo it.
     """
-
-    def said(exc: BaseException) -> str:
-        text = str(exc) or type(exc).__name__
-        return text.replace(secret, "<redacted>") if secret else text
-
     try:
         yield
     except asyncpg.PostgresError as exc:
         state = str(getattr(exc, "sqlstate", "") or "")
-        message = f"{what}: {said(exc)} (SQLSTATE {state or 'unknown'})"
+        message = f"{what}: {said(exc, secret)} (SQLSTATE {state or 'unknown'})"
         if is_temporary(state):
             raise TemporaryError(message) from None
         raise PermanentError(message) from None
-    except (OSError, TimeoutError) as exc:
-        reason = said(exc) if isinstance(exc, OSError) else "timed out"
-        raise TemporaryError(f"{what}: cannot reach the server ({reason})") from None
+    except TimeoutError:  # before OSError: its subclass, and it says nothing itself
+        raise TemporaryError(f"{what}: cannot reach the server (timed out)") from None
+    except OSError as exc:
+        if certificate_refused(exc):
+            raise PermanentError(
+                f"{what}: its TLS certificate is not trusted: {said(exc, secret)}"
+            ) from None
+        raise TemporaryError(f"{what}: cannot reach the server ({said(exc, secret)})") from None
     except asyncpg.InterfaceError as exc:
-        raise PermanentError(f"{what}: {said(exc)}") from None
+        raise PermanentError(f"{what}: {said(exc, secret)}") from None

@@ -4,7 +4,9 @@ What a DBA does with ``pg_terminate_backend`` when connections run out:
 select the client sessions of one database that have been ``idle in
 transaction`` (or ``active``) for longer than ``older_than``, oldest first,
 and terminate at most ``max`` of them, in one statement. Their clients see
-their connection closed; their open transactions roll back.
+their connection closed; their open transactions roll back. Being one
+statement, ``max`` bounds a run with its retries too: what is retried
+(no connection, too many connections) failed before anything was terminated.
 
 Never terminated: remedy's own connection, a superuser's session, and
 anything that is not a client backend (replication senders, autovacuum,
@@ -22,7 +24,8 @@ Params:
     dsn: the server, as ``backends.postgresql.servers`` lists it
         (``postgresql://USER@HOST:PORT/DB``; no password: that comes from the config)
     database: the database whose sessions are selected
-    state: ``idle in transaction`` or ``active``
+    state: ``idle in transaction``, ``idle in transaction (aborted)`` (a statement in
+        the transaction failed) or ``active``
     older_than: how long a session must have been in that state (``10m``), required
     user: only the sessions of this role
     application_name: only the sessions of this application
@@ -56,11 +59,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from remediations.address import host_port
 from remediations.base import ActionContext, ParamError
 from remediations.params import Fields
-from remediations.postgresql.servers import host_port, parse_dsn, servers
+from remediations.postgresql.servers import parse_dsn, servers
 
-STATES = ("idle in transaction", "active")
+STATES = ("idle in transaction", "idle in transaction (aborted)", "active")
 
 # Client sessions of one database in one state for longer than a bound, oldest first,
 # never this connection's own, a superuser's (or an unknown role's) or a non-client

@@ -7,6 +7,10 @@ go to ``UNLINK`` (the memory is freed in the background), until ``max``
 keys were unlinked or the scan is done. A key ``SCAN`` returns twice is
 counted once; a key that expired meanwhile is not counted as deleted.
 
+``max`` bounds a run, its retries included: once keys were deleted, any
+failure is permanent and says how many went before it (a retry would start
+a new sweep with a fresh budget, and could delete ``max`` keys more).
+
 In dry-run the same bounded ``SCAN`` counts the keys it would delete and
 deletes nothing.
 
@@ -41,16 +45,10 @@ from typing import Any, ClassVar
 
 import redis.asyncio
 
-from remediations.base import ActionContext, ParamError
+from remediations.address import host_port
+from remediations.base import ActionContext, ActionError, ParamError, PermanentError
 from remediations.params import Fields
-from remediations.redis.servers import (
-    host_port,
-    parse_db,
-    parse_url,
-    servers,
-    translated,
-    where,
-)
+from remediations.redis.servers import parse_db, parse_url, servers, translated, where
 
 BATCH = 500  # SCAN's COUNT hint: keys looked at per round trip
 
@@ -65,36 +63,47 @@ class DeleteKeysParams:
     max: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Sweep:
-    """What one bounded scan found: the keys taken (deleted, unless a dry run) and more."""
+    """What a bounded scan has found so far: the keys taken (deleted, unless a dry run)."""
 
-    taken: int
-    deleted: int
-    more: bool  # a matching key beyond max was seen
+    taken: set[bytes | str] = dataclasses.field(default_factory=set)
+    deleted: int = 0
+    more: bool = False  # a matching key beyond max was seen
 
 
-async def sweep(client: redis.asyncio.Redis, pattern: str, limit: int, *, delete: bool) -> Sweep:
+async def sweep(
+    client: redis.asyncio.Redis, pattern: str, limit: int, found: Sweep, *, delete: bool
+) -> None:
     """Walk the keyspace with SCAN MATCH; take up to ``limit`` keys, UNLINK them if asked.
 
     Stops at the end of the scan, or at the first matching key past ``limit``
-    (which is how it knows that more keys match).
+    (which is how it knows that more keys match). ``found`` is kept up to
+    date as it goes, so that a failure still knows what was deleted before it.
     """
-    seen: set[bytes | str] = set()
-    deleted = 0
     cursor = 0
     while True:
         cursor, keys = await client.scan(cursor=cursor, match=pattern, count=BATCH)
-        fresh = [key for key in dict.fromkeys(keys) if key not in seen]
-        room = limit - len(seen)
-        more = len(fresh) > room
+        fresh = [key for key in dict.fromkeys(keys) if key not in found.taken]
+        room = limit - len(found.taken)
+        found.more = len(fresh) > room
         fresh = fresh[:room]
         if fresh:
-            seen.update(fresh)
+            found.taken.update(fresh)
             if delete:
-                deleted += int(await client.unlink(*fresh))
-        if more or cursor == 0:
-            return Sweep(len(seen), deleted, more)
+                found.deleted += int(await client.unlink(*fresh))
+        if found.more or cursor == 0:
+            return
+
+
+def interrupted(error: ActionError, deleted: int) -> ActionError:
+    """The error a sweep ends with: as it was when nothing was deleted, else permanent.
+
+    A retry after some deletions would sweep again with the whole of ``max``.
+    """
+    if not deleted:
+        return error
+    return PermanentError(f"{error} (after deleting {deleted} keys)")
 
 
 class DeleteKeys:
@@ -126,14 +135,20 @@ class DeleteKeys:
     async def preview(self, params: DeleteKeysParams, ctx: ActionContext) -> Mapping[str, Any]:
         """Dry-run: the same bounded scan, counting what it would delete."""
         found = await self._sweep(params, ctx, delete=False)
-        return {**self._about(params), "matching": found.taken, "stopped_at_max": found.more}
+        matching = len(found.taken)
+        return {**self._about(params), "matching": matching, "stopped_at_max": found.more}
 
     @staticmethod
     async def _sweep(params: DeleteKeysParams, ctx: ActionContext, *, delete: bool) -> Sweep:
         known = servers(ctx)
         client = known.client(params.url, params.db)
-        with translated(where(params.url, params.db), known.password(params.url)):
-            return await sweep(client, params.pattern, params.max, delete=delete)
+        found = Sweep()
+        try:
+            with translated(where(params.url, params.db), known.password(params.url)):
+                await sweep(client, params.pattern, params.max, found, delete=delete)
+        except ActionError as exc:
+            raise interrupted(exc, found.deleted) from None
+        return found
 
     @staticmethod
     def _about(params: DeleteKeysParams) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 What ``redis-cli -n DB flushdb async`` does: every key of that database
 goes, the memory is freed in the background. Other databases of the server
 are untouched. Off unless ``backends.redis.allow_flush: true``: a rule that
-uses it does not load otherwise.
+uses it does not load otherwise, and it refuses to run (permanently) if it
+is reached all the same.
 
 In dry-run it counts the keys (``DBSIZE``) and deletes nothing.
 
@@ -29,9 +30,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from remediations.base import ActionContext
+import redis.asyncio
+
+from remediations.address import host_port
+from remediations.base import ActionContext, PermanentError
 from remediations.params import Fields
-from remediations.redis.servers import host_port, parse_db, parse_url, servers, translated, where
+from remediations.redis.servers import parse_db, parse_url, servers, translated, where
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,9 +62,8 @@ class FlushDb:
 
     async def run(self, params: FlushParams, ctx: ActionContext) -> Mapping[str, Any]:
         """Count, flush, count again."""
-        known = servers(ctx)
-        client = known.client(params.url, params.db)
-        with translated(where(params.url, params.db), known.password(params.url)):
+        client, secret = self._client(params, ctx)
+        with translated(where(params.url, params.db), secret):
             before = int(await client.dbsize())
             await client.flushdb(asynchronous=True)
             after = int(await client.dbsize())
@@ -68,11 +71,21 @@ class FlushDb:
 
     async def preview(self, params: FlushParams, ctx: ActionContext) -> Mapping[str, Any]:
         """Dry-run: how many keys the flush would delete."""
-        known = servers(ctx)
-        client = known.client(params.url, params.db)
-        with translated(where(params.url, params.db), known.password(params.url)):
+        client, secret = self._client(params, ctx)
+        with translated(where(params.url, params.db), secret):
             before = int(await client.dbsize())
         return {**self._about(params), "keys": {"before": before}}
+
+    @staticmethod
+    def _client(params: FlushParams, ctx: ActionContext) -> tuple[redis.asyncio.Redis, str | None]:
+        """The database's client and the password to scrub; refused without ``allow_flush``."""
+        known = servers(ctx)
+        if not known.allow_flush:
+            raise PermanentError(
+                f"{where(params.url, params.db)}: redis.flushdb is off:"
+                " set backends.redis.allow_flush: true to allow it"
+            )
+        return known.client(params.url, params.db), known.password(params.url)
 
     @staticmethod
     def _about(params: FlushParams) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 A server is named by its URL without a password (``redis://cache-1:6379``,
 ``rediss://remedy@cache-2:6380``): that URL is what a rule's ``url`` param
-names, what ``backends.redis.servers`` lists, and what the audit log shows.
-The password comes only from the config (``{env:}``/``{file:}``), so it is
-in no rule, param, result or error.
+names and what ``backends.redis.servers`` lists. The audit log shows it in
+the step's params with its user redacted, as it shows every URL's userinfo,
+and in results as ``HOST:PORT``. The password comes only from the config
+(``{env:}``/``{file:}``), so it is in no rule, param, result or error.
 
 Each (server, database) has one client, and so one connection pool, for the
 process lifetime. A pool per database rather than ``SELECT`` on a shared
@@ -12,29 +13,35 @@ one: a connection that reconnects selects its pool's database again, so a
 dropped connection in the middle of a run can never send ``UNLINK`` to
 another database than the one the rule names.
 
-Errors: a refused or dropped connection, a timeout and a server still
-loading its data are temporary; a wrong password, an ACL refusal (NOPERM),
-a read-only replica and any other error reply are permanent.
+Errors: a refused or dropped connection, a timeout, a server still loading
+its data and one busy running a script (BUSY) are temporary; a wrong
+password, an ACL refusal (NOPERM), an untrusted TLS certificate, a
+read-only replica and any other error reply are permanent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 import redis.asyncio
 import redis.exceptions
 
+from remediations.address import Form, Server, certificate_refused, host_port, param, said
 from remediations.base import ActionContext, ParamError, PermanentError, TemporaryError
-from remediations.params import shown
 
-SCHEMES = ("redis", "rediss")
-DEFAULT_PORT = 6379
+REDIS = Form(
+    noun="URL",
+    schemes={"redis": "redis", "rediss": "rediss"},
+    default_port=6379,
+    shape="redis://[USER@]HOST[:PORT] or rediss://...",
+    backend="backends.redis",
+)
 CONNECT_TIMEOUT = 5.0  # seconds to connect (and authenticate)
 COMMAND_TIMEOUT = 10.0  # seconds for one command's answer
-POOL_SIZE = 4  # connections per (server, database); an action uses one at a time
+POOL_SIZE = 4  # connections per (server, database); a command holds one only while it runs
+POOL_WAIT = COMMAND_TIMEOUT  # seconds a command waits for a free connection
 
 
 def server_url(value: str) -> str:
@@ -43,32 +50,15 @@ def server_url(value: str) -> str:
     Raises ``ValueError`` with what is wrong: a password, a database path or
     query (the database is the action's ``db``), another scheme.
     """
-    try:
-        parts = urlsplit(value)
-        port = parts.port or DEFAULT_PORT
-    except ValueError as exc:
-        raise ValueError(f"not a Redis URL: {exc}") from None
-    if parts.scheme not in SCHEMES or not parts.hostname:
-        raise ValueError("expected redis://[USER@]HOST[:PORT] or rediss://...")
-    if parts.password is not None:
-        raise ValueError(
-            "a password in the URL would be shown wherever the URL is: give it in"
-            " backends.redis as password: {env: VAR} or {file: PATH}"
-        )
+    parts = REDIS.split(value)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("expected no path or query: the database is the action's db")
-    host = parts.hostname.lower()
-    host = f"[{host}]" if ":" in host else host
-    user = f"{parts.username}@" if parts.username else ""
-    return f"{parts.scheme}://{user}{host}:{port}"
+    return REDIS.origin(parts)
 
 
-def parse_url(value: str, field: str = "url") -> str:
+def parse_url(value: str) -> str:
     """A rule's ``url`` param, as :func:`server_url` spells it; :class:`ParamError` if wrong."""
-    try:
-        return server_url(value)
-    except ValueError as exc:
-        raise ParamError(field, f"{exc} (got {shown(value)!r})") from None
+    return param(server_url, value, "url")
 
 
 def parse_db(value: object, field: str = "db") -> int:
@@ -78,30 +68,22 @@ def parse_db(value: object, field: str = "db") -> int:
     return value
 
 
-def host_port(url: str) -> str:
-    """``cache-1:6379``: the server of a URL, without scheme or user, for results."""
-    return url.partition("://")[2].rpartition("@")[2]
-
-
 def where(url: str, db: int) -> str:
     """``redis cache-1:6379 db 2``: the server and database, for messages."""
     return f"redis {host_port(url)} db {db}"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RedisServer:
-    """One allowed server: its URL and its password (never shown)."""
-
-    url: str
-    password: str | None = dataclasses.field(default=None, repr=False)
-
-
 class RedisServers:
-    """The servers of ``backends.redis`` and their clients, opened on first use."""
+    """The servers of ``backends.redis`` and their clients, opened on first use.
 
-    def __init__(self, servers: Mapping[str, RedisServer]) -> None:
-        self._servers = dict(servers)
+    ``allow_flush`` is ``backends.redis.allow_flush``: without it ``redis.flushdb``
+    refuses to run, whichever way it was reached.
+    """
+
+    def __init__(self, servers: Iterable[Server], *, allow_flush: bool = False) -> None:
+        self._servers = {server.address: server for server in servers}
         self._clients: dict[tuple[str, int], redis.asyncio.Redis] = {}
+        self.allow_flush = allow_flush
 
     def client(self, url: str, db: int) -> redis.asyncio.Redis:
         """The client of ``url``'s database ``db``; a permanent error for an unknown server."""
@@ -111,17 +93,25 @@ class RedisServers:
         key = (url, db)
         if key not in self._clients:
             parts = urlsplit(url)
-            self._clients[key] = redis.asyncio.Redis(
+            # A command waits for a free connection rather than failing as if
+            # the server were down when more steps run at once than the pool holds.
+            pool = redis.asyncio.BlockingConnectionPool(
+                connection_class=(
+                    redis.asyncio.SSLConnection
+                    if parts.scheme == "rediss"
+                    else redis.asyncio.Connection
+                ),
+                max_connections=POOL_SIZE,
+                timeout=POOL_WAIT,
                 host=parts.hostname or "",
-                port=parts.port or DEFAULT_PORT,
+                port=parts.port or REDIS.default_port,
                 username=parts.username,
                 password=server.password,
                 db=db,
-                ssl=parts.scheme == "rediss",
                 socket_connect_timeout=CONNECT_TIMEOUT,
                 socket_timeout=COMMAND_TIMEOUT,
-                max_connections=POOL_SIZE,
             )
+            self._clients[key] = redis.asyncio.Redis.from_pool(pool)
         return self._clients[key]
 
     def password(self, url: str) -> str | None:
@@ -130,10 +120,11 @@ class RedisServers:
         return server.password if server else None
 
     async def close(self) -> None:
-        """Close every client and its pool (at shutdown)."""
+        """Close every client and its pool (at shutdown), each even if another fails."""
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
-            await client.aclose()
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
 
 def servers(ctx: ActionContext) -> RedisServers:
@@ -150,22 +141,25 @@ def translated(what: str, secret: str | None = None) -> Iterator[None]:
     ``what`` names the server and database for the audit log; ``secret`` (the
     password) is cut out of any message, should a server ever echo it.
     """
-
-    def said(exc: BaseException) -> str:
-        text = str(exc) or type(exc).__name__
-        return text.replace(secret, "<redacted>") if secret else text
-
     try:
         yield
     except redis.exceptions.AuthenticationError as exc:  # before ConnectionError: its subclass
-        raise PermanentError(f"{what}: authentication failed: {said(exc)}") from None
+        raise PermanentError(f"{what}: authentication failed: {said(exc, secret)}") from None
     except redis.exceptions.BusyLoadingError as exc:
-        raise TemporaryError(f"{what}: the server is loading its data: {said(exc)}") from None
+        raise TemporaryError(
+            f"{what}: the server is loading its data: {said(exc, secret)}"
+        ) from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-        raise TemporaryError(f"{what}: cannot reach the server ({said(exc)})") from None
-    except TimeoutError:
-        raise TemporaryError(f"{what}: the server did not answer in time") from None
+        if certificate_refused(exc):
+            raise PermanentError(
+                f"{what}: its TLS certificate is not trusted: {said(exc, secret)}"
+            ) from None
+        raise TemporaryError(f"{what}: cannot reach the server ({said(exc, secret)})") from None
     except redis.exceptions.NoPermissionError as exc:
-        raise PermanentError(f"{what}: refused by the server's ACL: {said(exc)}") from None
+        raise PermanentError(f"{what}: refused by the server's ACL: {said(exc, secret)}") from None
+    except redis.exceptions.ResponseError as exc:
+        if str(exc).startswith("BUSY"):  # a script or a function runs: it ends, or is killed
+            raise TemporaryError(f"{what}: the server is busy: {said(exc, secret)}") from None
+        raise PermanentError(f"{what}: {said(exc, secret)}") from None
     except redis.exceptions.RedisError as exc:
-        raise PermanentError(f"{what}: {said(exc)}") from None
+        raise PermanentError(f"{what}: {said(exc, secret)}") from None

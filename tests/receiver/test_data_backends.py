@@ -34,12 +34,12 @@ def test_servers_are_read_with_their_secrets(
     (tmp_path / "pg-password").write_text("pg-secret\n")
     config = load_config_text(CONFIG, "remedy.yaml", base=tmp_path)
     assert config.redis is not None and config.postgresql is not None
-    assert [(s.url, s.password) for s in config.redis.servers] == [
+    assert [(s.address, s.password) for s in config.redis.servers] == [
         ("redis://cache-1:6379", "redis-secret"),
         ("rediss://remedy@cache-2:6379", None),
     ]
     assert config.redis.allow_flush is False
-    assert [(s.dsn, s.password) for s in config.postgresql.servers] == [
+    assert [(s.address, s.password) for s in config.postgresql.servers] == [
         ("postgresql://remedy@orders-db:5432/postgres", "pg-secret")
     ]
     assert "secret" not in repr(config)
@@ -69,6 +69,43 @@ def test_servers_are_read_with_their_secrets(
             "backends:\n  postgresql:\n    servers:\n      - dsn: 'postgresql://u:hunter2@db/x'\n",
             4,
             "backends.postgresql.servers[0].dsn: a password in the DSN would be shown",
+        ),
+        # a password holding what ends a userinfo for urlsplit: refused, never quoted
+        *(
+            (
+                f"backends:\n  redis:\n    servers:\n      - url: '{url}'\n",
+                4,
+                "backends.redis.servers[0].url: a password in the URL would be shown",
+            )
+            for url in (
+                "redis://:hunter2/x@cache:6379",
+                "redis://remedy:hunter2?x@cache:6379",
+                "redis://:hunter2#x@cache",
+                "redis://:hunter2@x@cache:6379",
+            )
+        ),
+        *(
+            (
+                f"backends:\n  postgresql:\n    servers:\n      - dsn: '{dsn}'\n",
+                4,
+                "backends.postgresql.servers[0].dsn: a password in the DSN would be shown",
+            )
+            for dsn in (
+                "postgresql://u:hunter2/x@db:5432/x",
+                "postgresql://u:hunter2?x@db/x",
+                "postgresql://u:hunter2#x@db/x",
+                "postgresql://u:hunter2@x@db/x",
+            )
+        ),
+        (
+            "backends:\n  redis:\n    servers:\n      - url: 'redis://hunter2/x@cache'\n",
+            4,
+            "backends.redis.servers[0].url: not a valid URL",
+        ),
+        (
+            "storage: 'postgresql://u:hunter2/x@db:5432/x'\n",
+            1,
+            "storage: a password in the URL would be shown",
         ),
         ("backends:\n  redis: {allow_flush: true}\n", 2, "backends.redis: servers is required"),
         ("backends:\n  redis: {servers: []}\n", 2, "at least one server is required"),

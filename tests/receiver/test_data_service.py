@@ -13,9 +13,8 @@ import pytest
 import yaml
 
 from receiver.config import AwsConfig, PostgresqlConfig, RedisConfig, SnsConfig
+from remediations.address import Server
 from remediations.aws.session import AwsSession
-from remediations.postgresql.servers import PostgresServer
-from remediations.redis.servers import RedisServer
 from tests.conftest import RemedyClient, StartRemedy, am_alert, am_payload
 from tests.receiver.test_shipped_rules import approve_pending, shipped
 from tests.remediations.test_postgresql import DATABASE, Cluster, alive, cluster  # noqa: F401
@@ -48,7 +47,7 @@ async def test_a_stale_cache_loses_its_keys_and_is_warmed(
     server = await remedy(
         with_params(shipped("stale-cache-clear-and-warm"), db=test_redis.db),
         dry_run=False,
-        redis=RedisConfig(servers=(RedisServer(test_redis.url),)),
+        redis=RedisConfig(servers=(Server(test_redis.url),)),
         allow={"redis": (f"^{test_redis.url}$",)},
     )
     await stale_cache(server, recorder, test_redis.url.removeprefix("redis://"))
@@ -68,7 +67,7 @@ async def test_in_dry_run_the_audit_says_how_many_keys_would_go(
     await test_redis.fill(3000, "cache:fares")
     await test_redis.fill(7000, "cache:routes")
     text = with_params(shipped("stale-cache-clear-and-warm"), db=test_redis.db, max=1000)
-    server = await remedy(text, redis=RedisConfig(servers=(RedisServer(test_redis.url),)))
+    server = await remedy(text, redis=RedisConfig(servers=(Server(test_redis.url),)))
     await stale_cache(server, recorder, test_redis.url.removeprefix("redis://"))
     for _ in range(100):  # the preview is recorded by a worker after the claim
         previews = [e for e in await server.events(outcome="preview")]
@@ -127,7 +126,7 @@ async def test_the_redis_password_reaches_no_log_audit_or_api(
     server = await remedy(
         RULE % (url, test_redis.db),
         dry_run=False,
-        redis=RedisConfig(servers=(RedisServer(url, given),)),
+        redis=RedisConfig(servers=(Server(url, given),)),
     )
     await server.post_alerts(am_payload(am_alert("CacheStale")))
     await server.settle()
@@ -159,7 +158,7 @@ async def test_connection_exhaustion_terminates_old_idle_sessions_once_approved(
     server = await remedy(
         text,
         dry_run=False,
-        postgresql=PostgresqlConfig(servers=(PostgresServer(dsn),)),
+        postgresql=PostgresqlConfig(servers=(Server(dsn),)),
         allow={"postgresql": (f"^{dsn}$",)},
     )
     labels = {"job": "postgres", "instance": dsn.split("@")[1].split("/")[0], "datname": DATABASE}

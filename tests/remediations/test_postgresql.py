@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,10 +21,12 @@ import asyncpg
 import pytest
 
 from remediations import ActionContext, ParamError, PermanentError, TemporaryError
-from remediations.postgresql.servers import PostgresServer, PostgresServers
+from remediations.address import Server
+from remediations.postgresql.servers import PostgresServers
 from remediations.postgresql.terminate_backends import TerminateBackends
 from tests.support.postgres import SERVER, connect
 from tests.support.redis import closed_port
+from tests.support.tls import untrusted_tls
 
 _SERVER = urlsplit(SERVER)
 HOST = f"{_SERVER.hostname}:{_SERVER.port or 5432}"
@@ -77,14 +80,23 @@ async def cluster() -> AsyncIterator[Cluster]:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY($1)",
             [ops, app],
         )
-        for role in (ops, app):
-            for _ in range(50):  # a terminated session leaves pg_stat_activity a moment later
-                try:
-                    await admin.execute(f"DROP ROLE IF EXISTS {role}")
-                    break
-                except asyncpg.PostgresError:
-                    await asyncio.sleep(0.1)
-        await admin.close()
+        try:
+            for role in (ops, app):
+                await drop_role(admin, role)
+        finally:
+            await admin.close()
+
+
+async def drop_role(admin: Any, role: str) -> None:
+    """DROP ROLE, asked again while its terminated sessions leave; fails loudly after 5 s."""
+    for _ in range(50):  # a terminated session leaves pg_stat_activity a moment later
+        try:
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
+            return
+        except asyncpg.PostgresError as exc:
+            last = exc
+            await asyncio.sleep(0.1)
+    pytest.fail(f"the test's role {role} could not be dropped: {last}")
 
 
 @pytest.fixture
@@ -94,7 +106,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def context(http: aiohttp.ClientSession, dsn: str) -> ActionContext:
-    return ActionContext(http=http, postgresql=PostgresServers({dsn: PostgresServer(dsn)}))
+    return ActionContext(http=http, postgresql=PostgresServers([Server(dsn)]))
 
 
 async def alive(conn: Any) -> bool:
@@ -170,6 +182,32 @@ async def test_max_bounds_the_sessions_terminated_and_the_preview_terminates_non
     assert [await alive(conn) for conn in stuck] == [False, False, True]
 
 
+async def test_sessions_whose_transaction_failed_are_terminated_too(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    aborted = await cluster.stuck()
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await aborted.execute("SELECT 1 / 0")
+    healthy = await cluster.stuck()
+    await asyncio.sleep(1.2)
+    action = TerminateBackends()
+    params = action.parse(
+        {
+            "dsn": cluster.dsn(),
+            "database": DATABASE,
+            "state": "idle in transaction (aborted)",
+            "older_than": "1s",
+            "user": cluster.app,
+            "max": 5,
+        }
+    )
+    result = await action.run(params, context(http, cluster.dsn()))
+    assert [s["pid"] for s in result["terminated"]] == [aborted.get_server_pid()]
+    assert result["terminated"][0]["state"] == "idle in transaction (aborted)"
+    assert not await alive(aborted)
+    assert await alive(healthy)
+
+
 async def test_its_own_connection_is_never_terminated(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
@@ -231,6 +269,22 @@ async def test_an_unreachable_or_unknown_server(http: aiohttp.ClientSession) -> 
         await action.run(params, ActionContext(http=http))
 
 
+async def test_an_untrusted_certificate_is_permanent(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with untrusted_tls(tmp_path, postgres=True) as port:
+        root = tmp_path / "cert.pem"
+        dsn = (
+            f"postgresql://remedy@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={root}"
+        )
+        action = TerminateBackends()
+        params = action.parse(
+            {"dsn": dsn, "database": "x", "state": "active", "older_than": "1m", "max": 1}
+        )
+        with pytest.raises(PermanentError, match="TLS certificate is not trusted"):
+            await action.run(params, context(http, dsn))
+
+
 BASE = {
     "dsn": "postgresql://remedy@db/postgres",
     "database": "orders",
@@ -245,6 +299,23 @@ BASE = {
     [
         ({**BASE, "dsn": "postgresql://remedy:s3cret@db/postgres"}, "dsn", "password"),
         ({**BASE, "dsn": "postgresql://remedy@db/postgres?password=s3cret"}, "dsn", "password"),
+        (
+            {**BASE, "dsn": "postgresql://remedy@db/postgres?sslpassword=s3cret"},
+            "dsn",
+            "sslpassword",
+        ),
+        # a password holding what ends a userinfo for urlsplit: refused, never quoted
+        *(
+            ({**BASE, "dsn": dsn}, "dsn", "password")
+            for dsn in (
+                "postgresql://remedy:s3cret/x@db:5432/postgres",
+                "postgresql://remedy:s3cret?x@db/postgres",
+                "postgres://remedy:s3cret#x@db/postgres",
+                "postgresql://remedy:s3cret@x@db/postgres",
+                "postgresql://:p@ss/s3cret@db/postgres",
+            )
+        ),
+        ({**BASE, "dsn": "postgresql://remedy@db/postgres?x=s3cret@y"}, "dsn", "not a valid DSN"),
         ({**BASE, "dsn": "mysql://remedy@db/orders"}, "dsn", "postgresql://"),
         ({**BASE, "state": "idle"}, "state", "idle in transaction"),
         ({k: v for k, v in BASE.items() if k != "older_than"}, "older_than", "required"),

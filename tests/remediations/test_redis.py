@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+import redis.asyncio
+import redis.exceptions
 
 from remediations import ActionContext, ParamError, PermanentError, TemporaryError
+from remediations.address import Server
 from remediations.redis.delete_keys import DeleteKeys
 from remediations.redis.flushdb import FlushDb
-from remediations.redis.servers import RedisServer, RedisServers
-from tests.support.redis import RedisEngine, closed_port
+from remediations.redis.servers import RedisServers
+from tests.support.redis import CuttingProxy, RedisEngine, closed_port, private_redis
+from tests.support.tls import untrusted_tls
 
 
 @pytest.fixture
@@ -107,6 +113,70 @@ async def test_flushdb_empties_one_database_only(
     assert await test_redis.count(db=test_redis.other_db) == 7
 
 
+async def test_flushdb_refuses_without_allow_flush_however_it_is_reached(
+    test_redis: RedisEngine, http: aiohttp.ClientSession
+) -> None:
+    await test_redis.fill(12, "sessions")
+    servers = test_redis.servers(allow_flush=False)
+    ctx = ActionContext(http=http, redis=servers)
+    action = FlushDb()
+    params = action.parse({"url": test_redis.url, "db": test_redis.db})
+    for attempt in (action.run, action.preview):
+        with pytest.raises(PermanentError, match=r"set backends\.redis\.allow_flush: true"):
+            await attempt(params, ctx)
+    assert await test_redis.count() == 12
+    await servers.close()
+
+
+async def test_a_failure_after_deleting_keys_is_permanent_and_says_how_many(
+    test_redis: RedisEngine, http: aiohttp.ClientSession
+) -> None:
+    # a retry would sweep again with a fresh max: the run's bound would be (retries + 1) x max
+    await test_redis.fill(3000, "fares")
+    async with CuttingProxy(test_redis.url, after=1) as proxy:
+        servers = RedisServers([Server(proxy.url)])
+        action = DeleteKeys()
+        params = action.parse(
+            {"url": proxy.url, "db": test_redis.db, "pattern": "fares:*", "max": 2500}
+        )
+        with pytest.raises(PermanentError) as caught:
+            await action.run(params, ActionContext(http=http, redis=servers))
+        await servers.close()
+    assert proxy.cut
+    deleted = 3000 - await test_redis.count("fares:*")
+    assert 0 < deleted < 2500
+    assert "cannot reach the server" in str(caught.value)
+    assert str(caught.value).endswith(f"(after deleting {deleted} keys)")
+
+
+async def test_a_failure_before_any_deletion_stays_temporary(
+    test_redis: RedisEngine, http: aiohttp.ClientSession
+) -> None:
+    await test_redis.fill(3000, "fares")
+    async with CuttingProxy(test_redis.url, after=0) as proxy:
+        servers = RedisServers([Server(proxy.url)])
+        action = DeleteKeys()
+        params = action.parse(
+            {"url": proxy.url, "db": test_redis.db, "pattern": "fares:*", "max": 2500}
+        )
+        with pytest.raises(TemporaryError, match="cannot reach the server"):
+            await action.run(params, ActionContext(http=http, redis=servers))
+        await servers.close()
+    assert await test_redis.count("fares:*") == 3000
+
+
+async def test_more_steps_at_once_than_the_pool_holds_wait_for_a_connection(
+    test_redis: RedisEngine, ctx: ActionContext
+) -> None:
+    await test_redis.fill(600, "fares")
+    action = DeleteKeys()
+    params = action.parse(
+        {"url": test_redis.url, "db": test_redis.db, "pattern": "fares:*", "max": 1000}
+    )
+    previews = await asyncio.gather(*(action.preview(params, ctx) for _ in range(12)))
+    assert [p["matching"] for p in previews] == [600] * 12
+
+
 @pytest.fixture
 async def acl_user(test_redis: RedisEngine) -> AsyncIterator[tuple[str, str]]:
     """A Redis ACL user that may only SCAN and UNLINK keys under ``fares:``."""
@@ -159,7 +229,7 @@ async def test_a_password_from_the_config_authenticates_and_never_shows(
 
 async def test_an_unreachable_server_is_temporary(http: aiohttp.ClientSession) -> None:
     url = f"redis://127.0.0.1:{closed_port()}"
-    servers = RedisServers({url: RedisServer(url)})
+    servers = RedisServers([Server(url)])
     action = DeleteKeys()
     with pytest.raises(TemporaryError, match="cannot reach the server"):
         await action.run(
@@ -167,6 +237,42 @@ async def test_an_unreachable_server_is_temporary(http: aiohttp.ClientSession) -
             ActionContext(http=http, redis=servers),
         )
     await servers.close()
+
+
+async def test_an_untrusted_certificate_is_permanent(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with untrusted_tls(tmp_path) as port:
+        url = f"rediss://127.0.0.1:{port}"
+        servers = RedisServers([Server(url)])
+        action = DeleteKeys()
+        with pytest.raises(PermanentError, match="TLS certificate is not trusted"):
+            await action.run(
+                action.parse({"url": url, "pattern": "x:*", "max": 1}),
+                ActionContext(http=http, redis=servers),
+            )
+        await servers.close()
+
+
+async def test_a_server_busy_running_a_script_is_temporary(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with private_redis(str(tmp_path)) as url:
+        scripting = redis.asyncio.Redis.from_url(url)
+        looping = asyncio.ensure_future(scripting.eval("while true do end", 0))
+        await asyncio.sleep(0.2)
+        servers = RedisServers([Server(url)])
+        action = DeleteKeys()
+        params = action.parse({"url": url, "pattern": "x:*", "max": 1})
+        with pytest.raises(TemporaryError, match="the server is busy"):
+            await action.preview(params, ActionContext(http=http, redis=servers))
+        killer = redis.asyncio.Redis.from_url(url)
+        await killer.script_kill()
+        with pytest.raises(redis.exceptions.ResponseError):
+            await looping
+        for client in (killer, scripting):
+            await client.aclose()
+        await servers.close()
 
 
 async def test_a_server_not_configured_is_refused(ctx: ActionContext) -> None:
@@ -205,6 +311,18 @@ async def test_a_server_not_configured_is_refused(ctx: ActionContext) -> None:
             "unknown",
         ),
         (FlushDb(), {"url": "redis://cache"}, "db", "required"),
+        # a password holding what ends a userinfo for urlsplit: refused, never quoted
+        *(
+            (FlushDb(), {"url": url, "db": 0}, "url", "password")
+            for url in (
+                "redis://:s3cret/x@cache:6379",
+                "redis://remedy:s3cret?x@cache:6379",
+                "redis://:s3cret#x@cache",
+                "redis://:s3cret@x@cache:6379",
+                "rediss://remedy:p@ss/s3cret@cache",
+            )
+        ),
+        (FlushDb(), {"url": "redis://s3cret/x@cache", "db": 0}, "url", "not a valid URL"),
     ],
 )
 def test_params_are_checked_and_errors_name_the_field(
