@@ -122,7 +122,16 @@ def _short_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
+_URL_DELIMITERS = frozenset("/?#")
+
+
 def _redact_url(text: str) -> str:
+    start = text.find("://") + 3
+    info, at, host = text[start:].rpartition("@")
+    if at and ":" in info and not _URL_DELIMITERS.isdisjoint(info):
+        # A password holding / ? or #: urlsplit would end the userinfo there and keep
+        # it. Everything up to the last @ goes (an odd URL loses more than it must).
+        text = f"{text[:start]}{REDACTED}@{host}"
     try:
         parts = urlsplit(text)
     except ValueError:

@@ -242,3 +242,22 @@ async def test_the_remediations_api_redacts_secrets(remedy: StartRemedy) -> None
     text = json.dumps(body)
     assert "hunter2" not in text
     assert body["remediations"][0]["steps"][0]["params"]["headers"]["Authorization"] == REDACTED
+
+
+async def test_a_password_holding_a_url_delimiter_never_reaches_the_audit_log(
+    remedy: StartRemedy,
+) -> None:
+    server = await remedy(RULE)
+    labels = {"job": "svc", "dsn": "postgresql://app:pa/ss?w#rd@db:5432/orders"}
+    annotations = {"runbook": "https://wiki.example/run?token=t0ps3cret", "url": "https://a@b"}
+    alert = am_alert(labels=labels)
+    alert["annotations"] = annotations
+    status, _ = await server.post_alerts(am_payload(alert))
+    assert status == 200
+    await server.settle()
+    _, body = await server.get_json("/api/v1/audit")
+    text = json.dumps(body)
+    assert body["events"]
+    for secret in ("pa/ss", "w#rd", "t0ps3cret"):
+        assert secret not in text
+    assert f"postgresql://{REDACTED}@db:5432/orders" in text  # the server is still named

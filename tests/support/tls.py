@@ -1,17 +1,97 @@
-"""A TLS listener with a certificate no one trusts, for the backends' certificate errors.
+"""Test certificates, and a TLS listener with a certificate no one trusts.
 
-``postgres=True`` answers PostgreSQL's SSLRequest (``S``) before the
-handshake, as a server with ``ssl = on`` does; otherwise the handshake
-starts at once, as a Redis ``tls-port`` does.
+:func:`issue` makes a P-256 certificate (self-signed, or signed by a CA made
+the same way) in a few milliseconds. :func:`untrusted_tls` serves one for the
+backends' certificate errors: with ``postgres=True`` it answers PostgreSQL's
+SSLRequest (``S``) before the handshake, as a server with ``ssl = on`` does;
+otherwise the handshake starts at once, as a Redis ``tls-port`` does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+Issued = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+
+
+def issue(
+    common_name: str,
+    *,
+    ca: bool = False,
+    signer: Issued | None = None,
+    hosts: Sequence[str] = (),
+) -> Issued:
+    """A certificate for ``common_name`` valid for a day: a CA, or a server's for ``hosts``.
+
+    Self-signed without a ``signer``. ``hosts`` are IP addresses or DNS names.
+    """
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_cert, issuer_key = signer if signer else (None, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), True)
+    )
+    if ca:
+        usage = dict.fromkeys(
+            (
+                "content_commitment",
+                "key_encipherment",
+                "data_encipherment",
+                "key_agreement",
+                "encipher_only",
+                "decipher_only",
+            ),
+            False,
+        )
+        builder = builder.add_extension(
+            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, **usage),
+            critical=True,
+        )
+    else:
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256()), key
+
+
+def write_pem(issued: Issued, cert_file: Path, key_file: Path) -> None:
+    """The certificate and its unencrypted key as PEM files."""
+    cert, key = issued
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 @contextlib.asynccontextmanager
@@ -23,13 +103,7 @@ async def untrusted_tls(directory: Path, *, postgres: bool = False) -> AsyncIter
     root a client is told to trust.
     """
     cert, key = directory / "cert.pem", directory / "key.pem"
-    made = await asyncio.create_subprocess_exec(
-        *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-        *("-subj", "/CN=untrusted.invalid", "-keyout", str(key), "-out", str(cert)),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert await made.wait() == 0, "openssl could not make a certificate"
+    write_pem(issue("untrusted.invalid", hosts=["untrusted.invalid"]), cert, key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     writers: list[asyncio.StreamWriter] = []
