@@ -130,8 +130,9 @@ def _backends(config: Config, ruleset: RuleSet) -> Iterator[Finding]:
         yield Finding(
             "warning",
             _where(config, "backends"),
-            f"backends.{backend} is not configured: {len(unique)} dry-run rules would fail"
-            f" if they ran live ({', '.join(unique)})",
+            f"backends.{backend} is not configured: {len(unique)} dry-run"
+            f" {'rule' if len(unique) == 1 else 'rules'} would fail if"
+            f" {'it' if len(unique) == 1 else 'they'} ran live ({', '.join(unique)})",
         )
 
 

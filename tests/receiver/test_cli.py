@@ -558,7 +558,7 @@ def test_check_warns_about_dry_run_rules_that_could_not_run_live(tmp_path: Path)
     result = remedy("check", "docker.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == (
-        "warning: backends.docker is not configured: 1 dry-run rules would fail if they ran"
+        "warning: backends.docker is not configured: 1 dry-run rule would fail if it ran"
         " live (restart-web)\n"
     )
     assert "\nmode     dry-run: " in result.stdout
