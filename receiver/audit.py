@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -242,13 +242,17 @@ def event_body(event_id: int, ts: str, record: AuditRecord) -> dict[str, Any]:
 
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # what _encode does for a str
 
 
 def _json(value: Any) -> str:
     """``canonical_json(value)``, with the commonest values spelt at once."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
     if value is None:
         return "null"
-    if type(value) is int:
+    if kind is int:
         return str(value)
     return _encode(value)
 
@@ -256,12 +260,14 @@ def _json(value: Any) -> str:
 class Alerts:
     """Each alert's redacted canonical JSON, made once for every event that carries it.
 
-    Keyed by the mapping's identity, so it lives no longer than the records it
-    serves (one :meth:`AuditChain.link`): an id is only unique while its object is.
+    Keyed by the mapping's identity, and holding the mapping, so that the id
+    stays its own: one lives as long as a write transaction, whose events
+    (received, matched, the claim's) carry the same alert. An alert mapping
+    is never changed once made (:meth:`rules.alert.Alert.summary`).
     """
 
     def __init__(self) -> None:
-        self._seen: dict[int, tuple[str, Any]] = {}
+        self._seen: dict[int, tuple[Mapping[str, Any], str, Any]] = {}
 
     def encoded(self, alert: Mapping[str, Any] | None) -> tuple[str, Any]:
         """The alert's JSON as the event's body holds it, and its (redacted) fingerprint."""
@@ -271,8 +277,8 @@ class Alerts:
         if found is None:
             redacted = redact(alert)
             fingerprint = redacted.get("fingerprint") if isinstance(redacted, dict) else None
-            found = self._seen[id(alert)] = (_encode(redacted), fingerprint)
-        return found
+            found = self._seen[id(alert)] = (alert, _encode(redacted), fingerprint)
+        return found[1], found[2]
 
 
 def event_data(event_id: int, ts: str, record: AuditRecord, alerts: Alerts) -> tuple[str, Any]:

@@ -80,6 +80,8 @@ class AuditChain:
     def __init__(self, last_id: int = 0, last_hash: str = GENESIS_HASH) -> None:
         self.last_id = last_id
         self.last_hash = last_hash
+        self.alerts = Alerts()
+        """The alerts of the current transaction, each encoded once (:meth:`done`)."""
 
     @property
     def mark(self) -> tuple[int, str]:
@@ -89,6 +91,10 @@ class AuditChain:
     def reset(self, mark: tuple[int, str]) -> None:
         """Forget events appended after ``mark`` (their transaction rolled back)."""
         self.last_id, self.last_hash = mark
+
+    def done(self) -> None:
+        """The transaction ended: let go of its alerts."""
+        self.alerts = Alerts()
 
     def link(
         self, ts: str, records: Sequence[AuditRecord]
@@ -100,7 +106,7 @@ class AuditChain:
         """
         events = []
         rows: list[tuple[Any, ...]] = []
-        alerts = Alerts()
+        alerts = self.alerts
         for record in records:
             event_id = self.last_id + 1
             data, fingerprint = event_data(event_id, ts, record, alerts)
@@ -231,10 +237,12 @@ class GroupWriter:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             self.chain.reset(saved)
+            self.chain.done()
             log.error("store.batch_failed", error_type=type(exc).__name__, error=str(exc))
             results = [(None, StoreUnavailable(f"storage unavailable: {exc}"))] * len(batch)
             self._failed(conn, str(exc))
         else:
+            self.chain.done()
             broken = [error for _, error in results if isinstance(error, StoreUnavailable)]
             if broken:
                 self._failed(conn, str(broken[0]).removeprefix("storage unavailable: "))
