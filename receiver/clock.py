@@ -36,9 +36,7 @@ async def woken(event: asyncio.Event, within: float) -> bool:
 
 def timestamp(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, the one time format of the store and the API."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # -"+00:00"
 
 
 class SimulatedClock:

@@ -245,7 +245,7 @@ class StepRunner:
         """The step's action previews, and its backend (``redis`` of ``redis.flushdb``) is set."""
         backend = str(step["action"]).split(".", 1)[0]
         configured = getattr(self.clients, backend, None) is not None
-        return configured and isinstance(self._action(step), Previews)
+        return configured and self.registry.previews(str(step["action"]))
 
     async def preview(self, rem: Remediation) -> list[AuditRecord]:
         """Dry-run: what each step that can tell would do, touching nothing; never raises.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
-from remediations.base import Action, ParamError
+from remediations.base import Action, ParamError, Previews
 
 A = TypeVar("A", bound=type[Action])
 
@@ -16,6 +16,7 @@ class Registry:
     def __init__(self) -> None:
         self._actions: dict[str, Action] = {}
         self._disabled: dict[str, str] = {}
+        self._previewing: set[str] = set()
 
     def disable(self, name: str, why: str) -> Registry:
         """Keep ``name`` known (for messages) but refuse every rule step that uses it."""
@@ -27,7 +28,9 @@ class Registry:
         """Add an action class (usable as a decorator); its name must be new."""
         if cls.name in self._actions:
             raise ValueError(f"action {cls.name!r} is registered twice")
-        self._actions[cls.name] = cls()
+        action = self._actions[cls.name] = cls()
+        if isinstance(action, Previews):  # asked once here: a protocol check is slow
+            self._previewing.add(cls.name)
         return cls
 
     def add(self, *classes: type[Action]) -> Registry:
@@ -39,6 +42,10 @@ class Registry:
     def get(self, name: str) -> Action:
         """The action called ``name``; ``KeyError`` when there is none."""
         return self._actions[name]
+
+    def previews(self, name: str) -> bool:
+        """Whether the action called ``name`` can tell what it would do (:class:`Previews`)."""
+        return name in self._previewing
 
     def action_names(self) -> Collection[str]:
         """Every registered action name, sorted."""

@@ -361,6 +361,7 @@ async def ingest(
     claimed: list[tuple[Remediation, Claim]] = []
     stored = duplicates = skipped = waiting = 0
     finished: Finished = []
+    resolved: set[str] = set()  # occurrences a resolve in this ingest touched
     for incoming in alerts:
         alert = await rows.answer(functools.partial(dedup.episode, incoming.alert))
         summary = alert.summary()
@@ -373,6 +374,7 @@ async def ingest(
         stored += 1
         records.append(AuditRecord("received", summary))
         if alert.status == "resolved":
+            resolved.add(occurrence)
             records += await on_resolved(rows, occurrence, finished)
         plans = incoming.plans
         if await rows.answer(functools.partial(dedup.stale, alert)):
@@ -429,14 +431,19 @@ async def ingest(
                 waiting += 1
     await rows.audit(records)
     if claim_now is not None:  # after every alert: a resolve later in the batch cancels first
-        queued, claimed = await _claim_ready(rows, queued, claim_now)
+        queued, claimed = await _claim_ready(rows, queued, claim_now, resolved)
     return IngestResult(stored, duplicates, queued, skipped, waiting, finished, claimed)
 
 
 async def _claim_ready(
-    rows: Rows, ready: Sequence[Remediation], claim_now: ClaimNow
+    rows: Rows, ready: Sequence[Remediation], claim_now: ClaimNow, resolved: set[str]
 ) -> tuple[list[Remediation], list[tuple[Remediation, Claim]]]:
-    """Claim an ingest's ready remediations; those that wait, or may not be claimed here."""
+    """Claim an ingest's ready remediations; those that wait, or may not be claimed here.
+
+    Each was inserted ``queued`` and never held by this transaction, which no
+    one else sees yet: only a resolve of its occurrence in the same ingest can
+    have moved it since, and only then is its row read again.
+    """
     waiting: list[Remediation] = []
     claimed: list[tuple[Remediation, Claim]] = []
     for rem in ready:
@@ -454,6 +461,7 @@ async def _claim_ready(
                 limits=claim_now.limits,
                 denied=claim_now.denied(rem.steps),
                 give_up_waiting=False,
+                fresh=rem.occurrence not in resolved,
             )
         except StateConflict:
             continue  # a resolve in the same batch cancelled it
@@ -482,15 +490,23 @@ async def claim(
     denied: str | None,
     give_up_waiting: bool,
     precondition: Decision | None = None,
+    fresh: bool = False,
 ) -> Claim:
-    """Apply the guards and, when they allow it, take the remediation."""
-    row = await rows.claim_row(rem.id)
-    if row is None or row[0] != QUEUED:
-        raise StateConflict(f"remediation {rem.id} is no longer queued")
+    """Apply the guards and, when they allow it, take the remediation.
+
+    ``fresh``: this transaction inserted it queued and nothing has moved it
+    since, so its row need not be read again.
+    """
+    held = False
+    if not fresh:
+        row = await rows.claim_row(rem.id)
+        if row is None or row[0] != QUEUED:
+            raise StateConflict(f"remediation {rem.id} is no longer queued")
+        held = row[1] is not None
     return await _decide(
         rows,
         rem,
-        held=row[1] is not None,
+        held=held,
         dry_run=dry_run,
         limits=limits,
         denied=denied,
