@@ -26,6 +26,7 @@ import gc
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -36,6 +37,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import asyncpg
@@ -113,35 +115,122 @@ async def wait_up(url: str) -> None:
     raise SystemExit(f"server at {url} did not start")
 
 
+class _Exchange(asyncio.Protocol):
+    """One keep-alive connection that sends the next alert as soon as an answer is in.
+
+    Raw HTTP/1.1 on asyncio: an aiohttp client needs more CPU per request
+    than the bare aiohttp server, so on one core it, not the server, would
+    set the baseline's rate.
+    """
+
+    def __init__(self, request: Callable[[], bytes], deadline: float) -> None:
+        self.request = request
+        self.deadline = deadline
+        self.answered = 0  # 200s
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._buffer = b""
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        assert isinstance(self._transport, asyncio.Transport)
+        if time.monotonic() >= self.deadline:
+            self._transport.close()
+        else:
+            self._transport.write(self.request())
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while (end := self._buffer.find(b"\r\n\r\n")) >= 0:
+            head = self._buffer[:end]
+            length = _CONTENT_LENGTH.search(head)
+            if length is None:  # no length (chunked): not an answer this client reads
+                assert self._transport is not None
+                self._transport.close()
+                return
+            size = end + 4 + int(length.group(1))
+            if len(self._buffer) < size:
+                return
+            self.answered += head.startswith(b"HTTP/1.1 200 ")
+            self._buffer = self._buffer[size:]
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+_CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
+
+
 async def hammer(
     url: str, seconds: float, concurrency: int, counter: itertools.count[int]
 ) -> float:
-    """Requests per second that answered 200, from ``concurrency`` closed-loop clients."""
-    done = 0
-    deadline = time.monotonic() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    """Requests per second that answered 200, from ``concurrency`` closed-loop connections.
 
-        async def client() -> None:
-            nonlocal done
-            while time.monotonic() < deadline:
-                async with session.post(
-                    url + "/webhook/alertmanager",
-                    data=payload(next(counter)),
-                    headers={"Content-Type": "application/json"},
-                ) as response:
-                    await response.read()
-                    if response.status == 200:
-                        done += 1
+    Each sends a new alert (a new fingerprint) as soon as its last answer is
+    in; a connection the server closes is opened again while time remains.
+    """
+    host, port = url.removeprefix("http://").split(":")
 
-        started = time.monotonic()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        return done / (time.monotonic() - started)
+    def request() -> bytes:
+        body = payload(next(counter))
+        return (
+            f"POST /webhook/alertmanager HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    deadline = started + seconds
+
+    async def connection() -> int:
+        answered = 0
+        while time.monotonic() < deadline:
+            _, exchange = await loop.create_connection(
+                lambda: _Exchange(request, deadline), host, int(port)
+            )
+            await exchange.closed
+            answered += exchange.answered
+        return answered
+
+    done = sum(await asyncio.gather(*(connection() for _ in range(concurrency))))
+    return done / (time.monotonic() - started)
+
+
+class Served(NamedTuple):
+    """A server the benchmark started: where it answers, and its process."""
+
+    url: str
+    pid: int
+
+
+class Cpu(NamedTuple):
+    """CPU seconds a process has used: its main thread (the event loop) and all its threads."""
+
+    loop: float
+    total: float
+
+
+def cpu_of(pid: int) -> Cpu:
+    """``pid``'s CPU time so far, user and system, from ``/proc`` (Linux)."""
+
+    def seconds(stat: str) -> float:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    return Cpu(seconds(f"/proc/{pid}/task/{pid}/stat"), seconds(f"/proc/{pid}/stat"))
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.asynccontextmanager
-async def serving(python: str, work: Path, config: str, db: str) -> AsyncIterator[str]:
-    """A ``remedy serve`` subprocess on its own store (a SQLite file or a URL); yields its URL."""
+async def serving(python: str, work: Path, config: str, db: str) -> AsyncIterator[Served]:
+    """A ``remedy serve`` subprocess on its own store (a SQLite file or a URL)."""
     storage = db if "://" in db else f"sqlite:///{db}"
     port = free_port()
     served = work / f"served-{port}.yaml"
@@ -150,7 +239,7 @@ async def serving(python: str, work: Path, config: str, db: str) -> AsyncIterato
     proc = start([*argv, "--listen", f"127.0.0.1:{port}"], work)
     try:
         await wait_up(f"http://127.0.0.1:{port}")
-        yield f"http://127.0.0.1:{port}"
+        yield Served(f"http://127.0.0.1:{port}", proc.pid)
     finally:
         stop(proc)
 
@@ -258,18 +347,31 @@ async def decided(storage: str) -> int:
         return int(conn.execute(sql).fetchone()[0])
 
 
+class Measured(NamedTuple):
+    """One throughput run of one server."""
+
+    answered: float  # answered 200 per second
+    decided: float  # remediations decided by a second after the load, per second of load
+    cpu: Cpu  # the server's CPU seconds per answered request
+    client: float  # the share of its core the load generator used
+
+
 async def throughput(
-    url: str, storage: str, seconds: float, concurrency: int, counter: itertools.count[int]
-) -> tuple[float, float]:
-    """Answered req/s, and remediations decided per second of load by a second after it
-    (``storage`` empty: the bare handler, which decides nothing)."""
-    await hammer(url, 1, concurrency, counter)  # warm-up
+    server: Served, storage: str, seconds: float, concurrency: int, counter: itertools.count[int]
+) -> Measured:
+    """Load ``server`` for ``seconds`` (``storage`` empty: the bare handler, which decides
+    nothing)."""
+    await hammer(server.url, 1, concurrency, counter)  # warm-up
     await asyncio.sleep(1)
     before = await decided(storage) if storage else 0
-    answered = await hammer(url, seconds, concurrency, counter)
+    cpu, client = cpu_of(server.pid), time.process_time()
+    answered = await hammer(server.url, seconds, concurrency, counter)
+    used, client = cpu_of(server.pid), (time.process_time() - client) / seconds
     await asyncio.sleep(1)
     after = await decided(storage) if storage else 0
-    return answered, (after - before) / seconds
+    count = answered * seconds or 1
+    per_request = Cpu((used.loop - cpu.loop) / count, (used.total - cpu.total) / count)
+    return Measured(answered, (after - before) / seconds, per_request, client)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -323,13 +425,13 @@ def matching() -> float:
 
 
 @contextlib.asynccontextmanager
-async def bare_server(python: str, work: Path) -> AsyncIterator[str]:
-    """The bare aiohttp handler, pinned like remedy; yields its URL."""
+async def bare_server(python: str, work: Path) -> AsyncIterator[Served]:
+    """The bare aiohttp handler, pinned like remedy."""
     port = free_port()
     proc = start([python, "-c", BARE_SERVER, str(port)], work)
     try:
         await wait_up(f"http://127.0.0.1:{port}")
-        yield f"http://127.0.0.1:{port}"
+        yield Served(f"http://127.0.0.1:{port}", proc.pid)
     finally:
         stop(proc)
 
@@ -389,33 +491,37 @@ async def main() -> None:
         # machine's speed drifts over seconds, so each round's ratios share one baseline.
         answered: dict[str, list[float]] = {name: [] for name in ["bare", *LABELS]}
         decided: dict[str, list[float]] = {name: [] for name in LABELS}
+        cpu: dict[str, list[Cpu]] = {name: [] for name in ["bare", *LABELS]}
+        client = 0.0  # the busiest the load generator's core was
         try:
             async with contextlib.AsyncExitStack() as servers:
-                urls = {"bare": await servers.enter_async_context(bare_server(python, work))}
+                running = {"bare": await servers.enter_async_context(bare_server(python, work))}
                 stores = {name: str(work / f"{name}.db") for name in ("nomatch", "dry", "live")}
                 if args.postgres:
                     stores["pg"] = await servers.enter_async_context(postgres_schema(args.postgres))
                 for name, storage in stores.items():
-                    urls[name] = await servers.enter_async_context(
+                    running[name] = await servers.enter_async_context(
                         serving(python, work, f"{name}.yaml", storage)
                     )
                 for _ in range(args.rounds):
-                    for name, url in urls.items():
-                        rate, done = await throughput(
-                            url, stores.get(name, ""), args.seconds, args.concurrency, counter
+                    for name, server in running.items():
+                        run = await throughput(
+                            server, stores.get(name, ""), args.seconds, args.concurrency, counter
                         )
-                        answered[name].append(rate)
+                        answered[name].append(run.answered)
+                        cpu[name].append(run.cpu)
+                        client = max(client, run.client)
                         if name != "bare":
-                            decided[name].append(done)
+                            decided[name].append(run.decided)
             # The rounds left this process a large heap: its own collections would delay
             # the sends and the recorder's clock, and count against remedy.
             arrivals.clear()
             gc.collect()
             gc.freeze()
-            async with serving(python, work, "live.yaml", str(work / "latency.db")) as url:
+            async with serving(python, work, "live.yaml", str(work / "latency.db")) as served:
                 rate = args.latency_rate or statistics.median(decided["live"]) / 2
-                await latency(url, rate, 1, counter, arrivals)  # warm-up: first connections
-                delays, answers = await latency(url, rate, args.seconds, counter, arrivals)
+                await latency(served.url, rate, 1, counter, arrivals)  # warm-up: connections
+                delays, answers = await latency(served.url, rate, args.seconds, counter, arrivals)
         finally:
             await runner.cleanup()
 
@@ -437,6 +543,15 @@ async def main() -> None:
                 f"   ratio {statistics.median(ratios):.2f} ({spread})"
             )
     print("  (targets: >= 0.7 no match, >= 0.5 every alert matches, >= 0.4 on PostgreSQL)")
+    print("server CPU per answered request (medians): event loop + other threads = all")
+    for name in ["bare", *LABELS]:
+        if cpu[name]:
+            loop = statistics.median(c.loop for c in cpu[name]) * 1e6
+            total = statistics.median(c.total for c in cpu[name]) * 1e6
+            label = "bare aiohttp handler" if name == "bare" else LABELS[name]
+            print(f"  {label:<38} {loop:6.0f} + {total - loop:4.0f} = {total:5.0f} us")
+    print(f"load generator: at most {client:.0%} of its core", end="")
+    print("  (SATURATED: the baseline is the client's)" if client > 0.9 else "")
     for what, values, target in (
         ("received -> action", delays, 20),
         ("webhook answer", answers, 10),
