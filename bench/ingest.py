@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import NamedTuple
 
@@ -115,32 +116,26 @@ async def wait_up(url: str) -> None:
     raise SystemExit(f"server at {url} did not start")
 
 
-class _Exchange(asyncio.Protocol):
-    """One keep-alive connection that sends the next alert as soon as an answer is in.
+class _Http(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 connection in raw asyncio that hands each answer's status on.
 
-    Raw HTTP/1.1 on asyncio: an aiohttp client needs more CPU per request
-    than the bare aiohttp server, so on one core it, not the server, would
-    set the baseline's rate.
+    An aiohttp client needs more CPU per request than the bare aiohttp server,
+    so on one core it, not the server, would set the baseline's rate; and its
+    overhead would count in every latency measured.
     """
 
-    def __init__(self, request: Callable[[], bytes], deadline: float) -> None:
-        self.request = request
-        self.deadline = deadline
-        self.answered = 0  # 200s
+    def __init__(self) -> None:
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._buffer = b""
-        self._transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        self._send()
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
-    def _send(self) -> None:
-        assert isinstance(self._transport, asyncio.Transport)
-        if time.monotonic() >= self.deadline:
-            self._transport.close()
-        else:
-            self._transport.write(self.request())
+    def answered(self, status: int) -> None:
+        """One whole answer came in."""
+        raise NotImplementedError
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -148,19 +143,74 @@ class _Exchange(asyncio.Protocol):
             head = self._buffer[:end]
             length = _CONTENT_LENGTH.search(head)
             if length is None:  # no length (chunked): not an answer this client reads
-                assert self._transport is not None
-                self._transport.close()
+                assert self.transport is not None
+                self.transport.close()
                 return
             size = end + 4 + int(length.group(1))
             if len(self._buffer) < size:
                 return
-            self.answered += head.startswith(b"HTTP/1.1 200 ")
             self._buffer = self._buffer[size:]
-            self._send()
+            self.answered(int(head[9:12]))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+class _Exchange(_Http):
+    """A connection that sends the next alert as soon as an answer is in, until ``deadline``."""
+
+    def __init__(self, request: Callable[[], bytes], deadline: float) -> None:
+        super().__init__()
+        self.request = request
+        self.deadline = deadline
+        self.ok = 0  # answers that were 200
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._send()
+
+    def answered(self, status: int) -> None:
+        self.ok += status == HTTPStatus.OK
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        if time.monotonic() >= self.deadline:
+            self.transport.close()
+        else:
+            self.transport.write(self.request())
+
+
+class _Caller(_Http):
+    """A connection that carries one request at a time: :meth:`call` awaits its status."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._answer: asyncio.Future[int] | None = None
+
+    async def call(self, request: bytes) -> int:
+        assert self.transport is not None
+        self._answer = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self._answer
+
+    def answered(self, status: int) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(ConnectionError("the server closed the connection"))
+
+
+def webhook_request(host: str, body: bytes) -> bytes:
+    """The bytes of one webhook POST carrying ``body``."""
+    return (
+        f"POST /webhook/alertmanager HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 _CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
@@ -174,14 +224,11 @@ async def hammer(
     Each sends a new alert (a new fingerprint) as soon as its last answer is
     in; a connection the server closes is opened again while time remains.
     """
-    host, port = url.removeprefix("http://").split(":")
+    address = url.removeprefix("http://")
+    host, port = address.split(":")
 
     def request() -> bytes:
-        body = payload(next(counter))
-        return (
-            f"POST /webhook/alertmanager HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
+        return webhook_request(address, payload(next(counter)))
 
     loop = asyncio.get_running_loop()
     started = time.monotonic()
@@ -194,7 +241,7 @@ async def hammer(
                 lambda: _Exchange(request, deadline), host, int(port)
             )
             await exchange.closed
-            answered += exchange.answered
+            answered += exchange.ok
         return answered
 
     done = sum(await asyncio.gather(*(connection() for _ in range(concurrency))))
@@ -304,32 +351,38 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 async def latency(
     url: str, rate: float, seconds: float, counter: itertools.count[int], arrivals: dict[str, float]
 ) -> tuple[list[float], list[float]]:
-    """Send at a fixed ``rate``; the times from send to the action reaching the recorder,
-    and from send to the webhook's answer, each sorted."""
+    """Send at a fixed ``rate``; the times from send to the action reaching the recorder
+    (none for the bare handler), and from send to the webhook's answer, each sorted."""
+    address = url.removeprefix("http://")
+    host, port = address.split(":")
+    loop = asyncio.get_running_loop()
+    idle: list[_Caller] = []  # keep-alive connections with no request in flight
     sent: dict[str, float] = {}
     answers: list[float] = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
-        async def send(n: int, now: float) -> None:
-            async with session.post(
-                url + "/webhook/alertmanager",
-                data=payload(n, now),
-                headers={"Content-Type": "application/json"},
-            ) as response:
-                await response.read()
-                if response.status == 200:
-                    answers.append(time.time() - now)
+    async def send(n: int, now: float) -> None:
+        caller = idle.pop() if idle else None
+        if caller is None:
+            _, caller = await loop.create_connection(_Caller, host, int(port))
+        status = await caller.call(webhook_request(address, payload(n, now)))
+        if status == HTTPStatus.OK:
+            answers.append(time.time() - now)
+        idle.append(caller)
 
-        tasks = []
-        interval = 1.0 / rate
-        begin = time.monotonic()
-        for i in range(int(rate * seconds)):
-            await asyncio.sleep(max(0.0, begin + i * interval - time.monotonic()))
-            now = time.time()
-            sent[repr(now)] = now
-            tasks.append(asyncio.create_task(send(next(counter), now)))
-        await asyncio.gather(*tasks)
-    await asyncio.sleep(2)
+    tasks = []
+    interval = 1.0 / rate
+    begin = time.monotonic()
+    for i in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, begin + i * interval - time.monotonic()))
+        now = time.time()
+        sent[repr(now)] = now
+        tasks.append(asyncio.create_task(send(next(counter), now)))
+    await asyncio.gather(*tasks)
+    for caller in idle:
+        assert caller.transport is not None
+        caller.transport.close()
+    if arrivals:
+        await asyncio.sleep(2)  # the last actions' arrivals
     return sorted(arrivals[k] - sent[k] for k in sent if k in arrivals), sorted(answers)
 
 
@@ -518,8 +571,11 @@ async def main() -> None:
             arrivals.clear()
             gc.collect()
             gc.freeze()
+            rate = args.latency_rate or statistics.median(decided["live"]) / 2
+            async with bare_server(python, work) as served:  # the client and loopback alone
+                await latency(served.url, rate, 1, counter, {})
+                _, floor = await latency(served.url, rate, args.seconds, counter, {})
             async with serving(python, work, "live.yaml", str(work / "latency.db")) as served:
-                rate = args.latency_rate or statistics.median(decided["live"]) / 2
                 await latency(served.url, rate, 1, counter, arrivals)  # warm-up: connections
                 delays, answers = await latency(served.url, rate, args.seconds, counter, arrivals)
         finally:
@@ -560,6 +616,8 @@ async def main() -> None:
             p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
             print(f"{what + ' p50':<25} {p50:8.1f} ms at {rate:.0f} req/s, live rule")
             print(f"{what + ' p99':<25} {p99:8.1f} ms   (target <= {target} ms)")
+    p50, p99 = percentile(floor, 0.5) * 1000, percentile(floor, 0.99) * 1000
+    print(f"bare handler answer p50/p99 {p50:.1f} / {p99:.1f} ms at that rate (the floor)")
     print(f"actions seen              {len(delays):8d} of {int(rate * args.seconds)}")
     print(f"1000 rules x 1000 alerts  {match_seconds * 1000:10.1f} ms   (target < 50 ms)")
 
