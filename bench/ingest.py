@@ -218,11 +218,13 @@ _CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
 
 async def hammer(
     url: str, seconds: float, concurrency: int, counter: itertools.count[int]
-) -> float:
-    """Requests per second that answered 200, from ``concurrency`` closed-loop connections.
+) -> tuple[int, float]:
+    """Answers that were 200, and the seconds they took, from ``concurrency`` closed-loop
+    connections.
 
     Each sends a new alert (a new fingerprint) as soon as its last answer is
-    in; a connection the server closes is opened again while time remains.
+    in; a connection the server closes is opened again while time remains. A
+    server that stops answering fails the run after ``ANSWER_GRACE`` more seconds.
     """
     address = url.removeprefix("http://")
     host, port = address.split(":")
@@ -233,6 +235,7 @@ async def hammer(
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     deadline = started + seconds
+    open_now: set[_Exchange] = set()
 
     async def connection() -> int:
         answered = 0
@@ -240,12 +243,25 @@ async def hammer(
             _, exchange = await loop.create_connection(
                 lambda: _Exchange(request, deadline), host, int(port)
             )
+            open_now.add(exchange)
             await exchange.closed
+            open_now.discard(exchange)
             answered += exchange.ok
         return answered
 
-    done = sum(await asyncio.gather(*(connection() for _ in range(concurrency))))
-    return done / (time.monotonic() - started)
+    try:
+        async with asyncio.timeout(seconds + ANSWER_GRACE):
+            done = sum(await asyncio.gather(*(connection() for _ in range(concurrency))))
+    except TimeoutError:
+        for exchange in open_now:
+            assert exchange.transport is not None
+            exchange.transport.close()
+        raise SystemExit(f"{url} stopped answering") from None
+    return done, time.monotonic() - started
+
+
+ANSWER_GRACE = 30.0
+"""Seconds a server may take past a run's end to answer what it was sent."""
 
 
 class Served(NamedTuple):
@@ -334,10 +350,17 @@ def start(argv: list[str], cwd: Path) -> subprocess.Popen[bytes]:
 
 
 def pin(cpus: set[int]) -> None:
-    """Run on ``cpus`` where the machine has them (a one-core machine shares its core)."""
-    available = os.sched_getaffinity(0)
-    if cpus <= available and len(available) > 1:
+    """Run on ``cpus`` where the machine has them (a one-core machine shares its core).
+
+    Against the CPUs this process was given at start, not its mask now: the
+    benchmark pins itself to the client's core first, and a server started
+    after that inherits the client's mask.
+    """
+    if cpus <= MACHINE_CPUS and len(MACHINE_CPUS) > 1:
         os.sched_setaffinity(0, cpus)
+
+
+MACHINE_CPUS = frozenset(os.sched_getaffinity(0))
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -349,41 +372,58 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def latency(
-    url: str, rate: float, seconds: float, counter: itertools.count[int], arrivals: dict[str, float]
-) -> tuple[list[float], list[float]]:
-    """Send at a fixed ``rate``; the times from send to the action reaching the recorder
-    (none for the bare handler), and from send to the webhook's answer, each sorted."""
+    url: str,
+    rate: float,
+    seconds: float,
+    counter: itertools.count[int],
+    arrivals: dict[str, float],
+    *,
+    idle: list[_Caller],
+) -> tuple[list[float], list[float], int]:
+    """Send at a fixed ``rate``: the times from send to the action reaching the recorder
+    (none for the bare handler) and from send to a 200, each sorted, and how many answers
+    were not 200. ``idle`` keeps the keep-alive connections from one call to the next."""
     address = url.removeprefix("http://")
     host, port = address.split(":")
     loop = asyncio.get_running_loop()
-    idle: list[_Caller] = []  # keep-alive connections with no request in flight
     sent: dict[str, float] = {}
     answers: list[float] = []
+    failed = 0
 
     async def send(n: int, now: float) -> None:
-        caller = idle.pop() if idle else None
+        nonlocal failed
+        caller = None
+        while idle and caller is None:
+            kept = idle.pop()
+            caller = None if kept.closed.done() else kept  # the server may have closed it
         if caller is None:
             _, caller = await loop.create_connection(_Caller, host, int(port))
-        status = await caller.call(webhook_request(address, payload(n, now)))
+        try:
+            status = await caller.call(webhook_request(address, payload(n, now)))
+        except ConnectionError:
+            failed += 1
+            return
         if status == HTTPStatus.OK:
             answers.append(time.time() - now)
-        idle.append(caller)
+        else:
+            failed += 1
+        if not caller.closed.done():
+            idle.append(caller)
 
     tasks = []
     interval = 1.0 / rate
     begin = time.monotonic()
-    for i in range(int(rate * seconds)):
-        await asyncio.sleep(max(0.0, begin + i * interval - time.monotonic()))
-        now = time.time()
-        sent[repr(now)] = now
-        tasks.append(asyncio.create_task(send(next(counter), now)))
-    await asyncio.gather(*tasks)
-    for caller in idle:
-        assert caller.transport is not None
-        caller.transport.close()
+    async with asyncio.timeout(seconds + ANSWER_GRACE):
+        for i in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, begin + i * interval - time.monotonic()))
+            now = time.time()
+            sent[repr(now)] = now
+            tasks.append(asyncio.create_task(send(next(counter), now)))
+        await asyncio.gather(*tasks)
     if arrivals:
         await asyncio.sleep(2)  # the last actions' arrivals
-    return sorted(arrivals[k] - sent[k] for k in sent if k in arrivals), sorted(answers)
+    delays = sorted(arrivals[k] - sent[k] for k in sent if k in arrivals)
+    return delays, sorted(answers), failed
 
 
 async def decided(storage: str) -> int:
@@ -418,13 +458,13 @@ async def throughput(
     await asyncio.sleep(1)
     before = await decided(storage) if storage else 0
     cpu, client = cpu_of(server.pid), time.process_time()
-    answered = await hammer(server.url, seconds, concurrency, counter)
-    used, client = cpu_of(server.pid), (time.process_time() - client) / seconds
+    answered, elapsed = await hammer(server.url, seconds, concurrency, counter)
+    used, client = cpu_of(server.pid), time.process_time() - client
     await asyncio.sleep(1)
     after = await decided(storage) if storage else 0
-    count = answered * seconds or 1
+    count = answered or 1
     per_request = Cpu((used.loop - cpu.loop) / count, (used.total - cpu.total) / count)
-    return Measured(answered, (after - before) / seconds, per_request, client)
+    return Measured(answered / elapsed, (after - before) / seconds, per_request, client / elapsed)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -563,7 +603,8 @@ async def main() -> None:
                         )
                         answered[name].append(run.answered)
                         cpu[name].append(run.cpu)
-                        client = max(client, run.client)
+                        if name == "bare":  # whether the baseline is the client's
+                            client = max(client, run.client)
                         if name != "bare":
                             decided[name].append(run.decided)
             # The rounds left this process a large heap: its own collections would delay
@@ -572,12 +613,17 @@ async def main() -> None:
             gc.collect()
             gc.freeze()
             rate = args.latency_rate or statistics.median(decided["live"]) / 2
-            async with bare_server(python, work) as served:  # the client and loopback alone
-                await latency(served.url, rate, 1, counter, {})
-                _, floor = await latency(served.url, rate, args.seconds, counter, {})
+            # The floor: the client, loopback and a server that does nothing but answer.
+            async with bare_server(python, work) as served:
+                pool: list[_Caller] = []
+                await latency(served.url, rate, 1, counter, {}, idle=pool)  # warm-up: connections
+                _, floor, _ = await latency(served.url, rate, args.seconds, counter, {}, idle=pool)
             async with serving(python, work, "live.yaml", str(work / "latency.db")) as served:
-                await latency(served.url, rate, 1, counter, arrivals)  # warm-up: connections
-                delays, answers = await latency(served.url, rate, args.seconds, counter, arrivals)
+                pool = []
+                await latency(served.url, rate, 1, counter, arrivals, idle=pool)
+                delays, answers, failed = await latency(
+                    served.url, rate, args.seconds, counter, arrivals, idle=pool
+                )
         finally:
             await runner.cleanup()
 
@@ -606,7 +652,7 @@ async def main() -> None:
             total = statistics.median(c.total for c in cpu[name]) * 1e6
             label = "bare aiohttp handler" if name == "bare" else LABELS[name]
             print(f"  {label:<38} {loop:6.0f} + {total - loop:4.0f} = {total:5.0f} us")
-    print(f"load generator: at most {client:.0%} of its core", end="")
+    print(f"load generator against the bare handler: at most {client:.0%} of its core", end="")
     print("  (SATURATED: the baseline is the client's)" if client > 0.9 else "")
     for what, values, target in (
         ("received -> action", delays, 20),
@@ -618,6 +664,7 @@ async def main() -> None:
             print(f"{what + ' p99':<25} {p99:8.1f} ms   (target <= {target} ms)")
     p50, p99 = percentile(floor, 0.5) * 1000, percentile(floor, 0.99) * 1000
     print(f"bare handler answer p50/p99 {p50:.1f} / {p99:.1f} ms at that rate (the floor)")
+    print(f"answers not 200           {failed:8d}")
     print(f"actions seen              {len(delays):8d} of {int(rate * args.seconds)}")
     print(f"1000 rules x 1000 alerts  {match_seconds * 1000:10.1f} ms   (target < 50 ms)")
 
