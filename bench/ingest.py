@@ -10,10 +10,14 @@ Prints ratios (SPEC §10), never asserts: speed is measured, not tested.
 * the same with a live ``http.request`` rule aimed at a local recorder (its
   actions run), and at half the rate those actions finish at: alert received
   -> action started, and the webhook's answer, p50/p99;
+* each server's CPU per answered request (its event loop and its other threads),
+  how busy the load generator was, and the bare handler's answer latency at the
+  latency run's rate (the floor the client and loopback set);
 * 1,000 rules x 1,000-alert batch matched (rules indexed by alertname).
 
 Everything talks to 127.0.0.1 only, and every loop is bounded in count and time.
-The servers run on CPU 1 and the load generator on CPU 0 (on a machine with two or more).
+The servers run on CPU 1 and the load generator, raw HTTP/1.1 on asyncio, on CPU 0
+(on a machine with two or more).
 Usage: ``.venv/bin/python bench/ingest.py [--seconds 5] [--concurrency 32]``
 """
 
