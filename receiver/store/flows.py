@@ -550,15 +550,17 @@ async def _decide(
             move = lifecycle.held(rows.now)
             await rows.audit(await apply(rows, rem, move, finished=[], expect=QUEUED))
         return Claim(QUEUED, "paused", decision.detail, held=True)
+    # The state moves first: a remediation no longer queued (StateConflict) leaves no
+    # breaker, execution, lock or event behind in the transaction that goes on.
     if not decision.allowed:
-        await _open_breaker(rows, decision, dry_run)
         await rows.move(rem.id, "skipped", decision.reason, expect=QUEUED)
+        await _open_breaker(rows, decision, dry_run)
         error = decision.detail
         await rows.audit([transition.about("skipped", rem, reason=decision.reason, error=error)])
         return Claim("skipped", decision.reason, decision.detail)
+    await rows.move(rem.id, "dry_run" if dry_run else RUNNING, expect=QUEUED)
     scope = rem.guards.blast_radius[0] if rem.guards.blast_radius else None
     await _take(rows, rem, rem.steps, rule=rem.rule, scope=scope, dry_run=dry_run)
-    await rows.move(rem.id, "dry_run" if dry_run else RUNNING, expect=QUEUED)
     return Claim("dry_run" if dry_run else RUNNING)
 
 
