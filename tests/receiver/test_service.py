@@ -58,26 +58,6 @@ async def test_a_missing_label_is_a_recorded_template_error(remedy: StartRemedy)
     assert [r["reason"] for r in listed["remediations"]] == ["template_error"]
 
 
-async def test_a_resolve_in_the_same_delivery_cancels_only_its_own_alert(
-    remedy: StartRemedy,
-) -> None:
-    server = await remedy(MATCHERS.format(name="web", matcher='job="web"'))
-    gone = {"job": "web", "instance": "a"}
-    payload = am_payload(
-        am_alert("Flapping", labels=gone),
-        am_alert("Steady", labels={"job": "web", "instance": "b"}),
-        am_alert("Flapping", "resolved", labels=gone),
-    )
-    status, _ = await server.post_alerts(payload)
-    await server.settle()
-    _, listed = await server.get_json("/api/v1/remediations")
-    states = sorted((r["alert"]["name"], r["state"], r["reason"]) for r in listed["remediations"])
-    assert status == 200
-    assert states == [("Flapping", "skipped", "cancelled"), ("Steady", "dry_run", None)]
-    ran = [e["alert"]["name"] for e in await server.events(outcome="dry_run")]
-    assert ran == ["Steady"]
-
-
 async def test_metrics_count_what_happened(remedy: StartRemedy) -> None:
     server = await remedy(MATCHERS.format(name="web", matcher='job="web"'))
     payload = am_payload(am_alert(labels={"job": "web"}), am_alert("B", labels={"job": "db"}))

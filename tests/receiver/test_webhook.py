@@ -74,6 +74,27 @@ async def test_live_run_sends_the_request_and_records_the_outcome(
     assert [r["rule"] for r in body["remediations"]] == ["warm-cache"]
 
 
+async def test_a_resolve_in_the_same_delivery_stops_only_its_own_alert(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    server = await remedy(hook_rule(recorder), dry_run=False)
+    payload = am_payload(
+        cache_alert("flapping:8080"),
+        cache_alert("steady:8080"),
+        cache_alert("flapping:8080", status="resolved"),
+    )
+    status, _ = await server.post_alerts(payload)
+    assert status == 200
+    await server.settle()
+    assert [r.json()["instance"] for r in recorder.received] == ["steady:8080"]
+    _, listed = await server.get_json("/api/v1/remediations")
+    states = sorted((r["target"], r["state"], r["reason"]) for r in listed["remediations"])
+    assert states == [
+        ("cache:flapping:8080", "skipped", "cancelled"),
+        ("cache:steady:8080", "succeeded", None),
+    ]
+
+
 async def test_a_failing_target_is_recorded_as_failed(
     remedy: StartRemedy, recorder: Recorder
 ) -> None:
