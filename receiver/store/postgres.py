@@ -199,6 +199,17 @@ CREATE TABLE replicas (
 ALTER TABLE remediations ADD COLUMN owner {_T};
 """,
     ),
+    (
+        3,
+        # Filters name a rule or a target (``rule = $1``), never their absence: the
+        # events without one (every alert's ``received``) are left out of those indexes.
+        """
+DROP INDEX audit_rule;
+DROP INDEX audit_target;
+CREATE INDEX audit_rule ON audit (rule, id) WHERE rule IS NOT NULL;
+CREATE INDEX audit_target ON audit (target, id) WHERE target IS NOT NULL;
+""",
+    ),
 )
 """Schema versions in order; each runs once, in the transaction that records it."""
 

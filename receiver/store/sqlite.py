@@ -148,8 +148,8 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
-CREATE INDEX IF NOT EXISTS audit_rule ON audit (rule, id);
-CREATE INDEX IF NOT EXISTS audit_target ON audit (target, id);
+CREATE INDEX IF NOT EXISTS audit_rule_set ON audit (rule, id) WHERE rule IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_target_set ON audit (target, id) WHERE target IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_fingerprint ON audit (fingerprint, id);
 CREATE TABLE IF NOT EXISTS audit_head (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -967,6 +967,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(remediations)")}
     if "held_since" not in columns:
         conn.execute("ALTER TABLE remediations ADD COLUMN held_since TEXT")
+    # Filters name a rule or a target (``rule = ?``), never their absence: the events
+    # without one (every alert's ``received``) are left out of those indexes.
+    conn.execute("DROP INDEX IF EXISTS audit_rule")
+    conn.execute("DROP INDEX IF EXISTS audit_target")
 
 
 def _probe(conn: sqlite3.Connection) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
+from pathlib import Path
 
 from receiver.audit import REDACTED, AuditRecord, VerifyResult, chain_hash
 from receiver.config import Config
 from receiver.store.base import AuditQuery, NotFound
+from receiver.store.sqlite import SQLiteStore
 from receiver.store.url import store_for
 from tests.conftest import ALL_BACKENDS, RemedyClient, StartRemedy, am_alert, am_payload
 from tests.support.database import Database
@@ -261,3 +265,39 @@ async def test_a_password_holding_a_url_delimiter_never_reaches_the_audit_log(
     for secret in ("pa/ss", "w#rd", "t0ps3cret"):
         assert secret not in text
     assert f"postgresql://{REDACTED}@db:5432/orders" in text  # the server is still named
+
+
+async def test_a_store_from_before_the_partial_indexes_keeps_its_events_and_filters(
+    tmp_path: Path,
+) -> None:
+    """An older store's audit indexes covered every event; reopened, they cover only the
+    events that name a rule or a target, and the filters still find what they did."""
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.record([AuditRecord("paused", reason="drill")])
+    await store.record([AuditRecord("dry_run", rule="page", target="service:a")])
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as an older remedy left it
+        conn.execute("DROP INDEX audit_rule_set")
+        conn.execute("DROP INDEX audit_target_set")
+        conn.execute("CREATE INDEX audit_rule ON audit (rule, id)")
+        conn.execute("CREATE INDEX audit_target ON audit (target, id)")
+        conn.commit()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert [e.record.rule for e in await store.audit(AuditQuery(rule="page"))] == ["page"]
+        found = await store.audit(AuditQuery(target="service:a"))
+        assert [e.record.event for e in found] == ["dry_run"]
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'audit'"))
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT data FROM audit WHERE rule = ? ORDER BY id DESC", ("page",)
+        ).fetchall()
+    assert "audit_rule" not in indexes and "audit_target" not in indexes
+    assert "WHERE rule IS NOT NULL" in indexes["audit_rule_set"]
+    assert "USING INDEX audit_rule_set" in str(plan)
