@@ -6,10 +6,44 @@ fingerprint, a pod or a container name.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from typing import Any, Self
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import Counter as _Counter
+from prometheus_client import Histogram as _Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _ACTIONS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class _Remembered(MetricWrapperBase):
+    """A labelled metric whose children are looked up once per label set.
+
+    ``labels()`` validates and locks on every call; remedy's label values are
+    bounded (see above), so each set's child is kept after its first use: the
+    webhook path asks for several per request.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._remembered: dict[tuple[Any, ...], Self] = {}
+
+    def labels(self, *values: Any, **named: Any) -> Self:
+        child = None if named else self._remembered.get(values)
+        if child is None:
+            child = super().labels(*values, **named)
+            if not named:
+                self._remembered[values] = child
+        return child
+
+
+class Counter(_Remembered, _Counter):
+    """A counter (see :class:`_Remembered`)."""
+
+
+class Histogram(_Remembered, _Histogram):
+    """A histogram (see :class:`_Remembered`)."""
 
 
 class Metrics:

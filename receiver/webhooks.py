@@ -60,7 +60,9 @@ async def read_json(request: web.Request) -> object:
 
 def _content_codings(request: web.Request) -> list[str]:
     """The codings applied to the body, in the order they were applied (``identity`` left out)."""
-    header = request.headers.get("Content-Encoding", "")
+    header = request.headers.get("Content-Encoding")
+    if not header:  # the common case: a plain body
+        return []
     codings = [c for c in (part.strip().lower() for part in header.split(",")) if c]
     codings = [c for c in codings if c != "identity"]
     for coding in codings:

@@ -38,12 +38,7 @@ def decode(data: bytes | str, field: str = "") -> object:
                 field, f"{what} not UTF-8: {exc.reason} at byte {exc.start}"
             ) from None
     try:
-        return json.loads(
-            data,
-            object_pairs_hook=_object,
-            parse_constant=_constant,
-            parse_float=_float,
-        )
+        return _decode(data)
     except _Refusal as exc:
         raise Refused(field, f"{what} refused: {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -72,3 +67,9 @@ def _float(text: str) -> float:
     if not math.isfinite(value):
         raise _Refusal(f"the number {text[:40]} is out of range")
     return value
+
+
+_decode = json.JSONDecoder(
+    object_pairs_hook=_object, parse_constant=_constant, parse_float=_float
+).decode
+"""The strict decoder, made once: ``json.loads`` with hooks builds a new one per call."""
