@@ -16,7 +16,7 @@ import functools
 import json
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from receiver import dedup, lifecycle, transition, verify
 from receiver.audit import AuditEvent, AuditRecord
@@ -44,6 +44,15 @@ FOLLOWUP_PENDING = 1
 FOLLOWUP_RUNNING = 2
 FOLLOWUP_HELD = 3  # due while remedy was paused: waits for resume
 DRY_RUN_BREAKER_PREFIX = "dry-run/"  # dry-run opens breakers of its own, never the live ones
+
+
+class Execution(NamedTuple):
+    """A run the guards count (rate limit, cooldown, blast radius): what ran where, when taken."""
+
+    rule: str
+    target: str
+    scope: str | None
+    dry_run: bool
 
 
 class Rows(Protocol):
@@ -131,6 +140,12 @@ class Rows(Protocol):
     async def record_execution(
         self, rem_id: int, rule: str, target: str, scope: str | None, dry_run: bool
     ) -> None: ...
+
+    async def take(self, rem_id: int, state: str, run: Execution) -> None:
+        """Move a queued remediation to ``state`` and record ``run``, the execution the
+        guards count: :meth:`move` (expecting ``queued``), then :meth:`record_execution`,
+        as one write where the store can. :class:`StateConflict` when it is not queued."""
+        ...
 
     async def lock(self, target: str, rem_id: int) -> None: ...
 
@@ -558,9 +573,10 @@ async def _decide(
         error = decision.detail
         await rows.audit([transition.about("skipped", rem, reason=decision.reason, error=error)])
         return Claim("skipped", decision.reason, decision.detail)
-    await rows.move(rem.id, "dry_run" if dry_run else RUNNING, expect=QUEUED)
     scope = rem.guards.blast_radius[0] if rem.guards.blast_radius else None
-    await _take(rows, rem, rem.steps, rule=rem.rule, scope=scope, dry_run=dry_run)
+    run = Execution(rem.rule, rem.target or "", scope, dry_run)
+    await rows.take(rem.id, "dry_run" if dry_run else RUNNING, run)
+    await _start(rows, rem, rem.steps, dry_run=dry_run)
     return Claim("dry_run" if dry_run else RUNNING)
 
 
@@ -611,9 +627,8 @@ async def claim_followup(
         error = f"on_failure not run: {decision.detail}"
         await rows.audit([transition.about("skipped", rem, reason=decision.reason, error=error)])
         return Claim("skipped", decision.reason, decision.detail)
-    await _take(
-        rows, rem, rem.on_failure, rule=rule, scope=None, dry_run=dry_run, reason="on_failure"
-    )
+    await rows.record_execution(rem.id, rule, rem.target or "", None, dry_run)
+    await _start(rows, rem, rem.on_failure, dry_run=dry_run, reason="on_failure")
     await rows.set_followup(rem.id, 0 if dry_run else FOLLOWUP_RUNNING)
     return Claim("dry_run" if dry_run else RUNNING)
 
@@ -625,22 +640,19 @@ async def _open_breaker(rows: Rows, decision: Decision, dry_run: bool) -> None:
         await rows.open_breaker(prefix + decision.open_breaker, decision.detail or "")
 
 
-async def _take(
+async def _start(
     rows: Rows,
     rem: Remediation,
     steps: Sequence[Mapping[str, Any]],
     *,
-    rule: str,
-    scope: str | None,
     dry_run: bool,
     reason: str | None = None,
 ) -> None:
-    """Record the execution the guards count; live, take the target's lock and start.
+    """After its execution is recorded: live, take the target's lock and start.
 
     In dry-run every step is recorded as what would have run.
     """
     target = rem.target or ""
-    await rows.record_execution(rem.id, rule, target, scope, dry_run)
     if dry_run:
         await rows.audit(
             [

@@ -607,6 +607,30 @@ class _Tx:
         expect: str | None = None,
         held_since: str | None = None,
     ) -> None:
+        sql, args = self._moving(
+            rem_id,
+            state,
+            reason,
+            due_at=due_at,
+            followup=followup,
+            expect=expect,
+            held_since=held_since,
+        )
+        if _count(await self.conn.execute(sql, *args)) == 0:
+            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
+
+    def _moving(
+        self,
+        rem_id: int,
+        state: str,
+        reason: str | None = None,
+        *,
+        due_at: str | None = None,
+        followup: bool = False,
+        expect: str | None = None,
+        held_since: str | None = None,
+    ) -> tuple[str, list[Any]]:
+        """The ``UPDATE`` of :meth:`move` and its arguments."""
         sql = (
             "UPDATE remediations SET state = $1, reason = $2, updated_at = $3, due_at = $4,"
             " followup = $5, held_since = $6, owner = $7 WHERE id = $8"
@@ -616,8 +640,7 @@ class _Tx:
         if expect is not None:
             sql += " AND state = $9"
             args.append(expect)
-        if _count(await self.conn.execute(sql, *args)) == 0:
-            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
+        return sql, args
 
     async def set_followup(self, rem_id: int, flag: int, *, held_since: str | None = None) -> None:
         await self.conn.execute(
@@ -654,6 +677,19 @@ class _Tx:
             dry_run,
             self.now,
         )
+
+    async def take(self, rem_id: int, state: str, run: flows.Execution) -> None:
+        # One round trip: the execution is recorded only if the remediation moved.
+        sql, args = self._moving(rem_id, state, expect=QUEUED)
+        taken = await self.conn.execute(
+            f"WITH moved AS ({sql} RETURNING id)"
+            " INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
+            " SELECT id, $10, $11, $12, $13, $3 FROM moved",
+            *args,
+            *run,
+        )
+        if _count(taken) == 0:
+            raise StateConflict(f"remediation {rem_id} is not {QUEUED}")
 
     async def lock(self, target: str, rem_id: int) -> None:
         await self.conn.execute(

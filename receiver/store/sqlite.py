@@ -454,6 +454,10 @@ class _Tx:
             (rem_id, rule, target, scope, int(dry_run), self.now),
         )
 
+    async def take(self, rem_id: int, state: str, run: flows.Execution) -> None:
+        await self.move(rem_id, state, expect=QUEUED)
+        await self.record_execution(rem_id, *run)
+
     async def lock(self, target: str, rem_id: int) -> None:
         self.conn.execute(
             "INSERT INTO locks (target, remediation, at) VALUES (?, ?, ?)",
