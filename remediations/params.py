@@ -7,6 +7,7 @@ independent, and an action's own params (``timeout: 10s``) are its business.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -87,10 +88,18 @@ def parse_seconds(value: object) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value) if value > 0 else None
-    if isinstance(value, str) and _DURATION.fullmatch(value):
-        total = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
-        return total if total > 0 else None
+    if isinstance(value, str):  # only short text is remembered: a template renders any length
+        return _seconds_in(value) if len(value) <= 32 else _seconds_in.__wrapped__(value)
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _seconds_in(text: str) -> float | None:
+    """:func:`parse_seconds` of a string, remembered: a rule's durations are checked per alert."""
+    if not _DURATION.fullmatch(text):
+        return None
+    total = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    return total if total > 0 else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
