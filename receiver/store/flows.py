@@ -32,6 +32,7 @@ from receiver.store.base import (
     IncomingAlert,
     IngestResult,
     NotFound,
+    Plan,
     Remediation,
     StateConflict,
 )
@@ -73,14 +74,16 @@ class Rows(Protocol):
         """Record an SNS message id; False when it was delivered before."""
         ...
 
-    async def insert_alert(self, alert: Alert, occurrence: str) -> int | None:
-        """The new alert's id; None when this very notification is stored already."""
-        ...
+    async def insert_alert(
+        self, alert: Alert, occurrence: str, remediations: Sequence[tuple[Remediation, str]]
+    ) -> tuple[int | None, list[int | None]]:
+        """Store a new alert and its remediations, each with its plan's JSON, as one write
+        where the store can.
 
-    async def insert_remediation(
-        self, occurrence: str, alert_id: int, rem: Remediation, plan: str
-    ) -> int | None:
-        """The new remediation's id; None when (occurrence, rule) has one already."""
+        The alert's id and each remediation's, in order (None for one whose
+        (occurrence, rule) has one already); ``(None, [])`` when this very
+        notification is stored already, and then nothing is written.
+        """
         ...
 
     async def waiting_on(self, occurrence: str) -> list[Remediation]:
@@ -381,7 +384,15 @@ async def ingest(
         alert = await rows.answer(functools.partial(dedup.episode, incoming.alert))
         summary = alert.summary()
         occurrence = "|".join(alert.occurrence)
-        alert_id = await rows.insert_alert(alert, occurrence)
+        stale = await rows.answer(functools.partial(dedup.stale, alert))
+        planned = (
+            []
+            if stale
+            else [_planned(rows, plan, alert, summary, occurrence) for plan in incoming.plans]
+        )
+        alert_id, rem_ids = await rows.insert_alert(
+            alert, occurrence, [(rem, body) for rem, _, body in planned]
+        )
         if alert_id is None:
             duplicates += 1
             records.append(AuditRecord("skipped", summary, reason="duplicate"))
@@ -389,51 +400,17 @@ async def ingest(
         stored += 1
         records.append(AuditRecord("received", summary))
         if alert.status == "resolved":
+            # The resolve's own remediations, just stored, are not its to cancel.
             resolved.add(occurrence)
             records += await on_resolved(rows, occurrence, finished)
-        plans = incoming.plans
-        if await rows.answer(functools.partial(dedup.stale, alert)):
-            plans = ()
+        if stale:
             records.append(
                 AuditRecord("skipped", summary, reason="cancelled", error=dedup.STALE_ALARM)
             )
-        for plan in plans:
-            move = lifecycle.planned(plan, alert, rows.moment)
-            rem = Remediation(
-                0,
-                plan.rule,
-                plan.target,
-                move.state,
-                move.reason,
-                summary,
-                list(plan.steps),
-                list(plan.on_failure),
-                plan.dry_run,
-                rows.now,
-                rows.now,
-                occurrence,
-                plan.guards,
-                move.due_at,
-                link=alert.generator_url,
-                when=plan.when,
-                silence=plan.silence,
-            )
-            body = {
-                "alert": summary,
-                "steps": rem.steps,
-                "on_failure": rem.on_failure,
-                "guards": plan.guards.to_json(),
-            }
-            if alert.generator_url:
-                body["link"] = alert.generator_url
-            if plan.when:
-                body["when"] = list(plan.when)
-            if plan.silence:
-                body["silence"] = dict(plan.silence)
-            rem_id = await rows.insert_remediation(occurrence, alert_id, rem, json.dumps(body))
+        for (unsaved, move, _), rem_id in zip(planned, rem_ids, strict=True):
             if rem_id is None:
                 continue
-            rem = dataclasses.replace(rem, id=rem_id)
+            rem = dataclasses.replace(unsaved, id=rem_id)
             records.append(
                 transition.about("matched", rem, params=[_step_view(s) for s in rem.steps])
             )
@@ -448,6 +425,48 @@ async def ingest(
     if claim_now is not None:  # after every alert: a resolve later in the batch cancels first
         queued, claimed = await _claim_ready(rows, queued, claim_now, resolved)
     return IngestResult(stored, duplicates, queued, skipped, waiting, finished, claimed)
+
+
+def _planned(
+    rows: Rows, plan: Plan, alert: Alert, summary: dict[str, object], occurrence: str
+) -> tuple[Remediation, transition.Move, str]:
+    """A plan's remediation as stored (its id still 0), its first move, and its plan's JSON.
+
+    ``summary`` is the alert's, shared with its events (encoded once for all of them).
+    """
+    move = lifecycle.planned(plan, alert, rows.moment)
+    rem = Remediation(
+        0,
+        plan.rule,
+        plan.target,
+        move.state,
+        move.reason,
+        summary,
+        list(plan.steps),
+        list(plan.on_failure),
+        plan.dry_run,
+        rows.now,
+        rows.now,
+        occurrence,
+        plan.guards,
+        move.due_at,
+        link=alert.generator_url,
+        when=plan.when,
+        silence=plan.silence,
+    )
+    body = {
+        "alert": summary,
+        "steps": rem.steps,
+        "on_failure": rem.on_failure,
+        "guards": plan.guards.to_json(),
+    }
+    if alert.generator_url:
+        body["link"] = alert.generator_url
+    if plan.when:
+        body["when"] = list(plan.when)
+    if plan.silence:
+        body["silence"] = dict(plan.silence)
+    return rem, move, json.dumps(body)
 
 
 async def _claim_ready(

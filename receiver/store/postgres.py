@@ -479,6 +479,26 @@ class _Chain(AuditChain):
             self.rows = []
 
 
+_INSERT_ALERT = (
+    "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
+    " name, labels, annotations, ends_at, received_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
+)
+_INSERT_ALERT_WITH_REMEDIATIONS = (
+    f"WITH stored AS ({_INSERT_ALERT} RETURNING id),"
+    " planned AS (INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
+    " reason, dry_run, plan, created_at, updated_at, due_at, owner)"
+    " SELECT $5, p.rule, stored.id, p.target, p.state, p.reason, p.dry_run, p.plan, $10, $10,"
+    " p.due_at, $11 FROM stored, unnest($12::text[], $13::text[], $14::text[], $15::text[],"
+    " $16::boolean[], $17::text[], $18::text[]) WITH ORDINALITY AS p (rule, target, state,"
+    " reason, dry_run, plan, due_at, n) ORDER BY p.n ON CONFLICT DO NOTHING RETURNING rule, id)"
+    " SELECT (SELECT id FROM stored), ARRAY(SELECT rule FROM planned ORDER BY id),"
+    " ARRAY(SELECT id FROM planned ORDER BY id)"
+)
+"""A new alert and its remediations in one statement, ids in the plans' order; each
+remediation's id comes back with its rule's name (an alert has one plan per rule)."""
+
+
 @dataclasses.dataclass(slots=True)
 class _Tx:
     """One job's transaction: what the flows persist and query (:class:`flows.Rows`).
@@ -512,12 +532,10 @@ class _Tx:
             )
         )
 
-    async def insert_alert(self, alert: Alert, occurrence: str) -> int | None:
-        found = await self.conn.fetchval(
-            "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
-            " name, labels, annotations, ends_at, received_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            " ON CONFLICT DO NOTHING RETURNING id",
+    async def insert_alert(
+        self, alert: Alert, occurrence: str, remediations: Sequence[tuple[Remediation, str]]
+    ) -> tuple[int | None, list[int | None]]:
+        args = [
             alert.source,
             alert.fingerprint,
             alert.starts_at.isoformat(),
@@ -528,30 +546,28 @@ class _Tx:
             json.dumps(dict(alert.annotations)),
             alert.ends_at.isoformat() if alert.ends_at else None,
             self.now,
-        )
-        return None if found is None else int(found)
-
-    async def insert_remediation(
-        self, occurrence: str, alert_id: int, rem: Remediation, plan: str
-    ) -> int | None:
-        found = await self.conn.fetchval(
-            "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
-            " reason, dry_run, plan, created_at, updated_at, due_at, owner)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)"
-            " ON CONFLICT DO NOTHING RETURNING id",
-            occurrence,
-            rem.rule,
-            alert_id,
-            rem.target,
-            rem.state,
-            rem.reason,
-            rem.dry_run,
-            plan,
-            self.now,
-            rem.due_at,
+        ]
+        if not remediations:
+            found = await self.conn.fetchval(f"{_INSERT_ALERT} RETURNING id", *args)
+            return (None if found is None else int(found)), []
+        # One round trip: the remediations are inserted only with a new alert.
+        rems = [rem for rem, _ in remediations]
+        row = await self.conn.fetchrow(
+            _INSERT_ALERT_WITH_REMEDIATIONS,
+            *args,
             self.owner,
+            [rem.rule for rem in rems],
+            [rem.target for rem in rems],
+            [rem.state for rem in rems],
+            [rem.reason for rem in rems],
+            [rem.dry_run for rem in rems],
+            [plan for _, plan in remediations],
+            [rem.due_at for rem in rems],
         )
-        return None if found is None else int(found)
+        if row is None or row[0] is None:
+            return None, []
+        ids = dict(zip(row[1], row[2], strict=True))  # rule -> id: one plan per rule
+        return int(row[0]), [ids.get(rem.rule) for rem in rems]
 
     async def waiting_on(self, occurrence: str) -> list[Remediation]:
         return await _select(

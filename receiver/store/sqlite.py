@@ -327,7 +327,9 @@ class _Tx:
             > 0
         )
 
-    async def insert_alert(self, alert: Alert, occurrence: str) -> int | None:
+    async def insert_alert(
+        self, alert: Alert, occurrence: str, remediations: Sequence[tuple[Remediation, str]]
+    ) -> tuple[int | None, list[int | None]]:
         cur = self.conn.execute(
             "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
             " name, labels, annotations, ends_at, received_at)"
@@ -345,17 +347,20 @@ class _Tx:
                 self.now,
             ),
         )
-        return cur.lastrowid if cur.rowcount else None
+        if not cur.rowcount:
+            return None, []
+        alert_id = cur.lastrowid
+        return alert_id, [
+            self._insert_remediation(alert_id, rem, plan) for rem, plan in remediations
+        ]
 
-    async def insert_remediation(
-        self, occurrence: str, alert_id: int, rem: Remediation, plan: str
-    ) -> int | None:
+    def _insert_remediation(self, alert_id: int | None, rem: Remediation, plan: str) -> int | None:
         cur = self.conn.execute(
             "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
             " reason, dry_run, plan, created_at, updated_at, due_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
-                occurrence,
+                rem.occurrence,
                 rem.rule,
                 alert_id,
                 rem.target,

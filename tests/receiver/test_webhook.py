@@ -95,6 +95,43 @@ async def test_a_resolve_in_the_same_delivery_stops_only_its_own_alert(
     ]
 
 
+async def test_a_resolve_cancels_what_waits_and_runs_its_own_rule_once(
+    remedy: StartRemedy, recorder: Recorder
+) -> None:
+    """The firing alert's remediation waits for approval; its resolve cancels it and
+    starts the rule that takes resolves, once, however often the resolve comes."""
+    rules = f"""
+rules:
+  - name: warm-cache
+    match: {{alertname: LowCacheHitRate}}
+    guards: {{require_approval: true}}
+    target: 'cache:{{{{ labels.instance }}}}'
+    actions:
+      - action: http.request
+        params: {{url: '{recorder.url("/warm")}'}}
+  - name: note-recovery
+    match: {{alertname: LowCacheHitRate, status: resolved}}
+    target: 'cache:{{{{ labels.instance }}}}'
+    actions:
+      - action: http.request
+        params: {{url: '{recorder.url("/recovered")}'}}
+"""
+    server = await remedy(rules, dry_run=False)
+    status, _ = await server.post_alerts(am_payload(cache_alert()))
+    assert status == 200
+    _, listed = await server.get_json("/api/v1/remediations")
+    assert [r["state"] for r in listed["remediations"]] == ["pending_approval"]
+    for _ in range(2):  # the second delivery of the resolve is a duplicate
+        status, _ = await server.post_alerts(am_payload(cache_alert(status="resolved")))
+        assert status == 200
+    await server.settle()
+    assert [r.path for r in recorder.received] == ["/recovered"]
+    _, listed = await server.get_json("/api/v1/remediations")
+    states = sorted((r["rule"], r["state"], r["reason"]) for r in listed["remediations"])
+    assert states == [("note-recovery", "succeeded", None), ("warm-cache", "skipped", "cancelled")]
+    assert len(await server.events(outcome="duplicate")) == 1
+
+
 async def test_a_failing_target_is_recorded_as_failed(
     remedy: StartRemedy, recorder: Recorder
 ) -> None:
