@@ -22,20 +22,34 @@ class _Remembered(MetricWrapperBase):
 
     ``labels()`` validates and locks on every call; remedy's label values are
     bounded (see above), so each set's child is kept after its first use: the
-    webhook path asks for several per request.
+    webhook path asks for several per request. Only label sets of strings are
+    kept (the client files a child under ``str()`` of each value, which
+    ``1``, ``1.0`` and ``True`` would not share as keys here).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._remembered: dict[tuple[Any, ...], Self] = {}
+        self._remembered: dict[tuple[str, ...], Self] = {}
 
     def labels(self, *values: Any, **named: Any) -> Self:
         child = None if named else self._remembered.get(values)
         if child is None:
             child = super().labels(*values, **named)
-            if not named:
+            if values and all(type(value) is str for value in values):
                 self._remembered[values] = child
         return child
+
+    def remove(self, *values: Any) -> None:
+        self._remembered.clear()
+        super().remove(*values)
+
+    def remove_by_labels(self, labels: dict[str, str]) -> None:
+        self._remembered.clear()
+        super().remove_by_labels(labels)
+
+    def clear(self) -> None:
+        self._remembered.clear()
+        super().clear()
 
 
 class Counter(_Remembered, _Counter):

@@ -75,14 +75,19 @@ class Rows(Protocol):
         ...
 
     async def insert_alert(
-        self, alert: Alert, occurrence: str, remediations: Sequence[tuple[Remediation, str]]
+        self,
+        alert: Alert,
+        occurrence: str,
+        remediations: Callable[[], Sequence[tuple[Remediation, str]]],
     ) -> tuple[int | None, list[int | None]]:
         """Store a new alert and its remediations, each with its plan's JSON, as one write
         where the store can.
 
-        The alert's id and each remediation's, in order (None for one whose
-        (occurrence, rule) has one already); ``(None, [])`` when this very
-        notification is stored already, and then nothing is written.
+        ``remediations`` makes them, at most once: a store that can tell the
+        alert is a duplicate first need not ask. Answers the alert's id and
+        each remediation's, in order (None for one whose (occurrence, rule) has
+        one already); ``(None, [])`` when this very notification is stored
+        already, and then nothing is written.
         """
         ...
 
@@ -385,14 +390,8 @@ async def ingest(
         summary = alert.summary()
         occurrence = "|".join(alert.occurrence)
         stale = await rows.answer(functools.partial(dedup.stale, alert))
-        planned = (
-            []
-            if stale
-            else [_planned(rows, plan, alert, summary, occurrence) for plan in incoming.plans]
-        )
-        alert_id, rem_ids = await rows.insert_alert(
-            alert, occurrence, [(rem, body) for rem, _, body in planned]
-        )
+        planned = _Planned(rows, () if stale else incoming.plans, alert, summary, occurrence)
+        alert_id, rem_ids = await rows.insert_alert(alert, occurrence, planned)
         if alert_id is None:
             duplicates += 1
             records.append(AuditRecord("skipped", summary, reason="duplicate"))
@@ -407,7 +406,7 @@ async def ingest(
             records.append(
                 AuditRecord("skipped", summary, reason="cancelled", error=dedup.STALE_ALARM)
             )
-        for (unsaved, move, _), rem_id in zip(planned, rem_ids, strict=True):
+        for (unsaved, move, _), rem_id in zip(planned.built, rem_ids, strict=True):
             if rem_id is None:
                 continue
             rem = dataclasses.replace(unsaved, id=rem_id)
@@ -427,13 +426,39 @@ async def ingest(
     return IngestResult(stored, duplicates, queued, skipped, waiting, finished, claimed)
 
 
-def _planned(
-    rows: Rows, plan: Plan, alert: Alert, summary: dict[str, object], occurrence: str
-) -> tuple[Remediation, transition.Move, str]:
-    """A plan's remediation as stored (its id still 0), its first move, and its plan's JSON.
+class _Planned:
+    """An alert's remediations, made when the store asks for them to store with the
+    alert: a duplicate delivery, stored already, may need none made.
 
-    ``summary`` is the alert's, shared with its events (encoded once for all of them).
+    Each is the remediation as stored (its id still 0), its first move, and its
+    plan's JSON; ``summary`` is the alert's, shared with its events (encoded
+    once for all of them).
     """
+
+    def __init__(
+        self,
+        rows: Rows,
+        plans: Sequence[Plan],
+        alert: Alert,
+        summary: dict[str, object],
+        occurrence: str,
+    ) -> None:
+        self._made = functools.partial(
+            _planned, rows, alert=alert, summary=summary, occurrence=occurrence
+        )
+        self._plans = plans
+        self.built: list[tuple[Remediation, transition.Move, str]] = []
+
+    def __call__(self) -> list[tuple[Remediation, str]]:
+        """The remediations to store, each with its plan's JSON, in the plans' order."""
+        self.built = [self._made(plan) for plan in self._plans]
+        return [(rem, body) for rem, _, body in self.built]
+
+
+def _planned(
+    rows: Rows, plan: Plan, *, alert: Alert, summary: dict[str, object], occurrence: str
+) -> tuple[Remediation, transition.Move, str]:
+    """See :class:`_Planned`."""
     move = lifecycle.planned(plan, alert, rows.moment)
     rem = Remediation(
         0,

@@ -199,17 +199,6 @@ CREATE TABLE replicas (
 ALTER TABLE remediations ADD COLUMN owner {_T};
 """,
     ),
-    (
-        3,
-        # Filters name a rule or a target (``rule = $1``), never their absence: the
-        # events without one (every alert's ``received``) are left out of those indexes.
-        """
-DROP INDEX audit_rule;
-DROP INDEX audit_target;
-CREATE INDEX audit_rule ON audit (rule, id) WHERE rule IS NOT NULL;
-CREATE INDEX audit_target ON audit (target, id) WHERE target IS NOT NULL;
-""",
-    ),
 )
 """Schema versions in order; each runs once, in the transaction that records it."""
 
@@ -533,7 +522,10 @@ class _Tx:
         )
 
     async def insert_alert(
-        self, alert: Alert, occurrence: str, remediations: Sequence[tuple[Remediation, str]]
+        self,
+        alert: Alert,
+        occurrence: str,
+        remediations: Callable[[], Sequence[tuple[Remediation, str]]],
     ) -> tuple[int | None, list[int | None]]:
         args = [
             alert.source,
@@ -547,11 +539,13 @@ class _Tx:
             alert.ends_at.isoformat() if alert.ends_at else None,
             self.now,
         ]
-        if not remediations:
+        planned = remediations()  # before the insert: both go in one round trip
+        if not planned:
             found = await self.conn.fetchval(f"{_INSERT_ALERT} RETURNING id", *args)
             return (None if found is None else int(found)), []
-        # One round trip: the remediations are inserted only with a new alert.
-        rems = [rem for rem, _ in remediations]
+        rems = [rem for rem, _ in planned]
+        if len({rem.rule for rem in rems}) < len(rems):  # the ids come back by rule
+            raise ValueError(f"two plans of one rule for alert {alert.fingerprint}")
         row = await self.conn.fetchrow(
             _INSERT_ALERT_WITH_REMEDIATIONS,
             *args,
@@ -561,7 +555,7 @@ class _Tx:
             [rem.state for rem in rems],
             [rem.reason for rem in rems],
             [rem.dry_run for rem in rems],
-            [plan for _, plan in remediations],
+            [plan for _, plan in planned],
             [rem.due_at for rem in rems],
         )
         if row is None or row[0] is None:

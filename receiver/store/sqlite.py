@@ -328,7 +328,10 @@ class _Tx:
         )
 
     async def insert_alert(
-        self, alert: Alert, occurrence: str, remediations: Sequence[tuple[Remediation, str]]
+        self,
+        alert: Alert,
+        occurrence: str,
+        remediations: Callable[[], Sequence[tuple[Remediation, str]]],
     ) -> tuple[int | None, list[int | None]]:
         cur = self.conn.execute(
             "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
@@ -351,16 +354,19 @@ class _Tx:
             return None, []
         alert_id = cur.lastrowid
         return alert_id, [
-            self._insert_remediation(alert_id, rem, plan) for rem, plan in remediations
+            self._insert_remediation(occurrence, alert_id, rem, plan)
+            for rem, plan in remediations()
         ]
 
-    def _insert_remediation(self, alert_id: int | None, rem: Remediation, plan: str) -> int | None:
+    def _insert_remediation(
+        self, occurrence: str, alert_id: int | None, rem: Remediation, plan: str
+    ) -> int | None:
         cur = self.conn.execute(
             "INSERT INTO remediations (occurrence, rule, alert_id, target, state,"
             " reason, dry_run, plan, created_at, updated_at, due_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
-                rem.occurrence,
+                occurrence,
                 rem.rule,
                 alert_id,
                 rem.target,

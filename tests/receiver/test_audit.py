@@ -295,9 +295,17 @@ async def test_a_store_from_before_the_partial_indexes_keeps_its_events_and_filt
         await store.close()
     with contextlib.closing(sqlite3.connect(path)) as conn:
         indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'audit'"))
-        plan = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT data FROM audit WHERE rule = ? ORDER BY id DESC", ("page",)
-        ).fetchall()
+        plans = {
+            column: str(
+                conn.execute(
+                    f"EXPLAIN QUERY PLAN SELECT data FROM audit WHERE {column} = ?"
+                    " ORDER BY id DESC",
+                    ("x",),
+                ).fetchall()
+            )
+            for column in ("rule", "target")
+        }
     assert "audit_rule" not in indexes and "audit_target" not in indexes
-    assert "WHERE rule IS NOT NULL" in indexes["audit_rule_set"]
-    assert "USING INDEX audit_rule_set" in str(plan)
+    for column in ("rule", "target"):
+        assert f"WHERE {column} IS NOT NULL" in indexes[f"audit_{column}_set"]
+        assert f"USING INDEX audit_{column}_set" in plans[column]
