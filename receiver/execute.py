@@ -93,8 +93,14 @@ async def durably(call: Callable[[], Awaitable[T]]) -> T:
 
     Giving up on a write after an action ran would leave its target locked
     until a restart; each call is safe to repeat, because a transaction that
-    failed wrote nothing.
+    failed wrote nothing. The first try goes without the retry machinery,
+    which costs more than the write's own hand-off; after a failure it is
+    tried again at once, then with backoff.
     """
+    try:
+        return await call()
+    except StoreUnavailable:
+        pass
     async for attempt in stamina.retry_context(
         on=StoreUnavailable,
         attempts=None,
