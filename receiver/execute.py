@@ -200,29 +200,26 @@ class StepRunner:
         ctx = self._context(rem, step)
         attempts = 0
         previous = ""  # the temporary error the next attempt would retry
+
+        async def once() -> Mapping[str, Any]:
+            nonlocal attempts, previous
+            attempts += 1
+            if attempts > 1:
+                await self._before_retry(rem, previous)
+            deadline = asyncio.get_running_loop().time() + float(step["timeout"])
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await action.run(params, dataclasses.replace(ctx, deadline=deadline))
+            except TemporaryError as exc:
+                previous = str(exc)
+                raise
+
         try:
             params = action.parse(step["params"])
-            async for attempt in stamina.retry_context(
-                on=_retry_hook,
-                attempts=int(step.get("retries", 0)) + 1,
-                timeout=None,
-                wait_initial=self.retry.initial,
-                wait_max=self.retry.maximum,
-                wait_jitter=self.retry.jitter,
-            ):
-                with attempt:
-                    attempts += 1
-                    if attempts > 1:
-                        await self._before_retry(rem, previous)
-                    deadline = asyncio.get_running_loop().time() + float(step["timeout"])
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            result = await action.run(
-                                params, dataclasses.replace(ctx, deadline=deadline)
-                            )
-                    except TemporaryError as exc:
-                        previous = str(exc)
-                        raise
+            try:
+                result = await once()  # most steps need no retry, nor its machinery
+            except TemporaryError as failed:
+                result = await self._retried(once, failed, int(step.get("retries", 0)))
         except ActionTimeout as exc:
             return _Attempt("timeout", str(exc), None, _since(started))
         except TimeoutError:
@@ -242,6 +239,33 @@ class StepRunner:
         if attempts > 1:
             details["attempts"] = attempts
         return _Attempt("succeeded", None, details, _since(started))
+
+    async def _retried(
+        self,
+        once: Callable[[], Awaitable[Mapping[str, Any]]],
+        failed: TemporaryError,
+        retries: int,
+    ) -> Mapping[str, Any]:
+        """Retry a step whose first attempt failed temporarily, as the retry policy says.
+
+        The first failure is handed to the policy as its first attempt, so it
+        decides and waits (the backend's own delay too) as if it had run it.
+        """
+        first: TemporaryError | None = failed
+        async for attempt in stamina.retry_context(
+            on=_retry_hook,
+            attempts=retries + 1,
+            timeout=None,
+            wait_initial=self.retry.initial,
+            wait_max=self.retry.maximum,
+            wait_jitter=self.retry.jitter,
+        ):
+            with attempt:
+                if first is not None:
+                    replayed, first = first, None
+                    raise replayed
+                return await once()
+        raise AssertionError("stamina either returns or raises")
 
     def previews(self, rem: Remediation) -> bool:
         """Whether any of the remediation's steps can tell what it would do (dry-run)."""
