@@ -468,6 +468,12 @@ class _Chain(AuditChain):
             self.rows = []
 
 
+_MOVE = (
+    "UPDATE remediations SET state = $1, reason = $2, updated_at = $3, due_at = $4,"
+    " followup = $5, held_since = $6, owner = $7 WHERE id = $8"
+)
+"""A remediation's new state (:meth:`_Tx.move`), written by this replica, its owner."""
+
 _INSERT_ALERT = (
     "INSERT INTO alerts (source, fingerprint, starts_at, status, occurrence,"
     " name, labels, annotations, ends_at, received_at)"
@@ -617,40 +623,14 @@ class _Tx:
         expect: str | None = None,
         held_since: str | None = None,
     ) -> None:
-        sql, args = self._moving(
-            rem_id,
-            state,
-            reason,
-            due_at=due_at,
-            followup=followup,
-            expect=expect,
-            held_since=held_since,
-        )
-        if _count(await self.conn.execute(sql, *args)) == 0:
-            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
-
-    def _moving(
-        self,
-        rem_id: int,
-        state: str,
-        reason: str | None = None,
-        *,
-        due_at: str | None = None,
-        followup: bool = False,
-        expect: str | None = None,
-        held_since: str | None = None,
-    ) -> tuple[str, list[Any]]:
-        """The ``UPDATE`` of :meth:`move` and its arguments."""
-        sql = (
-            "UPDATE remediations SET state = $1, reason = $2, updated_at = $3, due_at = $4,"
-            " followup = $5, held_since = $6, owner = $7 WHERE id = $8"
-        )
+        sql = _MOVE
         args: list[Any] = [state, reason, self.now, due_at, int(followup), held_since]
         args += [self.owner, rem_id]
         if expect is not None:
             sql += " AND state = $9"
             args.append(expect)
-        return sql, args
+        if _count(await self.conn.execute(sql, *args)) == 0:
+            raise StateConflict(f"remediation {rem_id} is not {expect or 'there'}")
 
     async def set_followup(self, rem_id: int, flag: int, *, held_since: str | None = None) -> None:
         await self.conn.execute(
@@ -689,13 +669,13 @@ class _Tx:
         )
 
     async def take(self, rem_id: int, state: str, run: flows.Execution) -> None:
-        # One round trip: the execution is recorded only if the remediation moved.
-        sql, args = self._moving(rem_id, state, expect=QUEUED)
+        # One round trip: the execution is recorded only if the remediation moved. Taken,
+        # it has no reason, timer or on_failure flag, and is not held.
         taken = await self.conn.execute(
-            f"WITH moved AS ({sql} RETURNING id)"
+            f"WITH moved AS ({_MOVE} AND state = $9 RETURNING id)"
             " INSERT INTO executions (remediation, rule, target, scope, dry_run, at)"
             " SELECT id, $10, $11, $12, $13, $3 FROM moved",
-            *args,
+            *(state, None, self.now, None, 0, None, self.owner, rem_id, QUEUED),
             *run,
         )
         if _count(taken) == 0:
