@@ -209,7 +209,14 @@ _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1 || current_schema(), 0
 
 AUDIT_CHANNEL = "remedy_audit"
 """Notified at each commit that appended audit events, with the schema and the last id."""
-_NOTIFY = f"SELECT pg_notify('{AUDIT_CHANNEL}', current_schema() || ' ' || $1)"
+_ADVANCE_HEAD = (
+    "WITH head AS (INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, $1, $2)"
+    " ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id,"
+    " last_hash = excluded.last_hash)"
+    f" SELECT pg_notify('{AUDIT_CHANNEL}', current_schema() || ' ' || $1::text)"
+)
+"""Record the chain's new end and tell every replica's tail, delivered at commit: one
+round trip."""
 TAIL_POLL = 5.0  # the tail also looks without a notification (one lost in an outage)
 TAIL_BATCH = 1000
 PRUNE_CHUNK = 5000  # audit events deleted per write transaction
@@ -880,15 +887,8 @@ class _GroupWriter:
                 if isinstance(exc, asyncpg.PostgresConnectionError):
                     raise
                 raise _JobFailed from exc
-            await conn.execute(
-                "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, $1, $2)"
-                " ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id,"
-                " last_hash = excluded.last_hash",
-                chain.last_id,
-                chain.last_hash,
-            )
             # Every replica's tail reads the new events once this commits.
-            await conn.execute(_NOTIFY, str(chain.last_id))
+            await conn.execute(_ADVANCE_HEAD, chain.last_id, chain.last_hash)
         return results
 
 
