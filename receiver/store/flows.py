@@ -443,10 +443,11 @@ class _Planned:
         summary: dict[str, object],
         occurrence: str,
     ) -> None:
-        self._made = functools.partial(
-            _planned, rows, alert=alert, summary=summary, occurrence=occurrence
-        )
+        self._rows = rows
         self._plans = plans
+        self._alert = alert
+        self._summary = summary
+        self._occurrence = occurrence
         self.built: list[tuple[Remediation, transition.Move, str]] = []
 
     def __call__(self) -> list[tuple[Remediation, str]]:
@@ -454,44 +455,41 @@ class _Planned:
         self.built = [self._made(plan) for plan in self._plans]
         return [(rem, body) for rem, _, body in self.built]
 
-
-def _planned(
-    rows: Rows, plan: Plan, *, alert: Alert, summary: dict[str, object], occurrence: str
-) -> tuple[Remediation, transition.Move, str]:
-    """See :class:`_Planned`."""
-    move = lifecycle.planned(plan, alert, rows.moment)
-    rem = Remediation(
-        0,
-        plan.rule,
-        plan.target,
-        move.state,
-        move.reason,
-        summary,
-        list(plan.steps),
-        list(plan.on_failure),
-        plan.dry_run,
-        rows.now,
-        rows.now,
-        occurrence,
-        plan.guards,
-        move.due_at,
-        link=alert.generator_url,
-        when=plan.when,
-        silence=plan.silence,
-    )
-    body = {
-        "alert": summary,
-        "steps": rem.steps,
-        "on_failure": rem.on_failure,
-        "guards": plan.guards.to_json(),
-    }
-    if alert.generator_url:
-        body["link"] = alert.generator_url
-    if plan.when:
-        body["when"] = list(plan.when)
-    if plan.silence:
-        body["silence"] = dict(plan.silence)
-    return rem, move, json.dumps(body)
+    def _made(self, plan: Plan) -> tuple[Remediation, transition.Move, str]:
+        alert, rows = self._alert, self._rows
+        move = lifecycle.planned(plan, alert, rows.moment)
+        rem = Remediation(
+            0,
+            plan.rule,
+            plan.target,
+            move.state,
+            move.reason,
+            self._summary,
+            list(plan.steps),
+            list(plan.on_failure),
+            plan.dry_run,
+            rows.now,
+            rows.now,
+            self._occurrence,
+            plan.guards,
+            move.due_at,
+            link=alert.generator_url,
+            when=plan.when,
+            silence=plan.silence,
+        )
+        body = {
+            "alert": self._summary,
+            "steps": rem.steps,
+            "on_failure": rem.on_failure,
+            "guards": plan.guards.to_json(),
+        }
+        if alert.generator_url:
+            body["link"] = alert.generator_url
+        if plan.when:
+            body["when"] = list(plan.when)
+        if plan.silence:
+            body["silence"] = dict(plan.silence)
+        return rem, move, json.dumps(body)
 
 
 async def _claim_ready(
