@@ -5,6 +5,8 @@ Prints ratios (SPEC §10), never asserts: speed is measured, not tested.
 * ingest throughput: remedy (durable SQLite, rules, audit) / a bare aiohttp
   handler that parses the same JSON and answers 200; and on PostgreSQL
   (``--postgres URL``, a fresh schema; ``--postgres ''`` skips it);
+* repeats: every request an alert the server stored already, as each
+  Alertmanager HA peer sends every replica (a dry-run rule matches them);
 * finished work: remediations that reached their outcome (a dry run decided)
   within a second of the load ending, per second of load, as a ratio too;
 * the same with a live ``http.request`` rule aimed at a local recorder (its
@@ -39,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import NamedTuple
@@ -221,7 +223,7 @@ _CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
 
 
 async def hammer(
-    url: str, seconds: float, concurrency: int, counter: itertools.count[int]
+    url: str, seconds: float, concurrency: int, counter: Iterator[int]
 ) -> tuple[int, float]:
     """Answers that were 200, and the seconds they took, from ``concurrency`` closed-loop
     connections.
@@ -336,6 +338,10 @@ async def hook_server(
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, f"http://127.0.0.1:{port}/hook"
 
+
+REPEATED = 1000
+"""Alerts the repeat run sends over and over (each a duplicate after its first time)..."""
+REPEATED_FROM = 10**12  # ...numbered apart from every other run's new alerts
 
 SERVER_CPUS = {1}  # the servers (bare and remedy alike) on one core...
 CLIENT_CPUS = {0}  # ...and the load generator on another, so neither starves the other
@@ -454,7 +460,7 @@ class Measured(NamedTuple):
 
 
 async def throughput(
-    server: Served, storage: str, seconds: float, concurrency: int, counter: itertools.count[int]
+    server: Served, storage: str, seconds: float, concurrency: int, counter: Iterator[int]
 ) -> Measured:
     """Load ``server`` for ``seconds`` (``storage`` empty: the bare handler, which decides
     nothing)."""
@@ -536,6 +542,7 @@ async def bare_server(python: str, work: Path) -> AsyncIterator[Served]:
 LABELS = {
     "nomatch": "no rule matches",
     "dry": "every alert matches",
+    "repeat": "repeats (HA peers), a rule matches",
     "pg": "PostgreSQL, all match",
     "live": "live http.request",
 }
@@ -584,6 +591,7 @@ async def main() -> None:
         (work / "dry.yaml").write_text("dry_run: true\nrules: [rules.yaml]\nlog_level: warning\n")
         (work / "nomatch.yaml").write_text("dry_run: true\nlog_level: warning\n")
         (work / "pg.yaml").write_text((work / "dry.yaml").read_text())
+        (work / "repeat.yaml").write_text((work / "dry.yaml").read_text())
         # Every server runs through all rounds (idle while another is measured): the
         # machine's speed drifts over seconds, so each round's ratios share one baseline.
         answered: dict[str, list[float]] = {name: [] for name in ["bare", *LABELS]}
@@ -593,17 +601,27 @@ async def main() -> None:
         try:
             async with contextlib.AsyncExitStack() as servers:
                 running = {"bare": await servers.enter_async_context(bare_server(python, work))}
-                stores = {name: str(work / f"{name}.db") for name in ("nomatch", "dry", "live")}
+                stores = {
+                    name: str(work / f"{name}.db") for name in ("nomatch", "dry", "repeat", "live")
+                }
                 if args.postgres:
                     stores["pg"] = await servers.enter_async_context(postgres_schema(args.postgres))
                 for name, storage in stores.items():
                     running[name] = await servers.enter_async_context(
                         serving(python, work, f"{name}.yaml", storage)
                     )
+                # What an Alertmanager HA peer sends every replica: the same alerts again.
+                # Its warm-up stores them (a dry-run rule decides each once), the run only
+                # repeats them.
+                repeats = itertools.cycle(range(REPEATED_FROM, REPEATED_FROM + REPEATED))
                 for _ in range(args.rounds):
                     for name, server in running.items():
                         run = await throughput(
-                            server, stores.get(name, ""), args.seconds, args.concurrency, counter
+                            server,
+                            stores.get(name, ""),
+                            args.seconds,
+                            args.concurrency,
+                            repeats if name == "repeat" else counter,
                         )
                         answered[name].append(run.answered)
                         cpu[name].append(run.cpu)
@@ -639,7 +657,7 @@ async def main() -> None:
         if not answered[name]:
             continue
         for what, rates in (("", answered[name]), ("  ...decided within 1 s", decided[name])):
-            if what and name == "nomatch":
+            if what and name in ("nomatch", "repeat"):  # nothing to decide
                 continue
             ratios = sorted(r / b for r, b in zip(rates, bare, strict=True))
             spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}"
@@ -648,7 +666,10 @@ async def main() -> None:
                 f"{title:<40} {statistics.median(rates):6.0f}/s"
                 f"   ratio {statistics.median(ratios):.2f} ({spread})"
             )
-    print("  (targets: >= 0.7 no match, >= 0.5 every alert matches, >= 0.4 on PostgreSQL)")
+    print(
+        "  (targets: >= 0.7 no match, >= 0.5 every alert matches, >= 0.4 on PostgreSQL;"
+        " none for repeats)"
+    )
     print("server CPU per answered request (medians): event loop + other threads = all")
     for name in ["bare", *LABELS]:
         if cpu[name]:
