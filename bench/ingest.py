@@ -542,7 +542,7 @@ async def bare_server(python: str, work: Path) -> AsyncIterator[Served]:
 LABELS = {
     "nomatch": "no rule matches",
     "dry": "every alert matches",
-    "repeat": "repeats (HA peers), a rule matches",
+    "repeat": "repeats, a rule matches",
     "pg": "PostgreSQL, all match",
     "live": "live http.request",
 }
