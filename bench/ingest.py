@@ -228,8 +228,9 @@ async def hammer(
     """Answers that were 200, and the seconds they took, from ``concurrency`` closed-loop
     connections.
 
-    Each sends a new alert (a new fingerprint) as soon as its last answer is
-    in; a connection the server closes is opened again while time remains. A
+    Each sends the alert numbered by the next of ``counter`` (a new fingerprint for
+    each new number) as soon as its last answer is in; a connection the server
+    closes is opened again while time remains. A
     server that stops answering fails the run after ``ANSWER_GRACE`` more seconds.
     """
     address = url.removeprefix("http://")
@@ -264,6 +265,21 @@ async def hammer(
             exchange.transport.close()
         raise SystemExit(f"{url} stopped answering") from None
     return done, time.monotonic() - started
+
+
+async def seed(url: str, numbers: range, concurrency: int) -> None:
+    """Send each alert of ``numbers`` once, every answer a 200 (or the run fails)."""
+    queue = iter(numbers)
+    limit = aiohttp.ClientTimeout(total=ANSWER_GRACE)
+    async with aiohttp.ClientSession(timeout=limit) as session:
+
+        async def sender() -> None:
+            for n in queue:
+                async with session.post(f"{url}/webhook/alertmanager", data=payload(n)) as answer:
+                    if answer.status != HTTPStatus.OK:
+                        raise SystemExit(f"{url} answered {answer.status} to a seed alert")
+
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
 
 
 ANSWER_GRACE = 30.0
@@ -611,9 +627,11 @@ async def main() -> None:
                         serving(python, work, f"{name}.yaml", storage)
                     )
                 # What an Alertmanager HA peer sends every replica: the same alerts again.
-                # Its warm-up stores them (a dry-run rule decides each once), the run only
-                # repeats them.
-                repeats = itertools.cycle(range(REPEATED_FROM, REPEATED_FROM + REPEATED))
+                # Each is stored first (a dry-run rule decides it once); the runs only
+                # repeat them.
+                numbers = range(REPEATED_FROM, REPEATED_FROM + REPEATED)
+                await seed(running["repeat"].url, numbers, args.concurrency)
+                repeats = itertools.cycle(numbers)
                 for _ in range(args.rounds):
                     for name, server in running.items():
                         run = await throughput(

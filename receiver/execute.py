@@ -99,8 +99,8 @@ async def durably(call: Callable[[], Awaitable[T]]) -> T:
     """
     try:
         return await call()
-    except StoreUnavailable:
-        pass
+    except StoreUnavailable as exc:
+        log.warning("store.retrying", error=str(exc))  # a blip the retry hides stays seen
     async for attempt in stamina.retry_context(
         on=StoreUnavailable,
         attempts=None,
@@ -216,9 +216,12 @@ class StepRunner:
 
         try:
             params = action.parse(step["params"])
+            failed: TemporaryError | None = None
             try:
                 result = await once()  # most steps need no retry, nor its machinery
-            except TemporaryError as failed:
+            except TemporaryError as exc:
+                failed = exc  # retried outside this handler: later attempts carry no context
+            if failed is not None:
                 result = await self._retried(once, failed, int(step.get("retries", 0)))
         except ActionTimeout as exc:
             return _Attempt("timeout", str(exc), None, _since(started))
