@@ -546,8 +546,23 @@ def matching() -> float:
 @contextlib.asynccontextmanager
 async def bare_server(python: str, work: Path) -> AsyncIterator[Served]:
     """The bare aiohttp handler, pinned like remedy."""
+    async with plain_server([python, "-c", BARE_SERVER], work) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def floor_server(python: str, work: Path) -> AsyncIterator[Served]:
+    """The durable floor (``bench/floor.py``) on its own SQLite file, pinned like remedy."""
+    floor = [python, str(ROOT / "bench" / "floor.py")]
+    async with plain_server(floor, work, str(work / "floor.db")) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def plain_server(argv: list[str], work: Path, *args: str) -> AsyncIterator[Served]:
+    """``argv PORT *args``: a server that takes its port first and answers the webhook."""
     port = free_port()
-    proc = start([python, "-c", BARE_SERVER, str(port)], work)
+    proc = start([*argv, str(port), *args], work)
     try:
         await wait_up(f"http://127.0.0.1:{port}")
         yield Served(f"http://127.0.0.1:{port}", proc.pid)
@@ -555,6 +570,7 @@ async def bare_server(python: str, work: Path) -> AsyncIterator[Served]:
         stop(proc)
 
 
+FLOOR = "durable floor (bench/floor.py)"
 LABELS = {
     "nomatch": "no rule matches",
     "dry": "every alert matches",
@@ -610,13 +626,14 @@ async def main() -> None:
         (work / "repeat.yaml").write_text((work / "dry.yaml").read_text())
         # Every server runs through all rounds (idle while another is measured): the
         # machine's speed drifts over seconds, so each round's ratios share one baseline.
-        answered: dict[str, list[float]] = {name: [] for name in ["bare", *LABELS]}
+        answered: dict[str, list[float]] = {name: [] for name in ["bare", "floor", *LABELS]}
         decided: dict[str, list[float]] = {name: [] for name in LABELS}
-        cpu: dict[str, list[Cpu]] = {name: [] for name in ["bare", *LABELS]}
+        cpu: dict[str, list[Cpu]] = {name: [] for name in ["bare", "floor", *LABELS]}
         client = 0.0  # the busiest the load generator's core was
         try:
             async with contextlib.AsyncExitStack() as servers:
                 running = {"bare": await servers.enter_async_context(bare_server(python, work))}
+                running["floor"] = await servers.enter_async_context(floor_server(python, work))
                 stores = {
                     name: str(work / f"{name}.db") for name in ("nomatch", "dry", "repeat", "live")
                 }
@@ -645,7 +662,7 @@ async def main() -> None:
                         cpu[name].append(run.cpu)
                         if name == "bare":  # whether the baseline is the client's
                             client = max(client, run.client)
-                        if name != "bare":
+                        if name in LABELS:
                             decided[name].append(run.decided)
             # The rounds left this process a large heap: its own collections would delay
             # the sends and the recorder's clock, and count against remedy.
@@ -671,29 +688,29 @@ async def main() -> None:
     bare = answered["bare"]
     rounds = f"({args.rounds} rounds: medians, and the range of the ratios)"
     print(f"{'bare aiohttp handler':<40} {statistics.median(bare):6.0f}/s   {rounds}")
-    for name, label in LABELS.items():
+    for name, label in [("floor", FLOOR), *LABELS.items()]:
         if not answered[name]:
             continue
-        for what, rates in (("", answered[name]), ("  ...decided within 1 s", decided[name])):
-            if what and name in ("nomatch", "repeat"):  # nothing to decide
+        for what, rates in (("", answered[name]), ("  ...decided within 1 s", decided.get(name))):
+            if rates is None or (what and name in ("nomatch", "repeat")):  # nothing to decide
                 continue
             ratios = sorted(r / b for r, b in zip(rates, bare, strict=True))
             spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}"
-            title = what or f"remedy ingest, {label}"
+            title = what or (label if name == "floor" else f"remedy ingest, {label}")
             print(
                 f"{title:<40} {statistics.median(rates):6.0f}/s"
                 f"   ratio {statistics.median(ratios):.2f} ({spread})"
             )
     print(
         "  (targets: >= 0.7 no match, >= 0.5 every alert matches, >= 0.4 on PostgreSQL;"
-        " none for repeats)"
+        " none for repeats;\n   the durable floor is what any design that stores and audits"
+        " each alert before its 200 starts from)"
     )
     print("server CPU per answered request (medians): event loop + other threads = all")
-    for name in ["bare", *LABELS]:
+    for name, label in [("bare", "bare aiohttp handler"), ("floor", FLOOR), *LABELS.items()]:
         if cpu[name]:
             loop = statistics.median(c.loop for c in cpu[name]) * 1e6
             total = statistics.median(c.total for c in cpu[name]) * 1e6
-            label = "bare aiohttp handler" if name == "bare" else LABELS[name]
             print(f"  {label:<38} {loop:6.0f} + {total - loop:4.0f} = {total:5.0f} us")
     print(f"load generator against the bare handler: at most {client:.0%} of its core", end="")
     print("  (SATURATED: the baseline is the client's)" if client > 0.9 else "")
