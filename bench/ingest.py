@@ -330,9 +330,9 @@ async def serving(python: str, work: Path, config: str, db: str) -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
-async def postgres_schema(server: str) -> AsyncIterator[str]:
+async def postgres_schema(server: str, name: str = "remedy") -> AsyncIterator[str]:
     """A storage URL on a fresh schema of ``server``, dropped afterwards."""
-    schema = f"remedy_bench_{os.getpid()}"
+    schema = f"{name}_bench_{os.getpid()}"
     admin = await asyncpg.connect(server, timeout=5)
     try:
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
@@ -551,10 +551,10 @@ async def bare_server(python: str, work: Path) -> AsyncIterator[Served]:
 
 
 @contextlib.asynccontextmanager
-async def floor_server(python: str, work: Path) -> AsyncIterator[Served]:
-    """The durable floor (``bench/floor.py``) on its own SQLite file, pinned like remedy."""
+async def floor_server(python: str, work: Path, storage: str, *mode: str) -> AsyncIterator[Served]:
+    """The durable floor (``bench/floor.py``) on ``storage``, pinned like remedy."""
     floor = [python, str(ROOT / "bench" / "floor.py")]
-    async with plain_server(floor, work, str(work / "floor.db")) as served:
+    async with plain_server(floor, work, storage, *mode) as served:
         yield served
 
 
@@ -570,7 +570,12 @@ async def plain_server(argv: list[str], work: Path, *args: str) -> AsyncIterator
         stop(proc)
 
 
-FLOOR = "durable floor (bench/floor.py)"
+FLOORS = {
+    "floor": "durable floor, no match",
+    "floor_dry": "durable floor, every alert matches",
+    "floor_pg": "durable floor, PostgreSQL, all match",
+}
+"""bench/floor.py's runs: the least a durable, audited ingest does in each case."""
 LABELS = {
     "nomatch": "no rule matches",
     "dry": "every alert matches",
@@ -626,14 +631,22 @@ async def main() -> None:
         (work / "repeat.yaml").write_text((work / "dry.yaml").read_text())
         # Every server runs through all rounds (idle while another is measured): the
         # machine's speed drifts over seconds, so each round's ratios share one baseline.
-        answered: dict[str, list[float]] = {name: [] for name in ["bare", "floor", *LABELS]}
+        answered: dict[str, list[float]] = {name: [] for name in ["bare", *FLOORS, *LABELS]}
         decided: dict[str, list[float]] = {name: [] for name in LABELS}
-        cpu: dict[str, list[Cpu]] = {name: [] for name in ["bare", "floor", *LABELS]}
+        cpu: dict[str, list[Cpu]] = {name: [] for name in ["bare", *FLOORS, *LABELS]}
         client = 0.0  # the busiest the load generator's core was
         try:
             async with contextlib.AsyncExitStack() as servers:
                 running = {"bare": await servers.enter_async_context(bare_server(python, work))}
-                running["floor"] = await servers.enter_async_context(floor_server(python, work))
+                floors = {"floor": (str(work / "floor.db"),)}
+                floors["floor_dry"] = (str(work / "floor_dry.db"), "match")
+                if args.postgres:
+                    schema = postgres_schema(args.postgres, "floor")
+                    floors["floor_pg"] = (await servers.enter_async_context(schema), "match")
+                for name, floor in floors.items():
+                    running[name] = await servers.enter_async_context(
+                        floor_server(python, work, *floor)
+                    )
                 stores = {
                     name: str(work / f"{name}.db") for name in ("nomatch", "dry", "repeat", "live")
                 }
@@ -688,7 +701,7 @@ async def main() -> None:
     bare = answered["bare"]
     rounds = f"({args.rounds} rounds: medians, and the range of the ratios)"
     print(f"{'bare aiohttp handler':<40} {statistics.median(bare):6.0f}/s   {rounds}")
-    for name, label in [("floor", FLOOR), *LABELS.items()]:
+    for name, label in [*FLOORS.items(), *LABELS.items()]:
         if not answered[name]:
             continue
         for what, rates in (("", answered[name]), ("  ...decided within 1 s", decided.get(name))):
@@ -696,7 +709,7 @@ async def main() -> None:
                 continue
             ratios = sorted(r / b for r, b in zip(rates, bare, strict=True))
             spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}"
-            title = what or (label if name == "floor" else f"remedy ingest, {label}")
+            title = what or (label if name in FLOORS else f"remedy ingest, {label}")
             print(
                 f"{title:<40} {statistics.median(rates):6.0f}/s"
                 f"   ratio {statistics.median(ratios):.2f} ({spread})"
@@ -707,7 +720,7 @@ async def main() -> None:
         " each alert before its 200 starts from)"
     )
     print("server CPU per answered request (medians): event loop + other threads = all")
-    for name, label in [("bare", "bare aiohttp handler"), ("floor", FLOOR), *LABELS.items()]:
+    for name, label in [("bare", "bare aiohttp handler"), *FLOORS.items(), *LABELS.items()]:
         if cpu[name]:
             loop = statistics.median(c.loop for c in cpu[name]) * 1e6
             total = statistics.median(c.total for c in cpu[name]) * 1e6
