@@ -5,6 +5,9 @@ Prints ratios (SPEC §10), never asserts: speed is measured, not tested.
 * ingest throughput: remedy (durable SQLite, rules, audit) / a bare aiohttp
   handler that parses the same JSON and answers 200; and on PostgreSQL
   (``--postgres URL``, a fresh schema; ``--postgres ''`` skips it);
+* the durable floor (``bench/floor.py``) in the same rounds: the least any
+  ingest that stores and audits each alert before its 200 does, with no rule
+  matching, with every alert matching, and on PostgreSQL;
 * repeats: every request an alert the server stored already, as each
   Alertmanager HA peer sends every replica (a dry-run rule matches them);
 * finished work: remediations that reached their outcome (a dry run decided)
