@@ -579,6 +579,8 @@ FLOORS = {
     "floor_pg": "durable floor, PostgreSQL, all match",
 }
 """bench/floor.py's runs: the least a durable, audited ingest does in each case."""
+FLOOR_OF = {"nomatch": "floor", "dry": "floor_dry", "pg": "floor_pg"}
+"""The floor each remedy run is also compared with."""
 LABELS = {
     "nomatch": "no rule matches",
     "dry": "every alert matches",
@@ -713,9 +715,17 @@ async def main() -> None:
             ratios = sorted(r / b for r, b in zip(rates, bare, strict=True))
             spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}"
             title = what or (label if name in FLOORS else f"remedy ingest, {label}")
+            floor = answered.get(FLOOR_OF.get(name, ""))
+            # Each round's remedy against the same round's floor, as with the bare handler.
+            of_floor = (
+                f"   {statistics.median(r / f for r, f in zip(rates, floor, strict=True)):.2f}"
+                " of the floor"
+                if floor
+                else ""
+            )
             print(
                 f"{title:<40} {statistics.median(rates):6.0f}/s"
-                f"   ratio {statistics.median(ratios):.2f} ({spread})"
+                f"   ratio {statistics.median(ratios):.2f} ({spread}){of_floor}"
             )
     print(
         "  (targets: >= 0.7 no match, >= 0.5 every alert matches, >= 0.4 on PostgreSQL;"
